@@ -1,0 +1,1 @@
+"""Attention modules. Each is registered by name in ``models.registry.ATTENTIONS``."""

@@ -1,0 +1,57 @@
+"""Squeeze-and-Excitation (Hu et al., 2018), with an optional context input (SE-R, Ye).
+
+SE-R ("Introduce the Result Into Self-Attention") concatenates a prediction vector T (the
+auxiliary classifier's logits) to the squeezed vector z before the excitation:
+``s = sigmoid(W2 relu(W1 [z; T]))``. With ``context_dim=0`` this is plain SE.
+
+Every choice that reference implementations disagree on is an explicit argument:
+- ``reduction``: hidden width is ``channels // reduction`` (no rounding to multiples of 8;
+  timm's rounding is wrong on 16/32/64-channel CIFAR stages). ``hidden`` overrides it.
+- ``bias``: SE-R/pytorch-cifar100 and torchvision-era SENet use biases; the CMPE-SE MXNet code
+  does not.
+- ``squeeze``: the global average pooling is an ``nn.AdaptiveAvgPool2d`` module, because the
+  2020-era thop counters count it and the published MACs include it.
+- ``excitation``: ``"linear"`` (nn.Linear) or ``"conv"`` (1x1 conv); thop counts them alike
+  except under the Jan-2020 rules, so the choice moves some CIFAR FLOP counts by 0.01M.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import register_attention
+
+
+@register_attention("se")
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 16, *, hidden: int | None = None,
+                 bias: bool = True, context_dim: int = 0, excitation: str = "linear"):
+        super().__init__()
+        if excitation not in ("linear", "conv"):
+            raise ValueError(f"excitation must be 'linear' or 'conv', got {excitation!r}")
+        hidden = hidden if hidden is not None else channels // reduction
+        if hidden < 1:
+            raise ValueError(f"SE hidden width {channels}//{reduction} is < 1")
+        self.context_dim = context_dim
+        self.excitation = excitation
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        in_features = channels + context_dim
+        if excitation == "linear":
+            self.fc1 = nn.Linear(in_features, hidden, bias=bias)
+            self.fc2 = nn.Linear(hidden, channels, bias=bias)
+        else:
+            self.fc1 = nn.Conv2d(in_features, hidden, 1, bias=bias)
+            self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
+        self.relu = nn.ReLU(inplace=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x, identity=None, context=None):
+        z = self.squeeze(x).flatten(1)  # (N, C)
+        if self.context_dim:
+            if context is None:
+                raise ValueError("this SE block was built with context_dim > 0 but got no context")
+            z = torch.cat([z, context], dim=1)  # (N, C + n): Eq. (4) of SE-R
+        if self.excitation == "conv":
+            z = z[:, :, None, None]
+        s = self.gate(self.fc2(self.relu(self.fc1(z))))
+        return x * s.reshape(x.shape[0], -1, 1, 1)

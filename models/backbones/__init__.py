@@ -1,0 +1,1 @@
+"""Backbones. Each block holds one attention call site before the residual add."""

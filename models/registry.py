@@ -1,0 +1,117 @@
+"""Three flat registries: backbones, attentions, and named models.
+
+A paper table is a grid of (backbone x attention). Backbones are functions
+``fn(*, num_classes, attn_layer=None, **kwargs) -> nn.Module`` whose blocks hold a single
+attention call site, ``out = self.attn(out, identity=identity, context=context)``.
+Attentions are ``nn.Module`` classes constructed as ``cls(channels, **kwargs)``; modules that
+do not use ``identity`` or ``context`` ignore them. Named models are functions that pin a
+paper's defaults explicitly (``se_r_resnet50(num_classes=100, reduction=8, ...)``).
+
+Registering a name twice raises, so two modules cannot silently shadow each other.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from torch import nn
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+ATTENTIONS: dict[str, type[nn.Module]] = {}
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODEL_INFO: dict[str, dict[str, Any]] = {}
+
+
+def _register(table: dict, kind: str, name: str):
+    def decorator(obj):
+        if name in table:
+            raise ValueError(f"{kind} {name!r} is registered twice")
+        table[name] = obj
+        return obj
+
+    return decorator
+
+
+def register_backbone(name: str):
+    return _register(BACKBONES, "backbone", name)
+
+
+def register_attention(name: str):
+    return _register(ATTENTIONS, "attention", name)
+
+
+def register_model(name: str | None = None, *, paper: str | None = None, backbone: str | None = None,
+                   attention: str | None = None):
+    """Register a named model function; ``paper``/``backbone``/``attention`` are for listings."""
+
+    def decorator(fn):
+        key = name or fn.__name__
+        _register(MODELS, "model", key)(fn)
+        MODEL_INFO[key] = {"paper": paper, "backbone": backbone, "attention": attention,
+                           "doc": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
+        return fn
+
+    return decorator
+
+
+class NoAttention(nn.Module):
+    """The identity attention: what a plain backbone's call site holds."""
+
+    def __init__(self, channels: int = 0, **kwargs):
+        super().__init__()
+        if kwargs:
+            raise ValueError(f"NoAttention takes no options, got {sorted(kwargs)}")
+
+    def forward(self, x, identity=None, context=None):
+        return x
+
+
+ATTENTIONS["none"] = NoAttention
+
+
+def attention_layer(name: str | None, **kwargs) -> Callable[..., nn.Module]:
+    """A factory ``channels -> module`` for the attention ``name`` with fixed options."""
+    if name is None or name == "none":
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} given without an attention")
+        return NoAttention
+    try:
+        cls = ATTENTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown attention {name!r}; known: {sorted(ATTENTIONS)}") from None
+    return functools.partial(cls, **kwargs)
+
+
+def make_attn(attn_layer: Callable[..., nn.Module] | None, channels: int, **kwargs) -> nn.Module:
+    """Build one attention module for a block; ``None`` gives the identity."""
+    if attn_layer is None:
+        return NoAttention()
+    return attn_layer(channels, **kwargs)
+
+
+def create(name: str, num_classes: int | None = None, *, attention: str | None = None,
+           attention_kwargs: dict | None = None, **kwargs) -> nn.Module:
+    """Build a model by name.
+
+    ``name`` is a registered model (``se_r_resnet50``) or a backbone (``resnet56_cifar``); for a
+    backbone, ``attention`` names the attention to plug in and ``attention_kwargs`` its options.
+    """
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if name in MODELS:
+        if attention is not None or attention_kwargs:
+            raise ValueError(f"{name!r} is a named model: its attention is fixed; "
+                             f"use a backbone name to choose one")
+        return MODELS[name](**kwargs)
+    if name in BACKBONES:
+        return BACKBONES[name](attn_layer=attention_layer(attention, **(attention_kwargs or {})), **kwargs)
+    raise ValueError(f"unknown model {name!r}; see `repro models list`")
+
+
+def available() -> list[str]:
+    """Names of every registered model (named models first, then bare backbones)."""
+    return sorted(MODELS) + sorted(b for b in BACKBONES if b not in MODELS)
+
+
+def is_known(name: str) -> bool:
+    return name in MODELS or name in BACKBONES

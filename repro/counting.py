@@ -1,0 +1,139 @@
+"""Parameter and MAC counting under named counter profiles.
+
+The papers counted MACs with 2020-era thop builds whose rules differ from today's thop 0.1.x,
+so the thop version is part of a published figure. A *counter profile* is a named rule set
+expressed as thop ``custom_ops``; thop itself does the traversal. Stored figures carry the
+profile name.
+
+| profile       | thop build it reproduces           | Conv                  | BN (eval) | Linear     |
+|---------------|------------------------------------|-----------------------|-----------|------------|
+| thop-2001     | 0.0.31.post2001170342 (Jan 2020)   | out*(Cin/g*k^2+bias)  | 2*numel   | 2*in*out   |
+| thop-2004     | 0.0.31.post2004101309 .. 0.0.5     | out*(Cin/g*k^2+bias)  | 2*numel   | in*out     |
+| thop-0.1      | 0.1.x (today; thop's own rules)    | out*Cin/g*k^2         | 4*numel   | in*out     |
+
+In the 2020 builds, ReLU/MaxPool/Dropout/ZeroPad count 0; AvgPool counts 1 per output
+element; AdaptiveAvgPool counts (prod(in/out)+1) per output element; modules without a rule
+(Sigmoid, Softmax, functional calls) count 0. Only leaf modules carry hooks there.
+
+Parameter conventions: ``torch`` counts ``model.parameters()``; ``mxnet`` adds BatchNorm
+running mean/var, which MXNet Gluon lists among a block's parameters (CMPE-SE's counts).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+PROFILES = ("thop-2001", "thop-2004", "thop-0.1")
+PARAM_CONVENTIONS = ("torch", "mxnet")
+
+
+def _add(m: nn.Module, ops: float) -> None:
+    m.total_ops += torch.DoubleTensor([float(ops)])
+
+
+def _zero(m, x, y):
+    _add(m, 0)
+
+
+def _conv(m, x, y):
+    kernel = m.weight.shape[2:].numel()
+    bias = 1 if m.bias is not None else 0
+    _add(m, y.numel() * (m.in_channels // m.groups * kernel + bias))
+
+
+def _bn_2x(m, x, y):
+    _add(m, 2 * x[0].numel())
+
+
+def _avgpool(m, x, y):
+    _add(m, y.numel())
+
+
+def _adaptive_avgpool(m, x, y):
+    in_size = torch.tensor(x[0].shape[2:], dtype=torch.float64)
+    out_size = torch.tensor(y.shape[2:], dtype=torch.float64)
+    kernel = torch.div(in_size, out_size, rounding_mode="floor").prod().item()
+    _add(m, (kernel + 1) * y.numel())
+
+
+def _linear_2001(m, x, y):
+    # (in muls + (in-1) adds + bias add) per output element
+    per_out = m.in_features + (m.in_features - 1) + (1 if m.bias is not None else 0)
+    _add(m, per_out * y.numel())
+
+
+def _linear_2004(m, x, y):
+    _add(m, m.in_features * y.numel())
+
+
+def _leaky_relu(m, x, y):
+    _add(m, x[0].numel())
+
+
+def _rules_2020(linear: Callable) -> dict[type, Callable]:
+    from thop.profile import register_hooks as thop_current
+
+    rules: dict[type, Callable] = {t: _zero for t in thop_current}  # neutralise today's rules
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    rules.update({t: _conv for t in conv})
+    rules.update({t: _bn_2x for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)})
+    rules.update({t: _avgpool for t in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)})
+    rules.update({t: _adaptive_avgpool for t in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)})
+    rules[nn.LeakyReLU] = _leaky_relu
+    rules[nn.Linear] = linear
+    return rules
+
+
+def custom_ops(profile: str) -> dict[type, Callable]:
+    if profile == "thop-2001":
+        return _rules_2020(_linear_2001)
+    if profile == "thop-2004":
+        return _rules_2020(_linear_2004)
+    if profile == "thop-0.1":
+        return {}
+    raise ValueError(f"unknown counter profile {profile!r}; known: {', '.join(PROFILES)}")
+
+
+def count_params(model: nn.Module, convention: str = "torch") -> int:
+    """Exact parameter count; shared parameters count once."""
+    n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    if convention == "torch":
+        return n
+    if convention == "mxnet":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                n += m.running_mean.numel() + m.running_var.numel()
+        return n
+    raise ValueError(f"unknown parameter convention {convention!r}; known: {', '.join(PARAM_CONVENTIONS)}")
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, ...], profile: str) -> int:
+    """MACs of one forward pass on ``torch.zeros(input_size)`` under a counter profile."""
+    from thop import profile as thop_profile
+
+    ops = custom_ops(profile)
+    model = model.eval()
+    x = torch.zeros(*input_size)
+    with contextlib.redirect_stdout(io.StringIO()):  # thop prints one line per rule
+        macs, _ = thop_profile(model, inputs=(x,), custom_ops=ops, verbose=False)
+    return int(round(macs))
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    params_mxnet: int
+    macs: int
+    profile: str
+    input_size: tuple[int, ...]
+
+
+def measure(model: nn.Module, input_size: tuple[int, ...], profile: str) -> Counts:
+    return Counts(params=count_params(model, "torch"), params_mxnet=count_params(model, "mxnet"),
+                  macs=count_macs(model, input_size, profile), profile=profile,
+                  input_size=tuple(input_size))
