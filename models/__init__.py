@@ -6,6 +6,6 @@ Every module is imported here explicitly so that nothing is missing from the reg
 from .registry import ATTENTIONS, BACKBONES, MODELS, MODEL_INFO, available, create, is_known  # noqa: F401
 
 # attentions
-from .attention import se  # noqa: F401,E402
+from .attention import cra, se  # noqa: F401,E402
 
 # backbones and named models

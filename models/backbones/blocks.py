@@ -123,3 +123,16 @@ def make_stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, 
     layers = [block(inplanes, planes, stride, downsample, **block_kwargs)]
     layers += [block(outplanes, planes, **block_kwargs) for _ in range(1, blocks)]
     return Stage(*layers), outplanes
+
+
+class StageHook(nn.Module):
+    """The one named hook a backbone calls after each stage: ``x = hook(x, state)``.
+
+    ``state`` is a dict the backbone creates per forward pass with ``"context"`` (the tensor
+    handed to every attention call site of the following stages, ``None`` by default) and
+    ``"aux_logits"`` (a list auxiliary heads append to). Stage-level modules (BAM between
+    stages, auxiliary classifiers) are hooks; the default hook does nothing.
+    """
+
+    def forward(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        return x
