@@ -1,0 +1,135 @@
+"""Ours vs published, cell by cell.
+
+Statuses:
+- ``reproduced``: counts equal to the printed value when rounded to the printed digits;
+  accuracies (full budget only) within the paper's tolerance;
+- ``differs``: a measured number that is not;
+- ``not-reproducible``: differs, and the spec explains why no natural construction gives it;
+- ``not-comparable``: measured under a short budget (smoke, epochs-N): never a reproduction;
+- ``pending``: nothing measured yet (never shown as zero);
+- ``cited``: the paper quotes the row from other work; nothing to run.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+from .db import Database
+from .plan import cell_config, config_key
+from .specs import METRICS, SCALE, Catalog, Paper, table_cells, tolerance
+
+BUDGET_PREFERENCE = ("full",)
+
+
+@dataclass
+class Comparison:
+    paper: str
+    table: str
+    section: str | None
+    row: str
+    column: str
+    metric: str
+    printed: str
+    published: float | None
+    ours: float | None  # in the printed unit, rounded as printed for counts
+    ours_exact: float | None  # unrounded, base units (a parameter count, % error)
+    std: float | None
+    n: int
+    delta: float | None
+    budget: str | None
+    status: str
+    detail: str | None  # counter profile / convention of the measurement
+    uncertain: str | None
+    reason: str | None  # why not reproducible / cited source
+    config_key: str | None
+    jobs: list[str]
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["table"] = self.table
+        return d
+
+
+def _pick_budget(by_budget: dict[str, list[dict]]) -> str | None:
+    if not by_budget:
+        return None
+    if "full" in by_budget:
+        return "full"
+    if "static" in by_budget:
+        return "static"
+
+    def length(b: str) -> int:
+        return int(b.split("-")[1]) if b.startswith("epochs-") else 0
+
+    return max(by_budget, key=lambda b: (length(b), len(by_budget[b])))
+
+
+def compare_paper(catalog: Catalog, paper: Paper, db: Database, tables: list[str] | None = None) -> list[Comparison]:
+    specs = [paper.tables[t] for t in (tables or paper.tables)]
+    cells = [(spec, c) for spec in specs if spec.kind == "table" for c in table_cells(paper, spec)]
+    keys = {}
+    for spec, c in cells:
+        cfg = cell_config(paper, c)
+        keys[id(c)] = config_key(cfg) if cfg else None
+    results = db.results_for(k for k in keys.values() if k)
+    by_key: dict[str, list[dict]] = {}
+    for r in results:
+        by_key.setdefault(r["config_key"], []).append(r)
+    out = []
+    for spec, c in cells:
+        out.append(_compare_cell(paper, spec, c, keys[id(c)], by_key.get(keys[id(c)], [])))
+    return out
+
+
+def _compare_cell(paper, spec, c, key, results) -> Comparison:
+    printed = c.printed
+    base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
+                printed=c.published.value, published=printed.value if printed else None,
+                uncertain=c.published.uncertain, config_key=key)
+    if c.cited or printed is None:
+        return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
+                          status="cited" if c.cited else "not-printed", detail=None, reason=c.cited, jobs=[])
+    by_budget: dict[str, list[dict]] = {}
+    for r in results:
+        if c.metric in r["metrics"]:
+            by_budget.setdefault(r["budget"], []).append(r)
+    budget = _pick_budget(by_budget)
+    if budget is None:
+        return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
+                          status="pending", detail=None, reason=c.published.not_reproducible, jobs=[])
+    chosen = by_budget[budget]
+    values = [r["metrics"][c.metric] for r in chosen]
+    exact = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    is_count = METRICS[c.metric][2]
+    scale = SCALE[printed.suffix]
+    if is_count:
+        ours = printed.rounds_to(exact)
+        match = ours == printed.value
+        std_u = std / scale if std is not None else None
+    else:
+        ours = exact
+        tol = tolerance(paper, spec, c)
+        match = abs(exact - printed.value) <= tol
+        std_u = std
+    delta = ours - printed.value
+    if budget not in ("full", "static"):
+        status = "not-comparable"
+    elif match:
+        status = "reproduced"
+    elif c.published.not_reproducible:
+        status = "not-reproducible"
+    else:
+        status = "differs"
+    return Comparison(**base, ours=ours, ours_exact=exact, std=std_u, n=len(values), delta=round(delta, 6),
+                      budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
+                      reason=c.published.not_reproducible, jobs=[r["job"] for r in chosen])
+
+
+def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:
+    """Full-budget (or static) cells whose |delta| exceeds ``threshold`` in the printed unit.
+
+    Cells the spec marks not-reproducible are known findings, not regressions: they never fail.
+    """
+    return [r for r in rows if r.budget in ("full", "static") and r.delta is not None
+            and abs(r.delta) > threshold and r.status != "not-reproducible"]

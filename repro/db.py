@@ -1,0 +1,328 @@
+"""The results database (SQLAlchemy 2.x). The schema is documented here and only here.
+
+Tables
+------
+papers            one row per paper spec (slug, title, authors, source text file).
+spec_tables       one row per table/figure spec (paper, name, title, caption, kind).
+published_cells   every number the paper prints, as printed (``printed``) and parsed (``value``
+                  in the printed unit), with metric, flags (uncertain / not_reproducible / cited)
+                  and ``config_key``: the job configuration that produces it (NULL when cited).
+jobs              one row per fully resolved job; ``id`` is the hash of the job (model, kwargs,
+                  dataset, recipe, budget, seed), ``config_key`` the hash without budget and seed
+                  (what a published cell points at). ``state``: pending | running | done | failed.
+                  ``owner``/``heartbeat_at`` implement claiming: a worker takes a job with one
+                  conditional UPDATE, so two processes never run the same job.
+runs              every attempt at a job: status (running | done | failed | interrupted), error,
+                  start/end, host, pid, device, git commit and dirty flag, package versions,
+                  the epoch it resumed from.
+metrics           final numbers of a job (name, value in base units, detail such as the counter
+                  profile or parameter convention); one row per (job, name).
+curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
+                  lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
+                  resume.
+
+SQLite is opened in WAL mode with a busy timeout so that several local worker processes can
+write safely; any other SQLAlchemy URL (PostgreSQL: ``postgresql+psycopg://...``) works too.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Any, Iterable
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event, select, update)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+DEFAULT_URL = "sqlite:///results.db"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PaperRow(Base):
+    __tablename__ = "papers"
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    authors: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(256))
+
+
+class TableRow(Base):
+    __tablename__ = "spec_tables"
+    __table_args__ = (UniqueConstraint("paper", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paper: Mapped[str] = mapped_column(ForeignKey("papers.slug"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    caption: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PublishedCell(Base):
+    __tablename__ = "published_cells"
+    __table_args__ = (UniqueConstraint("paper", "table_name", "section", "row", "column"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paper: Mapped[str] = mapped_column(String(64), index=True)
+    table_name: Mapped[str] = mapped_column(String(64))
+    section: Mapped[str] = mapped_column(String(128), default="")
+    row: Mapped[str] = mapped_column(String(256))
+    column: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(32))
+    printed: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    uncertain: Mapped[str | None] = mapped_column(Text, nullable=True)
+    not_reproducible: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cited: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    budget: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    progress: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(128))
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    versions: Mapped[dict] = mapped_column(JSON)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    name: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    detail: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class CurvePoint(Base):
+    __tablename__ = "curve_points"
+    __table_args__ = (UniqueConstraint("job_id", "epoch"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float] = mapped_column(Float)
+    train_top1_err: Mapped[float] = mapped_column(Float)
+    train_top5_err: Mapped[float] = mapped_column(Float)
+    test_top1_err: Mapped[float] = mapped_column(Float)
+    test_top5_err: Mapped[float] = mapped_column(Float)
+    lr: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def db_url(explicit: str | None = None) -> str:
+    """``--db`` beats ``$REPRO_DB`` beats ``sqlite:///results.db``."""
+    return explicit or os.environ.get("REPRO_DB") or DEFAULT_URL
+
+
+class Database:
+    """Thin access layer; the trainer never sees it (it reports through callbacks)."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True):
+        self.url = db_url(url)
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            Base.metadata.create_all(self.engine)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table):
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:  # pragma: no cover - other backends: plain insert, caller handles conflicts
+            from sqlalchemy import insert
+        return insert(table)
+
+    # --- specs -------------------------------------------------------------------------
+    def sync_published(self, papers: Iterable[dict], tables: Iterable[dict], cells: Iterable[dict]) -> None:
+        with self.Session.begin() as s:
+            for rows, model, keys in ((papers, PaperRow, ["slug"]), (tables, TableRow, ["paper", "name"]),
+                                      (cells, PublishedCell, ["paper", "table_name", "section", "row", "column"])):
+                for row in rows:
+                    stmt = self._insert(model.__table__).values(**row)
+                    update_cols = {k: v for k, v in row.items() if k not in keys}
+                    s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update_cols)
+                              if update_cols else stmt.on_conflict_do_nothing())
+
+    # --- jobs ---------------------------------------------------------------------------
+    def add_jobs(self, jobs: Iterable[dict]) -> None:
+        """Insert planned jobs; jobs already known (same hash) are left as they are."""
+        with self.Session.begin() as s:
+            for job in jobs:
+                s.execute(self._insert(Job.__table__).values(**job, state="pending").on_conflict_do_nothing())
+
+    def job_states(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(ids)
+        out: dict[str, str] = {}
+        with self.Session() as s:
+            for i in range(0, len(ids), 500):
+                for jid, state in s.execute(select(Job.id, Job.state).where(Job.id.in_(ids[i:i + 500]))):
+                    out[jid] = state
+        return out
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self.Session() as s:
+            return s.get(Job, job_id)
+
+    def reset_failed(self, ids: Iterable[str]) -> int:
+        """Make failed jobs claimable again (a new ``repro run`` retries what failed before)."""
+        ids = list(ids)
+        n = 0
+        with self.Session.begin() as s:
+            for i in range(0, len(ids), 500):
+                n += s.execute(update(Job).where(Job.id.in_(ids[i:i + 500]), Job.state == "failed")
+                               .values(state="pending", owner=None)).rowcount
+        return n
+
+    def claim(self, job_id: str, owner: str, stale_before: dt.datetime) -> bool:
+        """Atomically take a job: pending, or running under an owner whose lease went stale."""
+        now = utcnow()
+        with self.Session.begin() as s:
+            res = s.execute(update(Job).where(Job.id == job_id).where(
+                (Job.state == "pending") | ((Job.state == "running") & (Job.heartbeat_at < stale_before))
+            ).values(state="running", owner=owner, heartbeat_at=now, updated_at=now))
+            return res.rowcount == 1
+
+    def reclaim_dead(self, job_id: str, owner_prefix: str, owner: str) -> bool:
+        """Take over a running job whose owner (same host) is known to be dead."""
+        now = utcnow()
+        with self.Session.begin() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.state == "running",
+                                              Job.owner.like(owner_prefix + "%"))
+                            .values(owner=owner, heartbeat_at=now, updated_at=now))
+            return res.rowcount == 1
+
+    def heartbeat(self, job_id: str, owner: str, progress: str | None = None) -> None:
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if progress is not None:
+            values["progress"] = progress
+        with self.Session.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.owner == owner).values(**values))
+
+    def finish_job(self, job_id: str, owner: str, state: str) -> None:
+        with self.Session.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
+                      .values(state=state, updated_at=utcnow(), progress=None))
+
+    # --- runs and results ---------------------------------------------------------------
+    def start_run(self, job_id: str, **provenance) -> int:
+        with self.Session.begin() as s:
+            # an attempt left 'running' by a killed process is closed as interrupted
+            s.execute(update(Run).where(Run.job_id == job_id, Run.status == "running")
+                      .values(status="interrupted", ended_at=utcnow()))
+            run = Run(job_id=job_id, status="running", started_at=utcnow(), **provenance)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self.Session.begin() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(status=status, error=error, ended_at=utcnow()))
+
+    def set_resumed(self, run_id: int, epoch: int) -> None:
+        with self.Session.begin() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(resumed_from_epoch=epoch))
+
+    def put_metrics(self, job_id: str, run_id: int, metrics: dict[str, tuple[float, str | None]]) -> None:
+        with self.Session.begin() as s:
+            for name, (value, detail) in metrics.items():
+                stmt = self._insert(Metric.__table__).values(job_id=job_id, run_id=run_id, name=name,
+                                                             value=float(value), detail=detail)
+                s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "name"],
+                                                     set_={"value": float(value), "detail": detail, "run_id": run_id}))
+
+    def put_curve_point(self, job_id: str, run_id: int, point: dict[str, float]) -> None:
+        with self.Session.begin() as s:
+            stmt = self._insert(CurvePoint.__table__).values(job_id=job_id, run_id=run_id, **point)
+            s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "epoch"],
+                                                 set_={**{k: v for k, v in point.items() if k != "epoch"},
+                                                       "run_id": run_id}))
+
+    # --- queries for reports ------------------------------------------------------------
+    def results_for(self, config_keys: Iterable[str]) -> list[dict]:
+        """Done jobs of these configurations with their metrics (one dict per job)."""
+        keys = list(set(config_keys))
+        out: dict[str, dict] = {}
+        with self.Session() as s:
+            for i in range(0, len(keys), 500):
+                q = (select(Job, Metric).join(Metric, Metric.job_id == Job.id)
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done"))
+                for job, metric in s.execute(q):
+                    d = out.setdefault(job.id, {"job": job.id, "config_key": job.config_key, "budget": job.budget,
+                                                "seed": job.seed, "kind": job.kind, "metrics": {}, "details": {}})
+                    d["metrics"][metric.name] = metric.value
+                    d["details"][metric.name] = metric.detail
+        return list(out.values())
+
+    def curves_for(self, job_ids: Iterable[str]) -> dict[str, list[dict]]:
+        ids = list(job_ids)
+        out: dict[str, list[dict]] = {j: [] for j in ids}
+        with self.Session() as s:
+            q = select(CurvePoint).where(CurvePoint.job_id.in_(ids)).order_by(CurvePoint.job_id, CurvePoint.epoch)
+            for p in s.scalars(q):
+                out[p.job_id].append({"epoch": p.epoch, "test_top1_err": p.test_top1_err,
+                                      "train_top1_err": p.train_top1_err, "train_loss": p.train_loss})
+        return out
+
+    def jobs_by_state(self) -> list[Job]:
+        with self.Session() as s:
+            return list(s.scalars(select(Job).order_by(Job.state, Job.kind, Job.model)))
+
+    def count(self, model) -> int:
+        from sqlalchemy import func
+        with self.Session() as s:
+            return s.scalar(select(func.count()).select_from(model))
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

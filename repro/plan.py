@@ -1,0 +1,201 @@
+"""Expand table specs into jobs.
+
+A job is the fully resolved description of one unit of work (sorted JSON). Its identity is
+the SHA-256 of that JSON, so a cell that several tables share (SE-ResNet50 is in se-r Tables
+3, 4, 8, 10 and 11) is one job, and a finished job is never run twice. ``config_key`` is the
+hash without budget and seed: the configuration a published cell points at.
+
+Budgets are part of the job: ``full`` is the paper's recipe; ``smoke`` trains for 2 epochs on
+a few hundred images to exercise the pipeline on a CPU; ``epochs-N`` shortens the schedule to
+N epochs, scaling its milestones. Only ``full`` results are ever compared to the paper.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, SpecError, table_cells
+
+SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
+
+
+class PlanError(Exception):
+    """A target or option that does not name anything; reported as one line."""
+
+
+def job_hash(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def parse_budget(budget: str, epochs: int | None) -> str:
+    if epochs is not None:
+        if epochs < 1:
+            raise PlanError("--epochs must be >= 1")
+        return f"epochs-{epochs}"
+    if budget not in ("full", "smoke") and not re.fullmatch(r"epochs-\d+", budget):
+        raise PlanError(f"unknown budget {budget!r}: use full, smoke, or --epochs N")
+    return budget
+
+
+def apply_budget(recipe: dict, budget: str) -> dict:
+    """The recipe a budget actually runs: schedule lengths scaled, data subset for smoke."""
+    r = dict(recipe)
+    if budget == "full":
+        return r
+    total = r["epochs"] + r.get("mixup_extra_epochs", 0)
+    if r.get("iterations"):
+        n = SMOKE["iterations"] if budget == "smoke" else int(budget.split("-")[1])
+        scale = n / r["iterations"]
+        r["iterations"] = n
+        r["warmup_iterations"] = min(r.get("warmup_iterations", 0), max(n // 4, 0))
+    else:
+        n = SMOKE["epochs"] if budget == "smoke" else int(budget.split("-")[1])
+        scale = n / total
+        extra = round(r.get("mixup_extra_epochs", 0) * scale)
+        r["epochs"] = max(n - extra, 1)
+        r["mixup_extra_epochs"] = n - r["epochs"]
+        r["warmup_epochs"] = min(r.get("warmup_epochs", 0), 1.0 if n > 1 else 0.0)
+    r["milestones"] = sorted({max(1, round(m * scale)) for m in r.get("milestones", [])})
+    if budget == "smoke":
+        r["train_images"] = SMOKE["train_images"]
+        r["test_images"] = SMOKE["test_images"]
+    return r
+
+
+@dataclass
+class PlannedJob:
+    id: str
+    config_key: str
+    kind: str
+    model: str
+    budget: str
+    seed: int | None
+    spec: dict
+    cells: list[str] = field(default_factory=list)
+
+    def row(self) -> dict:
+        return {"id": self.id, "config_key": self.config_key, "kind": self.kind, "model": self.model,
+                "budget": self.budget, "seed": self.seed, "spec": self.spec}
+
+
+def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
+    """The budget- and seed-free configuration that produces ``cell`` (None: nothing to run)."""
+    if cell.cited or cell.published.value == "-":
+        return None
+    prod = cell.production
+    kind = METRICS[cell.metric][0]
+    recipe = paper.spec.recipes[prod["recipe"]] if "recipe" in prod else None
+    dataset = prod.get("dataset") or recipe.dataset
+    num_classes, size = DATASETS[dataset]
+    kwargs = {"num_classes": num_classes, **prod.get("model_kwargs", {})}
+    if kind == "profile":
+        profile = prod.get("counter_profile", paper.spec.counter_profile)
+        input_size = prod.get("input_size") or [1, 3, size, size]
+        return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
+                "input_size": list(input_size), "counter_profile": profile}
+    return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
+            "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
+            "train": dict(sorted((prod.get("train") or {}).items()))}
+
+
+def config_key(config: dict) -> str:
+    return job_hash(config)
+
+
+def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
+    """``se-r/table3``, ``se-r`` (every table), or ``table3 --paper se-r``."""
+    out: list[tuple[Paper, str]] = []
+    if not targets and paper:
+        targets = [paper]
+        paper = None
+    if not targets:
+        raise PlanError("name at least one target: <paper>, <paper>/<table>, or <table> --paper <paper>")
+    for t in targets:
+        if "/" in t:
+            p, tbl = t.split("/", 1)
+            if p not in catalog.papers:
+                raise PlanError(f"unknown paper {p!r}; known: {', '.join(catalog.papers)}")
+            if tbl not in catalog.papers[p].tables:
+                raise PlanError(f"unknown table {tbl!r} in {p}; known: {', '.join(catalog.papers[p].tables)}")
+            out.append((catalog.papers[p], tbl))
+        elif t in catalog.papers and paper is None:
+            out.extend((catalog.papers[t], tbl) for tbl in catalog.papers[t].tables)
+        else:
+            if paper is not None:
+                if paper not in catalog.papers:
+                    raise PlanError(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
+                if t not in catalog.papers[paper].tables:
+                    raise PlanError(f"unknown table {t!r} in {paper}")
+                out.append((catalog.papers[paper], t))
+                continue
+            hits = [p for p in catalog.papers.values() if t in p.tables]
+            if not hits:
+                raise PlanError(f"unknown target {t!r}: not a paper, and no paper has a table of that name")
+            if len(hits) > 1:
+                cands = ", ".join(f"{p.slug}/{t}" for p in hits)
+                raise PlanError(f"table {t!r} exists in several papers: {cands} (use <paper>/<table> or --paper)")
+            out.append((hits[0], t))
+    seen, unique = set(), []
+    for p, t in out:
+        if (p.slug, t) not in seen:
+            seen.add((p.slug, t))
+            unique.append((p, t))
+    return unique
+
+
+def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full", seeds: int = 1,
+         kinds: set[str] | None = None) -> list[PlannedJob]:
+    """Distinct jobs for the targets, in a stable order (profiles first, then by model)."""
+    if seeds < 1:
+        raise PlanError("--seeds must be >= 1")
+    jobs: dict[str, PlannedJob] = {}
+    for paper, table in targets:
+        spec = paper.tables[table]
+        for cell in table_cells(paper, spec):
+            config = cell_config(paper, cell)
+            if config is None or (kinds and config["kind"] not in kinds):
+                continue
+            key = config_key(config)
+            if config["kind"] == "profile":
+                variants = [(None, "static", config)]
+            else:
+                variants = []
+                for seed in range(seeds):
+                    resolved = {**config, "recipe": apply_budget(config["recipe"], budget),
+                                "budget": budget, "seed": seed}
+                    variants.append((seed, budget, resolved))
+            for seed, b, resolved in variants:
+                jid = job_hash(resolved)
+                job = jobs.get(jid)
+                if job is None:
+                    job = jobs[jid] = PlannedJob(jid, key, config["kind"], config["model"], b, seed, resolved)
+                job.cells.append(cell.key)
+    order = {"profile": 0, "train": 1, "detect": 2}
+    return sorted(jobs.values(), key=lambda j: (order[j.kind], j.model, json.dumps(j.spec, sort_keys=True)))
+
+
+def published_rows(catalog: Catalog, targets: list[tuple[Paper, str]]) -> tuple[list, list, list]:
+    """Rows for the papers / spec_tables / published_cells tables of the database."""
+    papers, tables, cells = {}, [], []
+    for paper, table in targets:
+        s = paper.spec
+        papers[s.paper] = {"slug": s.paper, "title": s.title, "authors": s.authors, "source": s.source}
+        spec = paper.tables[table]
+        tables.append({"paper": s.paper, "name": table, "kind": spec.kind, "title": spec.title,
+                       "caption": spec.caption})
+        for cell in table_cells(paper, spec):
+            config = cell_config(paper, cell)
+            printed = cell.printed
+            cells.append({"paper": s.paper, "table_name": table, "section": cell.section or "", "row": cell.row,
+                          "column": cell.column, "metric": cell.metric, "printed": cell.published.value,
+                          "value": printed.value if printed else None, "uncertain": cell.published.uncertain,
+                          "not_reproducible": cell.published.not_reproducible, "cited": cell.cited,
+                          "config_key": config_key(config) if config else None})
+    return list(papers.values()), tables, cells
+
+
+__all__ = ["PlanError", "SpecError", "PlannedJob", "plan", "resolve_targets", "apply_budget", "parse_budget",
+           "cell_config", "config_key", "published_rows", "job_hash"]

@@ -1,0 +1,458 @@
+"""Declarative table specs: the published numbers exactly as printed, and how each cell is made.
+
+Layout: ``specs/<paper>/paper.yaml`` (paper metadata, named recipes, paper-wide assumptions)
+and one ``specs/<paper>/<table>.yaml`` per table or figure. See ``specs/README.md`` for the
+format. Everything is validated by pydantic with unknown keys forbidden; errors become one
+``SpecError`` line naming the file and the field.
+
+A cell's production is merged flat, in this order: table ``defaults`` < ``column`` < ``row``
+(a sweep point is a row). One level, no inheritance chains. A recipe is referenced by name
+from ``paper.yaml``: one level of reference.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+METRICS = {
+    # name: (kind of job that measures it, higher_is_better, is_count)
+    "params": ("profile", None, True),
+    "params_mxnet": ("profile", None, True),
+    "macs": ("profile", None, True),
+    "top1_acc": ("train", True, False),
+    "top5_acc": ("train", True, False),
+    "top1_err": ("train", False, False),
+    "top5_err": ("train", False, False),
+    "map": ("detect", True, False),
+    "map50": ("detect", True, False),
+    "map75": ("detect", True, False),
+}
+DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "imagenet": (1000, 224),
+            "coco": (91, 800)}
+PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
+SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+class SpecError(Exception):
+    """A spec problem, reported as one line: ``file: field: message``."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Printed:
+    """A number as the paper prints it: '21.655M', '78.12', '33.7%', '853.02K'."""
+
+    text: str
+    value: float  # in the printed unit (21.655 for '21.655M')
+    decimals: int
+    suffix: str
+
+    @property
+    def base(self) -> float:
+        """The value in base units (21_655_000.0 for '21.655M')."""
+        return self.value * SCALE[self.suffix]
+
+    @classmethod
+    def parse(cls, raw: Any) -> "Printed":
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise ValueError(f"expected a number as printed (e.g. '78.12' or '21.655M'), got {raw!r}")
+        text = str(raw).strip()
+        m = PRINTED.match(text)
+        if not m:
+            raise ValueError(f"{text!r} is not a printed number (digits with an optional K/M/G/% suffix)")
+        return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"])
+
+    def rounds_to(self, base_value: float) -> float:
+        """``base_value`` expressed in this number's printed unit and rounded as printed."""
+        return round(base_value / SCALE[self.suffix], self.decimals)
+
+
+class Cell(Strict):
+    """A published value with flags. A bare string in YAML is shorthand for ``{value: ...}``."""
+
+    value: str
+    uncertain: str | None = None  # why the transcription is uncertain
+    not_reproducible: str | None = None  # why no natural construction gives it (a finding)
+    note: str | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _printed(cls, v):
+        if v is None:
+            raise ValueError("missing published value")
+        if v == "-":  # the paper prints a dash: no number to compare
+            return v
+        return Printed.parse(v).text
+
+
+class Production(Strict):
+    """How a cell is produced. Every field is optional at each level and merged flat."""
+
+    model: str | None = None
+    model_kwargs: dict[str, Any] | None = None
+    dataset: str | None = None
+    recipe: str | None = None
+    train: dict[str, Any] | None = None  # training-time options: aux_loss_weights, ...
+    input_size: list[int] | None = None
+    counter_profile: str | None = None
+    tolerance: float | None = None
+
+
+class Column(Production):
+    label: str
+    metric: str
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v):
+        if v not in METRICS:
+            raise ValueError(f"unknown metric {v!r}; known: {', '.join(METRICS)}")
+        return v
+
+
+class Row(Production):
+    label: str
+    section: str | None = None
+    cited: str | None = None  # the paper quotes this row from other work: no run
+    settings: dict[str, str] | None = None  # printed configuration columns (e.g. lossW1)
+    note: str | None = None
+    values: dict[str, Cell]
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _cells(cls, v):
+        if not isinstance(v, dict):
+            raise ValueError("values must map column labels to printed numbers")
+        return {k: (x if isinstance(x, dict) else {"value": x}) for k, x in v.items()}
+
+
+class SweepPoint(Strict):
+    label: str
+    value: Any = None
+    published: Cell
+    row: Production | None = None  # a point that is a different model (e.g. the baseline)
+    note: str | None = None
+
+    @field_validator("published", mode="before")
+    @classmethod
+    def _cell(cls, v):
+        return v if isinstance(v, dict) else {"value": v}
+
+
+class Sweep(Strict):
+    """A one-parameter sweep: each point becomes one row whose cell in ``column`` is published."""
+
+    label: str  # the paper's header for the swept quantity, e.g. "Dropout ratio"
+    column: str
+    set: str  # dotted path into the production: "model_kwargs.aux_dropout", "train.aux_loss_weights"
+    points: list[SweepPoint]
+
+    @field_validator("set")
+    @classmethod
+    def _path(cls, v):
+        head = v.split(".")[0]
+        if head not in ("model_kwargs", "train") or v.count(".") != 1:
+            raise ValueError("sweep.set must be 'model_kwargs.<name>' or 'train.<name>'")
+        return v
+
+
+class Assumption(Strict):
+    id: str
+    text: str
+
+
+class Curve(Strict):
+    label: str
+    cell: str  # "<table>/<row label>/<column label>"
+
+
+class TableSpec(Strict):
+    table: str
+    kind: Literal["table", "figure"] = "table"
+    title: str
+    caption: str | None = None
+    metric_note: str | None = None
+    columns: list[Column] = Field(default_factory=list)
+    defaults: Production = Production()
+    rows: list[Row] = Field(default_factory=list)
+    sweep: Sweep | None = None
+    curves: list[Curve] = Field(default_factory=list)  # figures: which cells' curves to draw
+    plot_metric: str | None = None
+    assumptions: list[Assumption] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        labels = [c.label for c in self.columns]
+        if len(set(labels)) != len(labels):
+            raise ValueError("duplicate column labels")
+        if self.sweep is not None and self.sweep.column not in labels:
+            raise ValueError(f"sweep.column {self.sweep.column!r} is not one of the columns {labels}")
+        for row in self.rows:
+            for col in row.values:
+                if col not in labels:
+                    raise ValueError(f"row {row.label!r} has a value for unknown column {col!r}")
+        return self
+
+
+class Recipe(Strict):
+    """A paper's training section, declared once per paper and referenced by name."""
+
+    dataset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float
+    milestones: list[int] = Field(default_factory=list)  # epochs (or iterations when per_iteration)
+    gamma: float = 0.1
+    warmup_epochs: float = 0
+    warmup_iterations: int = 0
+    iterations: int | None = None  # detection recipes count iterations, not epochs
+    augment: list[str] = Field(default_factory=list)
+    train_split: list[str] = Field(default_factory=lambda: ["train"])
+    mixup_alpha: float = 0.0
+    mixup_extra_epochs: int = 0  # epochs of plain training appended after mixup (cmpe-se)
+    source: str | None = None  # where the paper says it
+    assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
+
+
+class PaperSpec(Strict):
+    paper: str
+    title: str
+    authors: str
+    source: str
+    counter_profile: str = "thop-0.1"
+    tolerance: float = 0.5  # accuracy points within which a full-budget result counts as reproduced
+    recipes: dict[str, Recipe] = Field(default_factory=dict)
+    assumptions: list[Assumption] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One published number and its fully merged production."""
+
+    paper: str
+    table: str
+    row: str
+    section: str | None
+    column: str
+    metric: str
+    published: Cell
+    production: dict[str, Any]
+    cited: str | None
+
+    @property
+    def key(self) -> str:
+        row = f"{self.section} / {self.row}" if self.section else self.row
+        return f"{self.paper}/{self.table}/{row}/{self.column}"
+
+    @property
+    def printed(self) -> Printed | None:
+        return None if self.published.value == "-" else Printed.parse(self.published.value)
+
+
+@dataclass
+class Paper:
+    spec: PaperSpec
+    tables: dict[str, TableSpec]
+    path: Path
+
+    @property
+    def slug(self) -> str:
+        return self.spec.paper
+
+
+@dataclass
+class Catalog:
+    root: Path
+    papers: dict[str, Paper] = field(default_factory=dict)
+
+
+def specs_root(explicit: str | os.PathLike | None = None) -> Path:
+    """``--specs-dir`` beats ``$REPRO_SPECS`` beats the repo's ``specs/``."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("REPRO_SPECS"):
+        return Path(os.environ["REPRO_SPECS"])
+    return Path(__file__).resolve().parent.parent / "specs"
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
+
+
+def _validate(cls, data, path: Path):
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "missing required field"
+        where = _field_path(err["loc"]) or "(top level)"
+        raise SpecError(f"{path}: {where}: {msg}") from None
+
+
+def load_paper(paper_dir: Path) -> Paper:
+    meta_path = paper_dir / "paper.yaml"
+    if not meta_path.exists():
+        raise SpecError(f"{meta_path}: missing (every paper directory needs a paper.yaml)")
+    meta = _validate(PaperSpec, _load_yaml(meta_path), meta_path)
+    if meta.paper != paper_dir.name:
+        raise SpecError(f"{meta_path}: paper: {meta.paper!r} does not match its directory {paper_dir.name!r}")
+    tables = {}
+    for path in sorted(paper_dir.glob("*.yaml")):
+        if path.name == "paper.yaml":
+            continue
+        spec = _validate(TableSpec, _load_yaml(path), path)
+        if spec.table != path.stem:
+            raise SpecError(f"{path}: table: {spec.table!r} does not match the file name {path.stem!r}")
+        tables[spec.table] = spec
+    paper = Paper(meta, tables, paper_dir)
+    _check_references(paper)
+    return paper
+
+
+def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
+    root = specs_root(root)
+    if not root.is_dir():
+        raise SpecError(f"{root}: specs directory not found (set --specs-dir or $REPRO_SPECS)")
+    catalog = Catalog(root)
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        catalog.papers[d.name] = load_paper(d)
+    return catalog
+
+
+def _set_path(prod: dict, dotted: str, value: Any) -> None:
+    head, name = dotted.split(".")
+    prod[head] = {**(prod.get(head) or {}), name: value}
+
+
+def _merge(*levels: Production | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for level in levels:
+        if level is None:
+            continue
+        for name in Production.model_fields:
+            v = getattr(level, name)
+            if v is None:
+                continue
+            if name in ("model_kwargs", "train"):
+                out[name] = {**out.get(name, {}), **v}
+            else:
+                out[name] = v
+    return out
+
+
+def table_rows(spec: TableSpec) -> list[Row]:
+    """Explicit rows followed by the rows a sweep expands to."""
+    rows = list(spec.rows)
+    if spec.sweep is not None:
+        sw = spec.sweep
+        for p in sw.points:
+            base = p.row.model_dump(exclude_none=True) if p.row else {}
+            if p.row is None or p.value is not None:
+                _set_path(base, sw.set, p.value)
+            rows.append(Row(label=p.label, values={sw.column: p.published}, note=p.note, **base))
+    return rows
+
+
+def table_cells(paper: Paper, spec: TableSpec) -> list[CellSpec]:
+    cells = []
+    cols = {c.label: c for c in spec.columns}
+    for row in table_rows(spec):
+        for label, published in row.values.items():
+            col = cols[label]
+            prod = _merge(spec.defaults, col, row)
+            prod.pop("tolerance", None)
+            cells.append(CellSpec(paper.slug, spec.table, row.label, row.section, label, col.metric,
+                                  published, prod, row.cited))
+    return cells
+
+
+def tolerance(paper: Paper, spec: TableSpec, cell: CellSpec) -> float:
+    col = next(c for c in spec.columns if c.label == cell.column)
+    row = next((r for r in table_rows(spec) if r.label == cell.row and r.section == cell.section), None)
+    for level in (row, col, spec.defaults):
+        if level is not None and level.tolerance is not None:
+            return level.tolerance
+    return paper.spec.tolerance
+
+
+def _check_references(paper: Paper) -> None:
+    """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells."""
+    import models
+    from .counting import PROFILES
+
+    meta = paper.path / "paper.yaml"
+    if paper.spec.counter_profile not in PROFILES:
+        raise SpecError(f"{meta}: counter_profile: unknown profile {paper.spec.counter_profile!r}")
+    for name, r in paper.spec.recipes.items():
+        if r.dataset not in DATASETS:
+            raise SpecError(f"{meta}: recipes.{name}.dataset: unknown dataset {r.dataset!r}")
+    keys = set()
+    for spec in paper.tables.values():
+        path = paper.path / f"{spec.table}.yaml"
+        seen = set()
+        for i, row in enumerate(table_rows(spec)):
+            ident = (row.section, row.label)
+            if ident in seen:
+                raise SpecError(f"{path}: rows: duplicate row label {row.label!r}")
+            seen.add(ident)
+        for cell in table_cells(paper, spec):
+            keys.add(f"{spec.table}/{cell.row}/{cell.column}")
+            where = f"{path}: {cell.row!r} / {cell.column!r}"
+            if cell.published.value == "-" or cell.cited:
+                continue
+            prod = cell.production
+            if "model" not in prod:
+                raise SpecError(f"{where}: model: missing (no model produces this cell)")
+            if not models.is_known(prod["model"]):
+                raise SpecError(f"{where}: model: unknown model {prod['model']!r}")
+            kind = METRICS[cell.metric][0]
+            if kind != "profile":
+                if "recipe" not in prod:
+                    raise SpecError(f"{where}: recipe: missing (a trained cell needs a recipe)")
+                if prod["recipe"] not in paper.spec.recipes:
+                    raise SpecError(f"{where}: recipe: unknown recipe {prod['recipe']!r} "
+                                    f"(recipes of {paper.slug}: {', '.join(paper.spec.recipes) or 'none'})")
+            dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
+            if dataset is None:
+                raise SpecError(f"{where}: dataset: missing")
+            if dataset not in DATASETS:
+                raise SpecError(f"{where}: dataset: unknown dataset {dataset!r}")
+            if prod.get("counter_profile", paper.spec.counter_profile) not in PROFILES:
+                raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
+    for spec in paper.tables.values():
+        for curve in spec.curves:
+            if curve.cell not in keys:
+                raise SpecError(f"{paper.path / (spec.table + '.yaml')}: curves: unknown cell {curve.cell!r}")
