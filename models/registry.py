@@ -115,3 +115,34 @@ def available() -> list[str]:
 
 def is_known(name: str) -> bool:
     return name in MODELS or name in BACKBONES
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def resolved_kwargs(name: str, **kwargs) -> dict[str, Any]:
+    """Every keyword option of model ``name`` with its default filled in.
+
+    Jobs are identified by a hash of their resolved description, so ``se_r_resnet50`` and
+    ``se_r_resnet50(reduction=8)`` must resolve to the same options. Unknown options raise.
+    """
+    import inspect
+
+    fn = MODELS.get(name) or BACKBONES.get(name)
+    if fn is None:
+        raise ValueError(f"unknown model {name!r}")
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    out = {}
+    for pname, p in params.items():
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+                and p.default is not inspect.Parameter.empty and pname != "attn_layer":
+            out[pname] = _jsonable(p.default)
+    for k, v in kwargs.items():
+        if k not in out and not takes_any:
+            raise ValueError(f"model {name!r} has no option {k!r} (options: {', '.join(sorted(out))})")
+        out[k] = _jsonable(v)
+    return out
