@@ -24,6 +24,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 
 console = Console()
+if not console.is_terminal:  # piped output: do not squeeze tables into 80 columns
+    console = Console(width=200)
 err = Console(stderr=True)
 
 DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL (default $REPRO_DB or sqlite:///results.db)")

@@ -7,7 +7,10 @@ Statuses:
 - ``not-reproducible``: differs, and the spec explains why no natural construction gives it;
 - ``not-comparable``: measured under a short budget (smoke, epochs-N): never a reproduction;
 - ``pending``: nothing measured yet (never shown as zero);
-- ``cited``: the paper quotes the row from other work; nothing to run.
+- ``cited``: the paper quotes the row from other work; nothing to run;
+- ``no-number``: measured, but the paper prints no number for it (a figure or a claim).
+
+Claims (``better`` beats ``worse`` on a column) are checked on full-budget means only.
 """
 from __future__ import annotations
 
@@ -86,7 +89,7 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
     base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
                 printed=c.published.value, published=printed.value if printed else None,
                 uncertain=c.published.uncertain, config_key=key)
-    if c.cited or printed is None:
+    if c.cited or c.published.value == "-":
         return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
                           status="cited" if c.cited else "not-printed", detail=None, reason=c.cited, jobs=[])
     by_budget: dict[str, list[dict]] = {}
@@ -102,6 +105,10 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
     exact = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else None
     is_count = METRICS[c.metric][2]
+    if printed is None:  # '?': the paper shows it only in a figure or a claim
+        return Comparison(**base, ours=exact, ours_exact=exact, std=std, n=len(values), delta=None, budget=budget,
+                          status="no-number", detail=chosen[0]["details"].get(c.metric), reason=None,
+                          jobs=[r["job"] for r in chosen])
     scale = SCALE[printed.suffix]
     if is_count:
         ours = printed.rounds_to(exact)
@@ -133,3 +140,32 @@ def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:
     """
     return [r for r in rows if r.budget in ("full", "static") and r.delta is not None
             and abs(r.delta) > threshold and r.status != "not-reproducible"]
+
+
+@dataclass
+class ClaimCheck:
+    table: str
+    text: str
+    better: str
+    worse: str
+    verdict: str  # holds | does-not-hold | pending | not-comparable
+    detail: str
+
+
+def check_claims(paper: Paper, rows: list[Comparison]) -> list[ClaimCheck]:
+    out = []
+    for name, spec in paper.tables.items():
+        cells = {(r.row, r.column): r for r in rows if r.table == name}
+        for claim in spec.claims:
+            a, b = cells.get((claim.better, claim.column)), cells.get((claim.worse, claim.column))
+            if a is None or b is None or a.ours is None or b.ours is None:
+                verdict, detail = "pending", "not measured yet"
+            elif a.budget != "full" or b.budget != "full":
+                verdict, detail = "not-comparable", f"short budget ({a.budget}, {b.budget})"
+            else:
+                higher_better = METRICS[a.metric][1]
+                holds = a.ours > b.ours if higher_better else a.ours < b.ours
+                verdict = "holds" if holds else "does-not-hold"
+                detail = f"{claim.better}: {a.ours:.2f} (n={a.n}) vs {claim.worse}: {b.ours:.2f} (n={b.n})"
+            out.append(ClaimCheck(name, claim.text, claim.better, claim.worse, verdict, detail))
+    return out

@@ -17,8 +17,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.registry import resolved_kwargs
+
 from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, SpecError, table_cells
 
+TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
 
 
@@ -45,13 +48,13 @@ def apply_budget(recipe: dict, budget: str) -> dict:
     r = dict(recipe)
     if budget == "full":
         return r
-    total = r["epochs"] + r.get("mixup_extra_epochs", 0)
     if r.get("iterations"):
         n = SMOKE["iterations"] if budget == "smoke" else int(budget.split("-")[1])
         scale = n / r["iterations"]
         r["iterations"] = n
         r["warmup_iterations"] = min(r.get("warmup_iterations", 0), max(n // 4, 0))
     else:
+        total = r["epochs"] + r.get("mixup_extra_epochs", 0)
         n = SMOKE["epochs"] if budget == "smoke" else int(budget.split("-")[1])
         scale = n / total
         extra = round(r.get("mixup_extra_epochs", 0) * scale)
@@ -90,7 +93,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     recipe = paper.spec.recipes[prod["recipe"]] if "recipe" in prod else None
     dataset = prod.get("dataset") or recipe.dataset
     num_classes, size = DATASETS[dataset]
-    kwargs = {"num_classes": num_classes, **prod.get("model_kwargs", {})}
+    kwargs = resolved_kwargs(prod["model"], **{"num_classes": num_classes, **prod.get("model_kwargs", {})})
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
         input_size = prod.get("input_size") or [1, 3, size, size]
@@ -98,7 +101,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
                 "input_size": list(input_size), "counter_profile": profile}
     return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
             "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
-            "train": dict(sorted((prod.get("train") or {}).items()))}
+            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}}
 
 
 def config_key(config: dict) -> str:

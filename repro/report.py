@@ -16,7 +16,7 @@ from .db import Database
 from .plan import cell_config, config_key
 from .specs import METRICS, Catalog, Paper, TableSpec, table_cells, table_rows
 
-STATUS_MARK = {"reproduced": "reproduced", "differs": "**differs**", "not-reproducible": "not reproducible",
+STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**", "not-reproducible": "not reproducible",
                "not-comparable": "not comparable", "pending": "pending", "cited": "cited"}
 
 
@@ -77,6 +77,13 @@ def _table_md(paper: Paper, spec: TableSpec, rows: list[Comparison]) -> list[str
                 lines.append(f"- ⚠ {r.row} / {r.column}: uncertain transcription: {r.uncertain.strip()}")
             if r.reason and r.status != "cited":
                 lines.append(f"- {r.row} / {r.column}: not reproducible: {r.reason.strip()}")
+    if spec.claims:
+        from .compare import check_claims
+
+        lines += ["", "Claims:"]
+        for ch in check_claims(paper, rows):
+            if ch.table == spec.table:
+                lines.append(f"- \"{ch.text.strip()}\": **{ch.verdict}** ({ch.detail})")
     if spec.assumptions:
         lines += ["", "Assumptions:"] + [f"- `{a.id}`: {a.text.strip()}" for a in spec.assumptions]
     if spec.findings:

@@ -36,6 +36,7 @@ METRICS = {
 DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "imagenet": (1000, 224),
             "coco": (91, 800)}
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
+TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
@@ -89,8 +90,8 @@ class Cell(Strict):
     def _printed(cls, v):
         if v is None:
             raise ValueError("missing published value")
-        if v == "-":  # the paper prints a dash: no number to compare
-            return v
+        if v in ("-", "?"):  # '-': the paper prints a dash (nothing to run); '?': shown only
+            return v        # graphically or in a claim: no number, but the cell is run
         return Printed.parse(v).text
 
 
@@ -132,7 +133,7 @@ class Row(Production):
     def _cells(cls, v):
         if not isinstance(v, dict):
             raise ValueError("values must map column labels to printed numbers")
-        return {k: (x if isinstance(x, dict) else {"value": x}) for k, x in v.items()}
+        return {k: (x if isinstance(x, (dict, Cell)) else {"value": x}) for k, x in v.items()}
 
 
 class SweepPoint(Strict):
@@ -145,7 +146,7 @@ class SweepPoint(Strict):
     @field_validator("published", mode="before")
     @classmethod
     def _cell(cls, v):
-        return v if isinstance(v, dict) else {"value": v}
+        return v if isinstance(v, (dict, Cell)) else {"value": v}
 
 
 class Sweep(Strict):
@@ -170,6 +171,15 @@ class Assumption(Strict):
     text: str
 
 
+class Claim(Strict):
+    """A claim of the paper the report can check: ``better`` beats ``worse`` on ``column``."""
+
+    text: str
+    column: str
+    better: str  # row label
+    worse: str  # row label
+
+
 class Curve(Strict):
     label: str
     cell: str  # "<table>/<row label>/<column label>"
@@ -187,6 +197,7 @@ class TableSpec(Strict):
     sweep: Sweep | None = None
     curves: list[Curve] = Field(default_factory=list)  # figures: which cells' curves to draw
     plot_metric: str | None = None
+    claims: list[Claim] = Field(default_factory=list)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
 
@@ -201,6 +212,9 @@ class TableSpec(Strict):
             for col in row.values:
                 if col not in labels:
                     raise ValueError(f"row {row.label!r} has a value for unknown column {col!r}")
+        for claim in self.claims:
+            if claim.column not in labels:
+                raise ValueError(f"claim column {claim.column!r} is not one of the columns {labels}")
         return self
 
 
@@ -208,7 +222,7 @@ class Recipe(Strict):
     """A paper's training section, declared once per paper and referenced by name."""
 
     dataset: str
-    epochs: int
+    epochs: int = 0  # 0 for iteration-based recipes
     batch_size: int
     lr: float
     momentum: float = 0.9
@@ -225,6 +239,12 @@ class Recipe(Strict):
     mixup_extra_epochs: int = 0  # epochs of plain training appended after mixup (cmpe-se)
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
+
+    @model_validator(mode="after")
+    def _length(self):
+        if (self.epochs > 0) == bool(self.iterations):
+            raise ValueError("give exactly one of epochs (> 0) and iterations")
+        return self
 
 
 class PaperSpec(Strict):
@@ -260,7 +280,7 @@ class CellSpec:
 
     @property
     def printed(self) -> Printed | None:
-        return None if self.published.value == "-" else Printed.parse(self.published.value)
+        return None if self.published.value in ("-", "?") else Printed.parse(self.published.value)
 
 
 @dataclass
@@ -423,7 +443,12 @@ def _check_references(paper: Paper) -> None:
     for spec in paper.tables.values():
         path = paper.path / f"{spec.table}.yaml"
         seen = set()
-        for i, row in enumerate(table_rows(spec)):
+        try:
+            rows = table_rows(spec)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise SpecError(f"{path}: sweep: {_field_path(err['loc'])}: {err['msg']}") from None
+        for row in rows:
             ident = (row.section, row.label)
             if ident in seen:
                 raise SpecError(f"{path}: rows: duplicate row label {row.label!r}")
@@ -433,11 +458,20 @@ def _check_references(paper: Paper) -> None:
             where = f"{path}: {cell.row!r} / {cell.column!r}"
             if cell.published.value == "-" or cell.cited:
                 continue
+            if cell.published.value == "?" and cell.published.not_reproducible:
+                raise SpecError(f"{where}: not_reproducible: a cell with no printed number cannot be not reproducible")
             prod = cell.production
             if "model" not in prod:
                 raise SpecError(f"{where}: model: missing (no model produces this cell)")
             if not models.is_known(prod["model"]):
                 raise SpecError(f"{where}: model: unknown model {prod['model']!r}")
+            try:
+                models.registry.resolved_kwargs(prod["model"], **prod.get("model_kwargs", {}))
+            except ValueError as e:
+                raise SpecError(f"{where}: model_kwargs: {e}") from None
+            unknown_train = set(prod.get("train") or {}) - TRAIN_OPTIONS
+            if unknown_train:
+                raise SpecError(f"{where}: train: unknown option(s) {sorted(unknown_train)}")
             kind = METRICS[cell.metric][0]
             if kind != "profile":
                 if "recipe" not in prod:
@@ -453,6 +487,11 @@ def _check_references(paper: Paper) -> None:
             if prod.get("counter_profile", paper.spec.counter_profile) not in PROFILES:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
     for spec in paper.tables.values():
+        labels = {r.label for r in table_rows(spec)}
+        for claim in spec.claims:
+            for row in (claim.better, claim.worse):
+                if row not in labels:
+                    raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}")
         for curve in spec.curves:
             if curve.cell not in keys:
                 raise SpecError(f"{paper.path / (spec.table + '.yaml')}: curves: unknown cell {curve.cell!r}")
