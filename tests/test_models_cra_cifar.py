@@ -35,19 +35,6 @@ def as_printed(value: int, printed: str) -> bool:
     return (Decimal(value) / UNITS[unit]).quantize(step, rounding=ROUND_HALF_UP) == Decimal(number)
 
 
-def _cra_takes_small_maps() -> bool:
-    try:
-        ChannelReassessment(1, size=4)(torch.zeros(1, 1, 2, 2))
-    except ValueError:
-        return False
-    return True
-
-
-# cra.py rejects maps smaller than <h,w>; VGG-16's conv5 maps are 2x2 and its printed CRA counts
-# need a 4x4 GDConv there (adaptive pooling replicates pixels). Runs fully once cra.py allows it.
-NEEDS_SMALL_MAP_CRA = pytest.mark.xfail(not _cra_takes_small_maps(), raises=ValueError, strict=True,
-                                        reason="CRA <4,4> on VGG's 2x2 maps: cra.py raises on maps < size")
-
 # (model, num_classes, printed params, printed FLOPs, our params, our MACs), Table V order.
 TABLE_V = [
     # CIFAR-10
@@ -98,9 +85,7 @@ def _cell_id(row) -> str:
 
 
 def _table_params() -> list:
-    return [pytest.param(*row, id=_cell_id(row),
-                         marks=[NEEDS_SMALL_MAP_CRA] if row[0] == "cra_vgg16_bn_cifar" else [])
-            for row in TABLE_V]
+    return [pytest.param(*row, id=_cell_id(row)) for row in TABLE_V]
 
 
 @pytest.mark.parametrize("name, num_classes, printed_params, printed_flops, params, macs", _table_params())
@@ -187,8 +172,7 @@ CRA_NAMED = sorted(name for name, fn in models.MODELS.items() if fn.__module__ =
 
 
 def _named_params() -> list:
-    return [pytest.param(name, id=name, marks=[NEEDS_SMALL_MAP_CRA] if name == "cra_vgg16_bn_cifar" else [])
-            for name in CRA_NAMED]
+    return [pytest.param(name, id=name) for name in CRA_NAMED]
 
 
 @pytest.mark.parametrize("name", _named_params())

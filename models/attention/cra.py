@@ -8,7 +8,11 @@ Deliberate choices, pinned by the published counts (ARCHITECTURES.md):
 - the pooling is functional (``F.adaptive_avg_pool2d``), so thop does not count it; the
   paper's tables count only the GDConv, not its stated formula 2C(3HW+hw);
 - placement (after the last BN of a residual branch, before the add) is the backbone's call
-  site, not this module's concern.
+  site, not this module's concern;
+- a map smaller than <h,w> is pooled up (adaptive pooling repeats pixels): cra's VGG-16 uses
+  <4,4> on its 2x2 conv5 maps, and the printed 15.37M/315.25M need that 4x4 GDConv there;
+- the GDConv keeps PyTorch's default initialisation (the paper's "initialize as in [24]" is for
+  the backbone's convolutions).
 """
 from __future__ import annotations
 
@@ -27,9 +31,6 @@ class ChannelReassessment(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, x, identity=None, context=None):
-        if x.shape[-2] < self.size[0] or x.shape[-1] < self.size[1]:
-            raise ValueError(f"CRA <{self.size[0]},{self.size[1]}> needs a feature map at least that large, "
-                             f"got {tuple(x.shape[-2:])}")
         u = F.adaptive_avg_pool2d(x, self.size)  # (N, C, h, w)
         v = self.gate(self.gdconv(u))  # (N, C, 1, 1)
         return x * v
