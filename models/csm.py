@@ -19,6 +19,18 @@ Placement (our choice, the paper gives none):
 Shared with cra: plain ResNet-50 is ``resnet50`` and ResNet-50+SE is ``seresnet50``
 (``models/cra_imagenet.py``; same architecture, SE r = 16 with biases). The SE names follow timm
 (``seresnet18``) because se-r registers ``se_resnet34/50`` for its CIFAR models.
+
+CIFAR-100 (Table III, 32x32 inputs): ``*_cifar`` models are the same ResNets with the CIFAR stem
+of the ResNet/WRN CIFAR literature (3x3 stride-1 conv, 64 channels, no bias, BN, ReLU; no max-pool),
+so stage 4 sees 4x4 maps instead of 1x1 and SAM there is a 16 x 16 affinity. The paper says
+nothing about its CIFAR networks; this is our construction. Everything after the stem is the
+ImageNet ``resnet`` backbone unchanged (torchvision blocks without conv biases, projection
+shortcuts, He init, ``widen``), so plain ResNet-18 has the 11,220,132 parameters (100 classes) of
+the widely used kuangliu/pytorch-cifar layout. The stem is swapped after construction
+(``_cifar_stem``) because ``backbones/resnet.py`` has no stem option; a ``stem="cifar"`` argument
+there building the same two modules would give identical models. We do not use se-r's
+``resnet_cifar100`` backbone: it hard-wires conv biases and a ReLU before the attention (its
+SE-ResNet quirks) and has no ``widen``.
 """
 from __future__ import annotations
 
@@ -26,7 +38,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .backbones.resnet import NUM_STAGES, resnet
+from .backbones.resnet import NUM_STAGES, ResNet, resnet
 from .registry import attention_layer, register_model
 
 WIDE_RESNET18 = {"depth": 18, "widen": 1.5}
@@ -48,6 +60,17 @@ def _csm_resnet(*, depth: int, num_classes: int, attention: str, widen: float = 
                 sam_stages: Sequence[int] = (4,), reduction: int = 16, key_reduction: int = 8) -> nn.Module:
     return resnet(depth=depth, widen=widen, num_classes=num_classes,
                   attn_layer=_per_stage(attention, sam_stages, reduction, key_reduction))
+
+
+def _cifar_stem(model: ResNet) -> ResNet:
+    """Replace the ImageNet stem (7x7/2 conv + 3x3/2 max-pool) by the CIFAR one: 3x3/1 conv, no pool.
+
+    The new conv gets the backbone's He (fan-out) init; ``bn1`` and ``relu`` stay as built.
+    """
+    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
 
 
 # plain ---------------------------------------------------------------------------------------------
@@ -131,3 +154,60 @@ def cam_resnet50(*, num_classes: int = 1000, reduction: int = 16) -> nn.Module:
 def csm_reverse_resnet50(*, num_classes: int = 1000, sam_stages: Sequence[int] = (4,)) -> nn.Module:
     """ResNet-50 + SAM-then-CAM (Fig. 6): CAM alone in stages 1-3, SAM then CAM in ``sam_stages``."""
     return _csm_resnet(depth=50, num_classes=num_classes, attention="csm_reverse", sam_stages=sam_stages)
+
+
+# Table III: CIFAR-100, CIFAR stem (3x3/1 conv, no max-pool) ----------------------------------------
+@register_model(paper="csm", backbone="resnet", attention=None)
+def resnet18_cifar(*, num_classes: int = 100) -> nn.Module:
+    """ResNet-18, CIFAR stem (Table III)."""
+    return _cifar_stem(resnet(depth=18, num_classes=num_classes))
+
+
+@register_model(paper="csm", backbone="resnet", attention=None)
+def resnet34_cifar(*, num_classes: int = 100) -> nn.Module:
+    """ResNet-34, CIFAR stem (Table III)."""
+    return _cifar_stem(resnet(depth=34, num_classes=num_classes))
+
+
+@register_model(paper="csm", backbone="resnet", attention=None)
+def resnet50_cifar(*, num_classes: int = 100) -> nn.Module:
+    """ResNet-50, CIFAR stem (Table III)."""
+    return _cifar_stem(resnet(depth=50, num_classes=num_classes))
+
+
+@register_model(paper="csm", backbone="resnet", attention=None)
+def wide_resnet18_cifar(*, num_classes: int = 100, widen: float = 1.5) -> nn.Module:
+    """WideResNet18 (widen 1.5), CIFAR stem (Table III): stage widths 96/192/384/768."""
+    return _cifar_stem(resnet(depth=18, widen=widen, num_classes=num_classes))
+
+
+@register_model(paper="csm", backbone="resnet", attention="csm")
+def csm_resnet18_cifar(*, num_classes: int = 100, sam_stages: Sequence[int] = (4,), reduction: int = 16,
+                       key_reduction: int = 8) -> nn.Module:
+    """ResNet-18 + CSM, CIFAR stem (Table III): CAM in every block, CAM then SAM in stage 4 (4x4 maps)."""
+    return _cifar_stem(_csm_resnet(depth=18, num_classes=num_classes, attention="csm", sam_stages=sam_stages,
+                                   reduction=reduction, key_reduction=key_reduction))
+
+
+@register_model(paper="csm", backbone="resnet", attention="csm")
+def csm_resnet34_cifar(*, num_classes: int = 100, sam_stages: Sequence[int] = (4,), reduction: int = 16,
+                       key_reduction: int = 8) -> nn.Module:
+    """ResNet-34 + CSM, CIFAR stem (Table III)."""
+    return _cifar_stem(_csm_resnet(depth=34, num_classes=num_classes, attention="csm", sam_stages=sam_stages,
+                                   reduction=reduction, key_reduction=key_reduction))
+
+
+@register_model(paper="csm", backbone="resnet", attention="csm")
+def csm_resnet50_cifar(*, num_classes: int = 100, sam_stages: Sequence[int] = (4,), reduction: int = 16,
+                       key_reduction: int = 8) -> nn.Module:
+    """ResNet-50 + CSM, CIFAR stem (Table III)."""
+    return _cifar_stem(_csm_resnet(depth=50, num_classes=num_classes, attention="csm", sam_stages=sam_stages,
+                                   reduction=reduction, key_reduction=key_reduction))
+
+
+@register_model(paper="csm", backbone="resnet", attention="csm")
+def csm_wide_resnet18_cifar(*, num_classes: int = 100, widen: float = 1.5, sam_stages: Sequence[int] = (4,),
+                            reduction: int = 16, key_reduction: int = 8) -> nn.Module:
+    """WideResNet18 (widen 1.5) + CSM, CIFAR stem (Table III)."""
+    return _cifar_stem(_csm_resnet(depth=18, widen=widen, num_classes=num_classes, attention="csm",
+                                   sam_stages=sam_stages, reduction=reduction, key_reduction=key_reduction))

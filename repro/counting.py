@@ -21,6 +21,7 @@ running mean/var, which MXNet Gluon lists among a block's parameters (CMPE-SE's 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from dataclasses import dataclass
 from typing import Callable
@@ -117,7 +118,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...], profile: str) -> i
     from thop import profile as thop_profile
 
     ops = custom_ops(profile)
-    model = model.eval()
+    model = copy.deepcopy(model).eval()  # thop leaves total_ops/total_params buffers behind
     x = torch.zeros(*input_size)
     with contextlib.redirect_stdout(io.StringIO()):  # thop prints one line per rule
         macs, _ = thop_profile(model, inputs=(x,), custom_ops=ops, verbose=False)

@@ -39,6 +39,19 @@ GOLDEN = {
     "cam_resnet50": (28_088_024, 4_124_126_976),
     "csm_reverse_resnet50": (43_824_347, 4_895_206_656),
 }
+# Table III (CIFAR-100): the same ResNets with the CIFAR stem; (exact params, exact MACs thop-2001 @32).
+# resnet18_cifar / resnet50_cifar equal the kuangliu/pytorch-cifar ResNet18 / ResNet50 (100 classes).
+CIFAR_INPUT = (1, 3, 32, 32)
+GOLDEN_CIFAR = {
+    "resnet18_cifar": (11_220_132, 556_757_504),
+    "csm_resnet18_cifar": (11_965_854, 567_685_504),
+    "resnet34_cifar": (21_328_292, 1_161_556_480),
+    "csm_resnet34_cifar": (22_474_451, 1_178_084_544),
+    "resnet50_cifar": (23_705_252, 1_305_118_720),
+    "csm_resnet50_cifar": (41_972_567, 1_563_747_072),
+    "wide_resnet18_cifar": (25_176_036, 1_227_598_592),
+    "csm_wide_resnet18_cifar": (26_851_418, 1_251_985_472),
+}
 # Table II's ResNet-50 and ResNet-50+SE rows are cra's resnet50 / seresnet50 (same architecture).
 SHARED_WITH_CRA = ("resnet50", "seresnet50")
 
@@ -51,7 +64,7 @@ def paper_model(name: str):
 
 def test_every_named_model_is_registered():
     ours = {n for n, fn in models.MODELS.items() if fn.__module__ == "models.csm"}
-    assert ours == set(GOLDEN)
+    assert ours == set(GOLDEN) | set(GOLDEN_CIFAR)
     assert all(models.MODEL_INFO[n]["paper"] == "csm" for n in ours)
     assert all(n in models.MODELS for n in SHARED_WITH_CRA)
 
@@ -163,6 +176,61 @@ def test_forward_backward_tiny(name):
             nn.init.constant_(m.gamma, 0.5)
     logits = model(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    logits.logsumexp(dim=1).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_CIFAR))
+def test_golden_counts_cifar(name):
+    params, macs = GOLDEN_CIFAR[name]
+    model = paper_model(name)
+    assert count_params(model) == params
+    assert count_macs(model, CIFAR_INPUT, PROFILE) == macs
+
+
+def test_cifar_stem_and_map_sizes():
+    """3x3/1 stem without max-pool: 32x32 inputs reach stage 4 as 4x4 maps (1x1 with the ImageNet stem)."""
+    model, imagenet_stem = paper_model("csm_resnet18_cifar").eval(), paper_model("csm_resnet18").eval()
+    assert (model.conv1.kernel_size, model.conv1.stride, model.conv1.bias) == ((3, 3), (1, 1), None)
+    assert isinstance(model.maxpool, nn.Identity)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 32, 32)
+        assert [f.shape[-1] for f in model.forward_features(x)] == [32, 16, 8, 4]
+        assert imagenet_stem.forward_features(x)[-1].shape[-1] == 1
+    # everything after the stem is the ImageNet construction: same parameters but for conv1 and fc
+    def body(m):
+        return {k: v.shape for k, v in m.state_dict().items() if not k.startswith(("conv1.", "fc."))}
+
+    for cifar_name, imagenet_name in [("resnet50_cifar", "resnet50"), ("csm_wide_resnet18_cifar", "csm_wide_resnet18")]:
+        assert body(paper_model(cifar_name)) == body(paper_model(imagenet_name))
+    wide = paper_model("wide_resnet18_cifar")
+    assert wide.stage_widths == (96, 192, 384, 768) and wide.fc.out_features == 100
+
+
+def test_cifar_csm_placement():
+    """CAM in every block of stages 1-3, CAM then SAM in every block of stage 4."""
+    model = paper_model("csm_resnet34_cifar")
+    for stage_index, stage in enumerate(model.stages, start=1):
+        for block in stage:
+            if stage_index == 4:
+                assert isinstance(block.attn, ChannelSpatialAttention) and block.attn.order == "cam_sam"
+            else:
+                assert type(block.attn) is ChannelAttention
+    assert all(isinstance(b.attn, NoAttention) for s in paper_model("resnet34_cifar").stages for b in s)
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_CIFAR))
+def test_forward_backward_cifar(name):
+    torch.manual_seed(0)
+    model = models.create(name).train()
+    for m in model.modules():  # open SAM's residual branch so its convs get non-zero gradients
+        if isinstance(m, SpatialAttention):
+            nn.init.constant_(m.gamma, 0.5)
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 100) and torch.isfinite(logits).all()
     logits.logsumexp(dim=1).sum().backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname

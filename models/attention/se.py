@@ -9,8 +9,9 @@ Every choice that reference implementations disagree on is an explicit argument:
   timm's rounding is wrong on 16/32/64-channel CIFAR stages). ``hidden`` overrides it.
 - ``bias``: SE-R/pytorch-cifar100 and torchvision-era SENet use biases; the CMPE-SE MXNet code
   does not.
-- ``squeeze``: the global average pooling is an ``nn.AdaptiveAvgPool2d`` module, because the
-  2020-era thop counters count it and the published MACs include it.
+- ``squeeze``: ``"module"`` makes the global average pooling an ``nn.AdaptiveAvgPool2d`` module,
+  which the 2020-era thop counters count (se-r's and cra's ImageNet MACs include it);
+  ``"functional"`` pools with ``x.mean``, which no counter sees (cra's CIFAR FLOPs exclude it).
 - ``excitation``: ``"linear"`` (nn.Linear) or ``"conv"`` (1x1 conv); thop counts them alike
   except under the Jan-2020 rules, so the choice moves some CIFAR FLOP counts by 0.01M.
 """
@@ -22,19 +23,25 @@ from torch import nn
 from ..registry import register_attention
 
 
+def _mean_pool(x):
+    return x.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1), invisible to thop
+
+
 @register_attention("se")
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, *, hidden: int | None = None,
-                 bias: bool = True, context_dim: int = 0, excitation: str = "linear"):
+                 bias: bool = True, context_dim: int = 0, excitation: str = "linear", squeeze: str = "module"):
         super().__init__()
         if excitation not in ("linear", "conv"):
             raise ValueError(f"excitation must be 'linear' or 'conv', got {excitation!r}")
+        if squeeze not in ("module", "functional"):
+            raise ValueError(f"squeeze must be 'module' or 'functional', got {squeeze!r}")
         hidden = hidden if hidden is not None else channels // reduction
         if hidden < 1:
             raise ValueError(f"SE hidden width {channels}//{reduction} is < 1")
         self.context_dim = context_dim
         self.excitation = excitation
-        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.squeeze = nn.AdaptiveAvgPool2d(1) if squeeze == "module" else _mean_pool
         in_features = channels + context_dim
         if excitation == "linear":
             self.fc1 = nn.Linear(in_features, hidden, bias=bias)

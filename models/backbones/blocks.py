@@ -17,6 +17,7 @@ Options that reference implementations disagree on are explicit arguments:
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -50,6 +51,8 @@ class BasicBlock(nn.Module):
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
+        if stride_in_1x1:
+            raise ValueError("BasicBlock has no 1x1 conv to put the stride on")
         self.conv1 = conv3x3(inplanes, planes, stride, bias=conv_bias)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -119,7 +122,10 @@ def make_stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, 
     outplanes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != outplanes:
-        downsample = (shortcut or projection)(inplanes, outplanes, stride)
+        if shortcut is None:  # the default projection uses the blocks' norm layer (frozen BN, ...)
+            norm = block_kwargs.get("norm_layer", nn.BatchNorm2d)
+            shortcut = functools.partial(projection, norm_layer=norm)
+        downsample = shortcut(inplanes, outplanes, stride)
     layers = [block(inplanes, planes, stride, downsample, **block_kwargs)]
     layers += [block(outplanes, planes, **block_kwargs) for _ in range(1, blocks)]
     return Stage(*layers), outplanes
