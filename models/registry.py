@@ -136,13 +136,11 @@ def resolved_kwargs(name: str, **kwargs) -> dict[str, Any]:
         raise ValueError(f"unknown model {name!r}")
     params = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    out = {}
-    for pname, p in params.items():
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
-                and p.default is not inspect.Parameter.empty and pname != "attn_layer":
-            out[pname] = _jsonable(p.default)
+    named = {n for n, p in params.items() if n != "attn_layer"
+             and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    out = {n: _jsonable(params[n].default) for n in named if params[n].default is not inspect.Parameter.empty}
     for k, v in kwargs.items():
-        if k not in out and not takes_any:
-            raise ValueError(f"model {name!r} has no option {k!r} (options: {', '.join(sorted(out))})")
+        if k not in named and not takes_any:
+            raise ValueError(f"model {name!r} has no option {k!r} (options: {', '.join(sorted(named))})")
         out[k] = _jsonable(v)
-    return out
+    return dict(sorted(out.items()))

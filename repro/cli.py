@@ -26,7 +26,6 @@ app.add_typer(data_app, name="data")
 console = Console()
 if not console.is_terminal:  # piped output: do not squeeze tables into 80 columns
     console = Console(width=200)
-err = Console(stderr=True)
 
 DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL (default $REPRO_DB or sqlite:///results.db)")
 SpecsOpt = typer.Option(None, "--specs-dir", help="specs directory (default $REPRO_SPECS or the repo's specs/)")
@@ -37,7 +36,7 @@ class UserError(Exception):
 
 
 def _fail(msg: str) -> None:
-    err.print(f"error: {msg}", markup=False, highlight=False)
+    print(f"error: {msg}", file=sys.stderr)  # one line, never wrapped
     raise typer.Exit(2)
 
 
@@ -106,7 +105,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     report = ex.run(todo, wopts, eopts, console)
     console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
     for jid, msg in report.failed.items():
-        err.print(f"failed {jid}: {msg}", markup=False, highlight=False)
+        print(f"failed {jid}: {msg}", file=sys.stderr)
     if report.failed:
         raise typer.Exit(1)
 
@@ -200,8 +199,8 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     if fail_over is not None:
         bad = fails_over(rows, fail_over)
         for r in bad:
-            err.print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {r.ours} vs {r.printed} "
-                      f"(delta {r.delta:+.4g} > {fail_over})", markup=False, highlight=False)
+            print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {r.ours} vs {r.printed} "
+                  f"(delta {r.delta:+.4g} > {fail_over})", file=sys.stderr)
         if bad:
             raise typer.Exit(1)
 
@@ -323,7 +322,7 @@ def main() -> None:
     try:
         app()
     except SpecError as e:  # pragma: no cover - commands catch their own
-        err.print(f"error: {e}", markup=False, highlight=False)
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 

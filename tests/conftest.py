@@ -1,0 +1,90 @@
+"""Shared fixtures: a toy paper spec, a tiny fake CIFAR-100, and a CLI runner.
+
+Tests never touch the repo's results.db: every database is a temporary SQLite file.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "specs"
+
+TOY_PAPER = """\
+paper: toy
+title: "A toy paper"
+authors: "Nobody"
+source: none.txt
+counter_profile: thop-2001
+recipes:
+  tiny:
+    dataset: cifar100
+    epochs: 4
+    batch_size: 64
+    lr: 0.05
+    weight_decay: 5.0e-4
+    milestones: [2, 3]
+    gamma: 0.2
+    warmup_epochs: 1
+    augment: [random_crop_pad4, hflip, normalize]
+"""
+
+TOY_TABLE = """\
+table: table1
+title: "Table 1"
+columns:
+  - {label: Params, metric: params}
+  - {label: FLOPs, metric: macs}
+  - {label: Error, metric: top1_err}
+defaults:
+  recipe: tiny
+rows:
+  - {label: ResNet-56, model: resnet56_cifar, values: {Params: "858.87K", FLOPs: "126.57M", Error: "27.25"}}
+  - {label: CRA-ResNet-56, model: cra_resnet56_cifar, values: {Params: "924.39K", FLOPs: "126.63M", Error: "26.36"}}
+"""
+
+
+def write_toy(root: Path, paper: str = "toy", table: str = TOY_TABLE, meta: str = TOY_PAPER) -> Path:
+    d = root / paper
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "paper.yaml").write_text(meta.replace("paper: toy", f"paper: {paper}"))
+    (d / "table1.yaml").write_text(textwrap.dedent(table))
+    return root
+
+
+@pytest.fixture
+def toy_specs(tmp_path: Path) -> Path:
+    return write_toy(tmp_path / "specs")
+
+
+@pytest.fixture(scope="session")
+def fake_cifar100(tmp_path_factory) -> Path:
+    from repro.data import fake_cifar
+
+    root = tmp_path_factory.mktemp("data")
+    fake_cifar(root, 100, train=300, test=100)
+    return root
+
+
+def repro(*args: str, env: dict | None = None, check: bool = False, timeout: int = 600,
+          cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1",
+                **(env or {})}
+    if not env or "REPRO_DB" not in env:
+        full_env.pop("REPRO_DB", None)
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd or REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return repro

@@ -1,0 +1,121 @@
+"""End to end through the CLI into temporary databases: static tables, smoke training, report,
+resume after SIGKILL, and concurrent invocations."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def db_rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_se_r_tables_1_2_reproduce(cli, tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    cli("run", "se-r/table1", "se-r/table2", "--db", url, check=True)
+    rows = json.loads(cli("diff", "se-r/table1", "se-r/table2", "--db", url, "--format", "json", check=True).stdout)
+    assert len(rows) == 12
+    assert all(r["status"] == "reproduced" for r in rows), [r for r in rows if r["status"] != "reproduced"]
+    by = {(r["table"], r["row"]): r for r in rows}
+    assert by[("table1", "SE-ResNet34")]["ours_exact"] == 21_655_420
+    assert by[("table1", "SE-R-ResNet101")]["ours"] == 57.243
+    assert by[("table2", "SE-ResNet101")]["published"] == 2.538
+    assert by[("table2", "SE-ResNet101")]["detail"] == "thop-2004"
+    assert {r["budget"] for r in rows} == {"static"}
+    # re-running skips finished work
+    again = cli("run", "se-r/table1", "--db", url, check=True)
+    assert "6 already done, 0 to run" in again.stdout
+    assert db_rows(tmp_path / "r.db", "select count(*) from runs")[0][0] == 6
+
+
+def test_smoke_run_is_labelled_and_never_a_reproduction(cli, tmp_path, toy_specs, fake_cifar100):
+    url = f"sqlite:///{tmp_path}/r.db"
+    common = ["--specs-dir", str(toy_specs), "--db", url]
+    cli("run", "toy/table1", "--budget", "smoke", "--data-dir", str(fake_cifar100),
+        "--checkpoint-dir", str(tmp_path / "ckpt"), *common, check=True)
+    rows = json.loads(cli("diff", "toy/table1", "--format", "json", *common, check=True).stdout)
+    train = [r for r in rows if r["metric"] == "top1_err"]
+    assert len(train) == 2
+    assert all(r["budget"] == "smoke" and r["status"] == "not-comparable" and r["n"] == 1 for r in train)
+    assert all(0.0 <= r["ours"] <= 100.0 for r in train)
+    static = [r for r in rows if r["metric"] != "top1_err"]
+    assert all(r["status"] == "reproduced" for r in static), static
+    # epochs of curve points = smoke epochs, one per job
+    assert db_rows(tmp_path / "r.db", "select job_id, count(*) from curve_points group by job_id")[0][1] == 2
+    out = tmp_path / "reports"
+    cli("report", "--paper", "toy", "--out", str(out), *common, check=True)
+    page = (out / "toy" / "README.md").read_text()
+    assert "(n=1, smoke)" in page and "not comparable" in page
+    assert "reproduced" in page
+    assert (out / "toy" / "figures" / "ours_vs_published.png").stat().st_size > 1000
+    # a regression gate ignores short budgets, but fails on static cells that differ
+    assert cli("diff", "toy/table1", "--fail-over", "0.001", *common).returncode == 0
+
+
+def test_pending_cells_are_never_zero(cli, tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    rows = json.loads(cli("diff", "se-r/table3", "--db", url, "--format", "json", check=True).stdout)
+    assert len(rows) == 6 and all(r["status"] == "pending" and r["ours"] is None for r in rows)
+
+
+def _run_args(specs, url, data, ckpt):
+    return [sys.executable, "-m", "repro.cli", "run", "toy/table1", "--kind", "train", "--budget", "epochs-3",
+            "--specs-dir", str(specs), "--db", url, "--data-dir", str(data), "--checkpoint-dir", str(ckpt)]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_sigkill_resumes_from_checkpoint_with_identical_results(tmp_path, toy_specs, fake_cifar100, cli):
+    db = tmp_path / "killed.db"
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen(_run_args(toy_specs, f"sqlite:///{db}", fake_cifar100, ckpt), env=ENV, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(ckpt.glob("*/checkpoint.pt")):
+        time.sleep(0.2)
+    assert list(ckpt.glob("*/checkpoint.pt")), "no checkpoint was written"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert db_rows(db, "select count(*) from jobs where state = 'running'")[0][0] >= 1
+    resumed = subprocess.run(_run_args(toy_specs, f"sqlite:///{db}", fake_cifar100, ckpt), env=ENV, cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = tmp_path / "clean.db"
+    subprocess.run(_run_args(toy_specs, f"sqlite:///{clean}", fake_cifar100, tmp_path / "ckpt2"), env=ENV,
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    q = "select job_id, name, value from metrics where name in ('top1_err', 'top5_err') order by job_id, name"
+    assert db_rows(db, q) == db_rows(clean, q)
+    qc = "select job_id, epoch, train_loss, test_top1_err from curve_points order by job_id, epoch"
+    assert db_rows(db, qc) == db_rows(clean, qc)
+    # no duplicated job, metric or curve rows; the killed attempt is recorded as interrupted
+    assert db_rows(db, "select count(*) from jobs") == [(2,)]
+    assert db_rows(db, "select count(*) from curve_points") == [(6,)]
+    statuses = sorted(s for (s,) in db_rows(db, "select status from runs"))
+    assert statuses.count("done") == 2 and statuses.count("interrupted") == 1
+    assert db_rows(db, "select count(*) from runs where resumed_from_epoch >= 1") == [(1,)]
+
+
+def test_two_concurrent_invocations_run_each_job_once(tmp_path, toy_specs, fake_cifar100):
+    db = tmp_path / "r.db"
+    args = _run_args(toy_specs, f"sqlite:///{db}", fake_cifar100, tmp_path / "ckpt")
+    args[args.index("epochs-3")] = "smoke"
+    a = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=600) for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    assert db_rows(db, "select count(*) from jobs") == [(2,)]
+    assert db_rows(db, "select job_id, count(*) from runs group by job_id having count(*) > 1") == []
+    assert db_rows(db, "select count(*) from runs where status = 'done'") == [(2,)]
+    assert db_rows(db, "select count(*) from jobs where state = 'done'") == [(2,)]

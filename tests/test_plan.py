@@ -1,0 +1,72 @@
+"""Planning: job identity is the resolved job, shared cells run once, dry-run reports it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from repro.plan import apply_budget, job_hash, plan, resolve_targets
+from repro.specs import load_catalog
+
+from conftest import SPECS
+
+CATALOG = load_catalog(SPECS)
+
+
+def dry_run(cli, tmp_path, *targets):
+    proc = cli("run", *targets, "--dry-run", "--format", "json", "--db", f"sqlite:///{tmp_path}/r.db")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "r.db").exists(), "a dry run must not create the database"
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("targets, expected", [(["se-r/table3"], 6), (["se-r/table3", "se-r/table4"], 9),
+                                               (["se-r"], 34), (["table3", "--paper", "se-r"], 6)])
+def test_se_r_training_job_counts(cli, tmp_path, targets, expected):
+    jobs = dry_run(cli, tmp_path, *targets)
+    train = [j for j in jobs if j["kind"] == "train"]
+    assert len(train) == expected
+    assert {"job", "kind", "model", "seed", "cells", "state"} <= set(train[0])
+    assert all(j["state"] == "new" and j["seed"] == 0 for j in train)
+
+
+def test_shared_cells_are_one_job():
+    p = CATALOG.papers["se-r"]
+    jobs = plan(CATALOG, resolve_targets(CATALOG, ["se-r"]))
+    se50 = [j for j in jobs if j.model == "se_resnet50" and j.kind == "train"]
+    assert len(se50) == 1
+    assert sorted(c.split("/")[1] for c in se50[0].cells) == ["table11", "table3", "table4", "table8"]
+    se34 = [j for j in jobs if j.model == "se_resnet34" and j.kind == "train"]
+    assert len(se34) == 1 and any("0, 0(SE-ResNet)" in c for c in se34[0].cells)
+    # Table 5's 0.7 point and Table 10's r = 8 are SE-R-ResNet50 of Table 3: defaults are filled in
+    main = [j for j in jobs if any(c == "se-r/table3/SE-R-ResNet50/Accuracy" for c in j.cells)][0]
+    assert "se-r/table5/0.7/Accuracy" in main.cells and "se-r/table10/8/Accuracy" in main.cells
+    assert main.spec["model_kwargs"]["aux_dropout"] == 0.7 and main.spec["model_kwargs"]["reduction"] == 8
+    assert p.spec.recipes["cifar100"].nesterov is True
+
+
+def test_seeds_budget_and_hash():
+    targets = resolve_targets(CATALOG, ["se-r/table3"])
+    three = plan(CATALOG, targets, seeds=3)
+    assert len(three) == 18 and sorted({j.seed for j in three}) == [0, 1, 2]
+    smoke = plan(CATALOG, targets, budget="smoke")
+    full = plan(CATALOG, targets)
+    assert {j.id for j in smoke}.isdisjoint({j.id for j in full})
+    assert [j.config_key for j in smoke] == [j.config_key for j in full]
+    assert all(j.id == job_hash(j.spec) for j in full)
+    assert plan(CATALOG, targets)[0].id == full[0].id  # stable
+
+
+def test_budget_scales_the_schedule():
+    r = CATALOG.papers["se-r"].spec.recipes["cifar100"].model_dump()
+    assert apply_budget(r, "full") == r
+    e20 = apply_budget(r, "epochs-20")
+    assert (e20["epochs"], e20["milestones"]) == (20, [6, 12, 16])
+    smoke = apply_budget(r, "smoke")
+    assert (smoke["epochs"], smoke["train_images"], smoke["test_images"]) == (2, 256, 256)
+
+
+def test_dry_run_table_lists_cells(cli, tmp_path):
+    proc = cli("run", "se-r/table1", "--dry-run", "--db", f"sqlite:///{tmp_path}/r.db")
+    assert proc.returncode == 0
+    assert "se-r: 1 table(s), 6 job(s) (6 profile), 0 done" in proc.stdout
