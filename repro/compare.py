@@ -155,9 +155,10 @@ class ClaimCheck:
 def check_claims(paper: Paper, rows: list[Comparison]) -> list[ClaimCheck]:
     out = []
     for name, spec in paper.tables.items():
-        cells = {(r.row, r.column): r for r in rows if r.table == name}
+        cells = {(r.section, r.row, r.column): r for r in rows if r.table == name}
         for claim in spec.claims:
-            a, b = cells.get((claim.better, claim.column)), cells.get((claim.worse, claim.column))
+            a = cells.get((claim.section, claim.better, claim.column))
+            b = cells.get((claim.section, claim.worse, claim.column))
             if a is None or b is None or a.ours is None or b.ours is None:
                 verdict, detail = "pending", "not measured yet"
             elif a.budget != "full" or b.budget != "full":

@@ -65,5 +65,6 @@ def estimate_gpu_hours(catalog: Catalog, paper: Paper, db: Database) -> tuple[fl
     hours = total / (throughput_tmacs() * 1e12) / 3600
     note = (f"{len(configs) - len(done)} pending training configuration(s), one seed each; 3 x forward MACs "
             f"(thop-0.1) x images seen / {throughput_tmacs():g} TMAC/s assumed sustained per GPU (not measured: "
-            f"no GPU was available to this project's sessions yet) = {hours:,.0f} GPU-hours")
+            f"no GPU was available to this project's sessions yet; small 32x32 models rarely sustain it, so read "
+            f"this as a lower bound) = {hours:,.0f} GPU-hours")
     return hours, note

@@ -47,7 +47,8 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
         plt.close(fig)
         return None
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 error (%)")
+    ax.set_ylabel({"test_top1_err": "test top-1 error (%)", "train_top1_err": "train top-1 error (%)",
+                   "train_loss": "train loss"}.get(spec.plot_metric or "test_top1_err", spec.plot_metric))
     ax.set_title(f"{paper.slug} {spec.title}: ours")
     ax.legend()
     ax.grid(alpha=0.3)

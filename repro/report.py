@@ -26,7 +26,7 @@ def fmt_ours(r: Comparison) -> str:
     if METRICS[r.metric][2]:
         digits = len(r.printed.split(".")[1].rstrip("KMG%")) if "." in r.printed else 0
         suffix = r.printed[-1] if r.printed[-1] in "KMG" else ""
-        text = f"{r.ours:.{digits}f}{suffix}"
+        text = f"{r.ours:.{digits}f}{suffix} ({r.ours_exact:,.0f})"
         return text if r.budget == "static" else f"{text} ({r.budget})"
     std = f" ± {r.std:.2f}" if r.std is not None else ""
     return f"{r.ours:.2f}{std} (n={r.n}, {r.budget})"

@@ -73,8 +73,11 @@ class Printed:
         return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"])
 
     def rounds_to(self, base_value: float) -> float:
-        """``base_value`` expressed in this number's printed unit and rounded as printed."""
-        return round(base_value / SCALE[self.suffix], self.decimals)
+        """``base_value`` expressed in this number's printed unit, rounded half up as printed."""
+        from decimal import ROUND_HALF_UP, Decimal
+
+        scaled = Decimal(repr(float(base_value))) / Decimal(repr(SCALE[self.suffix]))
+        return float(scaled.quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP))
 
 
 class Cell(Strict):
@@ -178,6 +181,7 @@ class Claim(Strict):
     column: str
     better: str  # row label
     worse: str  # row label
+    section: str | None = None  # the row group both rows are in, when labels repeat across groups
 
 
 class Curve(Strict):
@@ -244,6 +248,9 @@ class Recipe(Strict):
     def _length(self):
         if (self.epochs > 0) == bool(self.iterations):
             raise ValueError("give exactly one of epochs (> 0) and iterations")
+        unknown = set(self.assumed) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"assumed names unknown recipe field(s) {sorted(unknown)}")
         return self
 
 
@@ -342,6 +349,12 @@ def _validate(cls, data, path: Path):
         raise SpecError(f"{path}: {where}: {msg}") from None
 
 
+def _natural(path: Path) -> tuple:
+    """table2 before table10; tables before figures."""
+    parts = re.split(r"(\d+)", path.stem)
+    return (not path.stem.startswith("table"),) + tuple(int(p) if p.isdigit() else p for p in parts)
+
+
 def load_paper(paper_dir: Path) -> Paper:
     meta_path = paper_dir / "paper.yaml"
     if not meta_path.exists():
@@ -350,7 +363,7 @@ def load_paper(paper_dir: Path) -> Paper:
     if meta.paper != paper_dir.name:
         raise SpecError(f"{meta_path}: paper: {meta.paper!r} does not match its directory {paper_dir.name!r}")
     tables = {}
-    for path in sorted(paper_dir.glob("*.yaml")):
+    for path in sorted(paper_dir.glob("*.yaml"), key=_natural):
         if path.name == "paper.yaml":
             continue
         spec = _validate(TableSpec, _load_yaml(path), path)
@@ -479,6 +492,9 @@ def _check_references(paper: Paper) -> None:
                 if prod["recipe"] not in paper.spec.recipes:
                     raise SpecError(f"{where}: recipe: unknown recipe {prod['recipe']!r} "
                                     f"(recipes of {paper.slug}: {', '.join(paper.spec.recipes) or 'none'})")
+            if kind != "profile" and prod.get("dataset") not in (None, paper.spec.recipes[prod["recipe"]].dataset):
+                raise SpecError(f"{where}: dataset: {prod['dataset']!r} differs from recipe {prod['recipe']!r}'s "
+                                f"dataset {paper.spec.recipes[prod['recipe']].dataset!r} (a trained cell uses its recipe's)")
             dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
             if dataset is None:
                 raise SpecError(f"{where}: dataset: missing")
@@ -487,11 +503,12 @@ def _check_references(paper: Paper) -> None:
             if prod.get("counter_profile", paper.spec.counter_profile) not in PROFILES:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
     for spec in paper.tables.values():
-        labels = {r.label for r in table_rows(spec)}
+        labels = {(r.section, r.label) for r in table_rows(spec)}
         for claim in spec.claims:
             for row in (claim.better, claim.worse):
-                if row not in labels:
-                    raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}")
+                if (claim.section, row) not in labels:
+                    raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}"
+                                    + (f" in section {claim.section!r}" if claim.section else ""))
         for curve in spec.curves:
             if curve.cell not in keys:
                 raise SpecError(f"{paper.path / (spec.table + '.yaml')}: curves: unknown cell {curve.cell!r}")
