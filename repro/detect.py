@@ -51,6 +51,7 @@ from .data import DataError, data_root, subset
 from .trainer import _rng_state, _set_rng_state, save_checkpoint, seed_everything
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
+MAX_DETECTIONS = 100  # per image, as COCO evaluation expects
 
 
 # --- data -------------------------------------------------------------------------------
@@ -190,11 +191,18 @@ def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer) -> i
 # --- evaluation -------------------------------------------------------------------------
 
 def coco_detections(image_id: int, output: dict) -> list[dict]:
-    """RetinaNet's output for one image (xyxy boxes in image pixels) as COCO result entries."""
-    boxes = output["boxes"].detach().cpu().double()
+    """RetinaNet's output for one image (xyxy boxes in image pixels) as COCO result entries.
+
+    COCO's rule, kept by Detectron2 and mmdetection: at most 100 detections per image, the highest
+    scored (torchvision's RetinaNet returns up to 300, and COCOeval caps per image and category).
+    """
+    scores, order = output["scores"].detach().cpu().sort(descending=True, stable=True)
+    order = order[:MAX_DETECTIONS]
+    boxes = output["boxes"].detach().cpu().double()[order]
     boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
+    labels, scores = output["labels"].cpu()[order].tolist(), scores[:MAX_DETECTIONS].tolist()
     return [{"image_id": image_id, "category_id": int(label), "bbox": [float(v) for v in box], "score": float(score)}
-            for box, label, score in zip(boxes, output["labels"].tolist(), output["scores"].tolist())]
+            for box, label, score in zip(boxes, labels, scores)]
 
 
 def coco_metrics(coco_gt, image_ids: list[int], detections: list[dict]) -> dict[str, float]:

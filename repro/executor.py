@@ -45,15 +45,18 @@ class RichProgress:
 
     def start(self, job):
         total = None
-        if job.kind == "train":
+        if job.kind in ("train", "detect"):
             r = job.spec["recipe"]
-            total = r["epochs"] + r.get("mixup_extra_epochs", 0)
+            total = r.get("iterations") or r["epochs"] + r.get("mixup_extra_epochs", 0)
         desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
         self.tasks[job.id] = self.bar.add_task(desc, total=total or 1, info="")
 
     def step(self, job, epoch, step, steps, loss):
         t = self.tasks[job.id]
         self.bar.update(t, completed=epoch - 1 + step / steps, info=f"epoch {epoch} loss {loss:.3f}")
+
+    def iteration(self, job, it, total, loss):
+        self.bar.update(self.tasks[job.id], completed=it, info=f"iteration {it}/{total} loss {loss:.3f}")
 
     def epoch(self, job, r):
         t = self.tasks[job.id]

@@ -53,6 +53,9 @@ def apply_budget(recipe: dict, budget: str) -> dict:
         scale = n / r["iterations"]
         r["iterations"] = n
         r["warmup_iterations"] = min(r.get("warmup_iterations", 0), max(n // 4, 0))
+        if budget == "smoke":  # small images and batches; CRA's <7,7> needs 7x7 stage-4 maps (>= 224 px)
+            r["min_size"] = 224
+            r["batch_size"] = min(r["batch_size"], 2)
     else:
         total = r["epochs"] + r.get("mixup_extra_epochs", 0)
         n = SMOKE["epochs"] if budget == "smoke" else int(budget.split("-")[1])

@@ -241,6 +241,8 @@ class Recipe(Strict):
     train_split: list[str] = Field(default_factory=lambda: ["train"])
     mixup_alpha: float = 0.0
     mixup_extra_epochs: int = 0  # epochs of plain training appended after mixup (cmpe-se)
+    min_size: int | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
+    backbone_checkpoint: str | None = None  # detection: ImageNet-trained backbone weights to start from
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
 

@@ -138,7 +138,8 @@ def fit(model: nn.Module, train_ds: Dataset, test_ds: Dataset, recipe: dict, opt
     model.to(device)
     start, history = 0, []
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        # RNG states must stay CPU tensors; load_state_dict copies the weights onto the device
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
@@ -167,9 +168,9 @@ def fit(model: nn.Module, train_ds: Dataset, test_ds: Dataset, recipe: dict, opt
             loss.backward()
             opt.step()
             a, b = topk_errors(logits.detach(), ya)
-            loss_sum, n, e1, e5 = loss_sum + float(loss) * len(y), n + len(y), e1 + a, e5 + b
+            loss_sum, n, e1, e5 = loss_sum + loss.item() * len(y), n + len(y), e1 + a, e5 + b
             if on_step:
-                on_step(epoch + 1, step + 1, steps, float(loss))
+                on_step(epoch + 1, step + 1, steps, loss.item())
         test1, test5 = evaluate(model, test_loader, device)
         result = EpochResult(epoch + 1, loss_sum / max(n, 1), 100.0 * e1 / max(n, 1), 100.0 * e5 / max(n, 1),
                              test1, test5, lr, time.perf_counter() - t0)

@@ -163,6 +163,8 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.progress = progress  # optional object with start(job, total), epoch(...), step(...), done(job)
         self.device = pick_device(opts.device)
+        if os.environ.get("REPRO_THREADS"):
+            torch.set_num_threads(max(1, int(os.environ["REPRO_THREADS"])))
 
     def try_claim(self, job_id: str) -> bool:
         stale = utcnow() - dt.timedelta(seconds=LEASE_SECONDS)
@@ -196,8 +198,19 @@ class Worker:
 
                     metrics = run_train(job.spec, job_id, self.opts, self.device, on_epoch, on_step,
                                         lambda epoch: self.db.set_resumed(run_id, epoch))
+                elif job.kind == "detect":
+                    from .detect import run_detect
+
+                    def on_progress(it, total, loss):
+                        hb.progress = f"iteration {it}/{total}"
+                        if self.progress:
+                            self.progress.iteration(job, it, total, loss)
+
+                    metrics = run_detect(job.spec, job_id, self.opts.data_dir, self.opts.download,
+                                         self.opts.checkpoint_dir, self.device, on_progress,
+                                         lambda it: self.db.set_resumed(run_id, it))
                 else:
-                    raise NotImplementedError(f"job kind {job.kind!r} has no runner yet")
+                    raise ValueError(f"job kind {job.kind!r} has no runner")
             self.db.put_metrics(job_id, run_id, metrics)
             self.db.end_run(run_id, "done")
             self.db.finish_job(job_id, self.owner, "done")

@@ -76,18 +76,24 @@ def test_annotations_become_clipped_xyxy_boxes_without_crowds(tmp_path):
     assert flipped["boxes"].tolist() == [[128 - x - w, y, 128 - x, y + h], [0.0, 0.0, 8.0, 10.0]]
     assert torch.equal(flipped_image[..., 0], image[..., -1])
     assert torch.equal(hflip(flipped_image, flipped)[1]["boxes"], target["boxes"])
+    plain_image, plain = load_coco(tmp_path, "train2017", train=False)[0]  # the same image, never flipped
+    flipped_image, flipped = hflip(plain_image, plain)
     seen = set()
     for seed in range(8):  # training flips half the time, boxes with the image
         torch.manual_seed(seed)
         train_image, train_target = train[0]
-        assert torch.equal(train_image, image) or torch.equal(train_image, flipped_image)
+        assert torch.equal(train_image, plain_image if torch.equal(train_target["boxes"], plain["boxes"])
+                           else flipped_image)
         seen.add(str(train_target["boxes"].tolist()))
-    assert seen == {str(target["boxes"].tolist()), str(flipped["boxes"].tolist())}
+    assert seen == {str(plain["boxes"].tolist()), str(flipped["boxes"].tolist())}
 
 
 def test_missing_coco_says_how_to_fix(tmp_path):
     with pytest.raises(DataError, match=r"repro data fake coco"):
         load_coco(tmp_path, "val2017", train=False)
+    spec = {"model": "retinanet_resnet50", "model_kwargs": {}, "dataset": "coco", "seed": 0, "recipe": tiny_recipe()}
+    with pytest.raises(DataError, match=r"--download cannot fetch COCO.*cocodataset.org"):
+        run_detect(spec, "job", tmp_path, True, tmp_path / "ckpt", CPU, None, None)
 
 
 def test_coco_ap_of_known_detections(coco_root):
@@ -105,6 +111,15 @@ def test_coco_ap_of_known_detections(coco_root):
         return out
 
     assert coco_metrics(val.coco, ids, detections(0.0)) == pytest.approx({"map": 100.0, "map50": 100.0, "map75": 100.0})
+    # RetinaNet may score label 0 or an unused id: COCOeval ignores categories the ground truth lacks
+    stray = coco_detections(ids[0], {"boxes": torch.tensor([[0.0, 0.0, 50.0, 50.0]] * 2),
+                                     "labels": torch.tensor([0, 12]), "scores": torch.tensor([0.9, 0.8])})
+    assert coco_metrics(val.coco, ids, detections(0.0) + stray)["map"] == pytest.approx(100.0)
+    # at most 100 detections per image, the best scored
+    many = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(150, 1),
+            "labels": torch.ones(150, dtype=torch.int64), "scores": torch.linspace(0.01, 1.0, 150)}
+    kept = coco_detections(ids[0], many)
+    assert len(kept) == 100 and kept[0]["score"] == 1.0 and min(d["score"] for d in kept) > many["scores"][49]
     # shifted by a fifth of the width: IoU 0.8 / 1.2 = 0.67 passes 0.50, 0.55, 0.60, 0.65 of the ten thresholds
     assert coco_metrics(val.coco, ids, detections(0.2)) == pytest.approx({"map": 40.0, "map50": 100.0, "map75": 0.0})
     assert coco_metrics(val.coco, ids, []) == {"map": 0.0, "map50": 0.0, "map75": 0.0}

@@ -1,0 +1,76 @@
+"""The schedule against the papers' sentences; loss helpers; exact resume on CPU."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from repro.trainer import aux_loss, fit, lr_at, mixup_batch, topk_errors
+from repro.specs import load_catalog
+
+from conftest import SPECS
+
+
+def test_se_r_schedule_reads_like_the_paper():
+    # "init lr = 0.1 divide by 5 at 60th, 120th, 160th epochs ... warm up in the first epoch"
+    r = load_catalog(SPECS).papers["se-r"].spec.recipes["cifar100"].model_dump()
+    assert lr_at(r, 0.5) == pytest.approx(0.05)
+    assert lr_at(r, 1.0) == pytest.approx(0.1)
+    assert lr_at(r, 59.9) == pytest.approx(0.1)
+    assert lr_at(r, 60) == pytest.approx(0.02)
+    assert lr_at(r, 130) == pytest.approx(0.004)
+    assert lr_at(r, 199.9) == pytest.approx(0.1 * 0.2 ** 3)
+
+
+def test_aux_loss_and_topk():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [3.0, 0.0, 1.0]])
+    y = torch.tensor([1, 2])
+    assert topk_errors(logits, y) == (1, 0)
+    assert aux_loss([], y, y, 1.0, []) == 0.0
+    one = torch.nn.functional.cross_entropy(logits, y)
+    assert float(aux_loss([logits, logits], y, y, 1.0, [0.3, 0.2])) == pytest.approx(0.5 * float(one))
+    with pytest.raises(ValueError, match="2 auxiliary outputs but 1 loss weights"):
+        aux_loss([logits, logits], y, y, 1.0, [0.3])
+
+
+def test_mixup_is_a_no_op_when_off():
+    x, y = torch.randn(4, 3), torch.arange(4)
+    g = torch.Generator().manual_seed(0)
+    assert mixup_batch(x, y, 0.0, g)[3] == 1.0
+    xm, ya, yb, lam = mixup_batch(x, y, 1.0, g)
+    assert 0.0 <= lam <= 1.0 and xm.shape == x.shape and not torch.equal(ya, yb) or lam == 1.0
+
+
+def _data(n=48):
+    g = torch.Generator().manual_seed(1)
+    return TensorDataset(torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g))
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
+
+
+RECIPE = {"epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+          "milestones": [2, 3], "gamma": 0.2, "warmup_epochs": 1, "mixup_alpha": 0.0}
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    train, test = _data(), _data(16)
+    points = []
+    full = fit(_model(), train, test, RECIPE, {}, seed=3, device=torch.device("cpu"),
+               checkpoint=tmp_path / "a.pt", on_epoch=points.append)
+    assert len(points) == 4 and points[-1].lr == pytest.approx(0.1 * 0.2 ** 2)
+    # stop after 2 epochs (as a kill would), then resume to 4 from the checkpoint
+    fit(_model(), train, test, {**RECIPE, "epochs": 2}, {}, seed=3, device=torch.device("cpu"),
+        checkpoint=tmp_path / "b.pt", on_epoch=lambda r: None)
+    resumed_from = []
+    again = fit(_model(), train, test, RECIPE, {}, seed=3, device=torch.device("cpu"),
+                checkpoint=tmp_path / "b.pt", on_epoch=lambda r: None, on_resume=resumed_from.append)
+    assert resumed_from == [2]
+    timing = {"train_seconds"}
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in full.items() if k not in timing}
+    assert all(math.isfinite(v) for v in full.values())
