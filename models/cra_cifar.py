@@ -26,9 +26,7 @@ Choices pinned by the printed counts (thop Jan-2020 rules, profile ``thop-2001``
 """
 from __future__ import annotations
 
-import functools
 
-import torch
 from torch import nn
 
 from .backbones.densenet import densenet_bc_cifar

@@ -13,8 +13,8 @@ import json
 import os
 
 from .db import Database
-from .plan import apply_budget, cell_config, config_key, job_hash
-from .specs import METRICS, Catalog, Paper, table_cells
+from .plan import cell_config, config_key
+from .specs import Catalog, Paper, table_cells
 
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from models.registry import resolved_kwargs
 

@@ -7,14 +7,12 @@ numbers are labelled with their budget and never called reproductions.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
 from .compare import Comparison, compare_paper
 from .db import Database
-from .plan import cell_config, config_key
-from .specs import METRICS, Catalog, Paper, TableSpec, table_cells, table_rows
+from .specs import METRICS, Catalog, Paper, TableSpec, table_rows
 
 STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**", "not-reproducible": "not reproducible",
                "not-comparable": "not comparable", "pending": "pending", "cited": "cited"}

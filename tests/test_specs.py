@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from repro.plan import cell_config, plan, resolve_targets
-from repro.specs import Printed, SpecError, load_catalog, table_cells
+from repro.specs import Printed, load_catalog, table_cells
 
 from conftest import SPECS, TOY_TABLE, write_toy
 

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..registry import make_attn
+from ..registry import ATTENTIONS, make_attn
 
 
 def conv3x3(inplanes: int, planes: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -142,3 +142,16 @@ class StageHook(nn.Module):
 
     def forward(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         return x
+
+
+def init_backbone_convs(model: nn.Module) -> None:
+    """He-normal (fan-out) weights and zero biases for the backbone's own convs (He et al., 2015,
+    the "[24]" the papers cite). Attention modules keep their own initialisation; BN keeps
+    PyTorch's weight 1, bias 0."""
+    attention_types = tuple(ATTENTIONS.values())
+    inside_attention = {id(m) for a in model.modules() if isinstance(a, attention_types) for m in a.modules()}
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and id(m) not in inside_attention:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

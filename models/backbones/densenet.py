@@ -30,8 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..registry import make_attn, register_backbone
-from .blocks import Stage
-from .resnet_cifar import he_init_convs
+from .blocks import Stage, init_backbone_convs
 
 ATTN_POSITIONS = ("output", "input")
 
@@ -99,7 +98,7 @@ class DenseNetCifar(nn.Module):
         self.bn = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(planes, num_classes)
-        he_init_convs(self)
+        init_backbone_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.trans1(self.block1(self.conv1(x)))

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..registry import make_attn, register_backbone
-from .blocks import Stage, conv1x1, conv3x3, make_stage
+from .blocks import Stage, conv1x1, conv3x3, init_backbone_convs, make_stage
 
 
 def preact_projection(inplanes: int, outplanes: int, stride: int) -> nn.Module:
@@ -100,15 +100,6 @@ class PreActBottleneck(nn.Module):
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}
-
-
-def init_backbone_convs(model: nn.Module) -> None:
-    """He-normal (fan-out) init for the backbone's convs; convs inside attention modules keep theirs."""
-    inside_attention = {id(m) for block in model.modules() if isinstance(getattr(block, "attn", None), nn.Module)
-                        for m in block.attn.modules()}
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and id(m) not in inside_attention:
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 class PreActResNet(nn.Module):

@@ -34,8 +34,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..registry import ATTENTIONS, register_backbone
-from .blocks import BasicBlock, Bottleneck, StageHook, make_stage, projection
+from ..registry import register_backbone
+from .blocks import BasicBlock, Bottleneck, StageHook, init_backbone_convs, make_stage, projection
 
 LAYERS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
           50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3)), 152: (Bottleneck, (3, 8, 36, 3))}
@@ -55,20 +55,6 @@ def attention_class(factory: AttnFactory | None) -> type | None:
 def between_stages(factory: AttnFactory | None) -> bool:
     cls = attention_class(factory)
     return cls is not None and getattr(cls, "placement", "block") == "between_stages"
-
-
-def he_init(model: nn.Module) -> None:
-    """torchvision's init for the backbone's own convs and BNs; attention modules keep theirs."""
-    attention_types = tuple(ATTENTIONS.values())
-    inside_attention = {id(m) for a in model.modules() if isinstance(a, attention_types) for m in a.modules()}
-    for m in model.modules():
-        if id(m) in inside_attention:
-            continue
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 class ResNet(nn.Module):
@@ -111,7 +97,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.inplanes, num_classes)
 
-        he_init(self)
+        init_backbone_convs(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

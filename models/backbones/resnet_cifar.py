@@ -9,7 +9,7 @@ Choices pinned by cra's published counts (ARCHITECTURES.md, "cra"):
   akamaster/pytorch_resnet_cifar10; option B would add 1x1-conv parameters;
 - all convs are bias-free;
 - the global pooling is an ``nn.AdaptiveAvgPool2d`` module, which the 2020-era thop counts;
-- He-normal (fan-out) init for the backbone's convs (``he_init_convs``, shared by the sibling
+- He-normal (fan-out) init for the backbone's convs (``blocks.init_backbone_convs``, shared by the sibling
   CIFAR backbones); attention modules keep their own init.
 """
 from __future__ import annotations
@@ -20,20 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import ATTENTIONS, register_backbone
-from .blocks import BasicBlock, conv3x3, make_stage
-
-
-def he_init_convs(model: nn.Module) -> None:
-    """He-normal (fan-out) weights and zero biases for the backbone's convs; attention modules keep
-    their own init."""
-    attention_types = tuple(ATTENTIONS.values())
-    inside_attention = {id(m) for a in model.modules() if isinstance(a, attention_types) for m in a.modules()}
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and id(m) not in inside_attention:
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+from ..registry import register_backbone
+from .blocks import BasicBlock, conv3x3, init_backbone_convs, make_stage
 
 
 class ZeroPadShortcut(nn.Module):
@@ -74,7 +62,7 @@ class ResNetCifar(nn.Module):
                                            attn_layer=attn_layer)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        he_init_convs(self)
+        init_backbone_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from ..registry import register_backbone
-from .blocks import Bottleneck, conv3x3, make_stage
-from .resnet_cifar import he_init_convs
+from .blocks import Bottleneck, conv3x3, init_backbone_convs, make_stage
 
 
 class ResNeXtCifar(nn.Module):
@@ -37,7 +36,7 @@ class ResNeXtCifar(nn.Module):
         self.layer3, inplanes = make_stage(Bottleneck, inplanes, 256, blocks, 2, **common)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        he_init_convs(self)
+        init_backbone_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from ..registry import make_attn, register_backbone
-from .blocks import Stage
-from .resnet_cifar import he_init_convs
+from .blocks import Stage, init_backbone_convs
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -98,7 +97,7 @@ class ShuffleNetCifar(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        he_init_convs(self)
+        init_backbone_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..registry import make_attn, register_backbone
-from .resnet_cifar import he_init_convs
+from .blocks import init_backbone_convs
 
 CONFIGS = {
     "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -63,7 +63,7 @@ class VGGCifar(nn.Module):
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-        he_init_convs(self)
+        init_backbone_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))  # features end at (N, 512, 1, 1)
