@@ -175,7 +175,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     for p, t in resolved:
         rows += [r for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
     fields = ["table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact", "std",
-              "n", "delta", "budget", "status", "detail", "uncertain", "reason"]
+              "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also"]
     if fmt == "json":
         print(json.dumps([{k: getattr(r, k) for k in ["paper"] + fields} for r in rows], indent=1))
     elif fmt == "csv":

@@ -46,6 +46,7 @@ class Comparison:
     reason: str | None  # why not reproducible / cited source
     config_key: str | None
     jobs: list[str]
+    also: dict[str, float] | None = None  # other metrics of the same runs the spec asks to show
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -101,6 +102,9 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
         return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
                           status="pending", detail=None, reason=c.published.not_reproducible, jobs=[])
     chosen = by_budget[budget]
+    also_metrics = next(col.also for col in spec.columns if col.label == c.column)
+    also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in also_metrics
+            if all(m in r["metrics"] for r in chosen)} or None
     values = [r["metrics"][c.metric] for r in chosen]
     exact = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else None
@@ -108,7 +112,7 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
     if printed is None:  # '?': the paper shows it only in a figure or a claim
         return Comparison(**base, ours=exact, ours_exact=exact, std=std, n=len(values), delta=None, budget=budget,
                           status="no-number", detail=chosen[0]["details"].get(c.metric), reason=None,
-                          jobs=[r["job"] for r in chosen])
+                          jobs=[r["job"] for r in chosen], also=also)
     scale = SCALE[printed.suffix]
     if is_count:
         ours = printed.rounds_to(exact)
@@ -130,7 +134,7 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
         status = "differs"
     return Comparison(**base, ours=ours, ours_exact=exact, std=std_u, n=len(values), delta=round(delta, 6),
                       budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
-                      reason=c.published.not_reproducible, jobs=[r["job"] for r in chosen])
+                      reason=c.published.not_reproducible, jobs=[r["job"] for r in chosen], also=also)
 
 
 def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:

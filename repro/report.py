@@ -27,7 +27,8 @@ def fmt_ours(r: Comparison) -> str:
         text = f"{r.ours:.{digits}f}{suffix} ({r.ours_exact:,.0f})"
         return text if r.budget == "static" else f"{text} ({r.budget})"
     std = f" ± {r.std:.2f}" if r.std is not None else ""
-    return f"{r.ours:.2f}{std} (n={r.n}, {r.budget})"
+    also = "".join(f"; {m} {v:.2f}" for m, v in (r.also or {}).items())
+    return f"{r.ours:.2f}{std} (n={r.n}, {r.budget}{also})"
 
 
 def _delta(r: Comparison) -> str:

@@ -114,12 +114,21 @@ class Production(Strict):
 class Column(Production):
     label: str
     metric: str
+    also: list[str] = Field(default_factory=list)  # more measured metrics to show beside ours (e.g. top5_acc)
 
     @field_validator("metric")
     @classmethod
     def _metric(cls, v):
         if v not in METRICS:
             raise ValueError(f"unknown metric {v!r}; known: {', '.join(METRICS)}")
+        return v
+
+    @field_validator("also")
+    @classmethod
+    def _also(cls, v):
+        unknown = [m for m in v if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
         return v
 
 

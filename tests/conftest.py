@@ -40,7 +40,7 @@ title: "Table 1"
 columns:
   - {label: Params, metric: params}
   - {label: FLOPs, metric: macs}
-  - {label: Error, metric: top1_err}
+  - {label: Error, metric: top1_err, also: [top5_err]}
 defaults:
   recipe: tiny
 rows:

@@ -47,7 +47,7 @@ def test_smoke_run_is_labelled_and_never_a_reproduction(cli, tmp_path, toy_specs
     train = [r for r in rows if r["metric"] == "top1_err"]
     assert len(train) == 2
     assert all(r["budget"] == "smoke" and r["status"] == "not-comparable" and r["n"] == 1 for r in train)
-    assert all(0.0 <= r["ours"] <= 100.0 for r in train)
+    assert all(0.0 <= r["ours"] <= 100.0 and 0.0 <= r["also"]["top5_err"] <= r["ours"] for r in train)
     static = [r for r in rows if r["metric"] != "top1_err"]
     assert all(r["status"] == "reproduced" for r in static), static
     # epochs of curve points = smoke epochs, one per job
@@ -55,7 +55,7 @@ def test_smoke_run_is_labelled_and_never_a_reproduction(cli, tmp_path, toy_specs
     out = tmp_path / "reports"
     cli("report", "--paper", "toy", "--out", str(out), *common, check=True)
     page = (out / "toy" / "README.md").read_text()
-    assert "(n=1, smoke)" in page and "not comparable" in page
+    assert "(n=1, smoke; top5_err " in page and "not comparable" in page
     assert "reproduced" in page
     assert (out / "toy" / "figures" / "ours_vs_published.png").stat().st_size > 1000
     # a regression gate ignores short budgets, but fails on static cells that differ
@@ -118,3 +118,20 @@ def test_two_concurrent_invocations_run_each_job_once(tmp_path, toy_specs, fake_
     assert db_rows(db, "select job_id, count(*) from runs group by job_id having count(*) > 1") == []
     assert db_rows(db, "select count(*) from runs where status = 'done'") == [(2,)]
     assert db_rows(db, "select count(*) from jobs where state = 'done'") == [(2,)]
+
+
+def test_local_worker_pool_runs_every_job_once(cli, tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    cli("run", "se-r/table1", "--workers", "2", "--db", url, check=True)
+    assert db_rows(tmp_path / "r.db", "select count(*), count(distinct job_id) from runs") == [(6, 6)]
+    # both processes claim from the same queue (one may finish before the other has imported torch)
+    assert db_rows(tmp_path / "r.db", "select count(distinct pid) from runs")[0][0] in (1, 2)
+    assert db_rows(tmp_path / "r.db", "select count(*) from metrics where name = 'macs' and detail = 'thop-2004'") == [(6,)]
+
+
+def test_submitit_executor_runs_the_same_worker_loop(cli, tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    proc = cli("run", "se-r/table1", "--executor", "submitit-local", "--workers", "1", "--db", url, check=True,
+               cwd=tmp_path)
+    assert "submitted 1 local task(s)" in proc.stdout
+    assert db_rows(tmp_path / "r.db", "select count(*) from jobs where state = 'done'") == [(6,)]
