@@ -140,7 +140,7 @@ def _print_plan(jobs, states, resolved, fmt):
         for j in mine:
             by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
         done = sum(1 for j in mine if states.get(j.id) == "done")
-        console.print(f"{slug}: {len(tables)} table(s), {len(mine)} job(s) "
+        console.print(f"{slug}: {len(tables)} spec(s), {len(mine)} job(s) "
                       f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items())) or 'none'}), {done} done")
     by_kind = {}
     for j in jobs:

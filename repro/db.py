@@ -168,8 +168,21 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
-            Base.metadata.create_all(self.engine)
+            self._create_schema()
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _create_schema(self, attempts: int = 5) -> None:
+        """``create_all`` checks then creates; two processes opening a new database at once can
+        both see no table, and the loser gets 'already exists': it simply checks again."""
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        for attempt in range(attempts):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError) as e:
+                if "already exists" not in str(e) or attempt == attempts - 1:
+                    raise
 
     def dispose(self) -> None:
         self.engine.dispose()

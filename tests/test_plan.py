@@ -69,4 +69,4 @@ def test_budget_scales_the_schedule():
 def test_dry_run_table_lists_cells(cli, tmp_path):
     proc = cli("run", "se-r/table1", "--dry-run", "--db", f"sqlite:///{tmp_path}/r.db")
     assert proc.returncode == 0
-    assert "se-r: 1 table(s), 6 job(s) (6 profile), 0 done" in proc.stdout
+    assert "se-r: 1 spec(s), 6 job(s) (6 profile), 0 done" in proc.stdout
