@@ -31,17 +31,13 @@ DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL (default $REPRO_DB or sq
 SpecsOpt = typer.Option(None, "--specs-dir", help="specs directory (default $REPRO_SPECS or the repo's specs/)")
 
 
-class UserError(Exception):
-    """Reported as one line on stderr with exit code 2."""
-
-
 def _fail(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)  # one line, never wrapped
     raise typer.Exit(2)
 
 
 def _catalog(specs_dir):
-    from .specs import load_catalog
+    from .catalog import load_catalog
 
     return load_catalog(specs_dir)
 

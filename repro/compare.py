@@ -15,13 +15,11 @@ Claims (``better`` beats ``worse`` on a column) are checked on full-budget means
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .db import Database
 from .plan import cell_config, config_key
 from .specs import METRICS, SCALE, Catalog, Paper, table_cells, tolerance
-
-BUDGET_PREFERENCE = ("full",)
 
 
 @dataclass
@@ -47,11 +45,6 @@ class Comparison:
     config_key: str | None
     jobs: list[str]
     also: dict[str, float] | None = None  # other metrics of the same runs the spec asks to show
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["table"] = self.table
-        return d
 
 
 def _pick_budget(by_budget: dict[str, list[dict]]) -> str | None:

@@ -27,7 +27,6 @@ write safely; any other SQLAlchemy URL (PostgreSQL: ``postgresql+psycopg://...``
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from typing import Any, Iterable
 
@@ -331,11 +330,3 @@ class Database:
         with self.Session() as s:
             return list(s.scalars(select(Job).order_by(Job.state, Job.kind, Job.model)))
 
-    def count(self, model) -> int:
-        from sqlalchemy import func
-        with self.Session() as s:
-            return s.scalar(select(func.count()).select_from(model))
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -3,7 +3,7 @@
 Layout: ``specs/<paper>/paper.yaml`` (paper metadata, named recipes, paper-wide assumptions)
 and one ``specs/<paper>/<table>.yaml`` per table or figure. See ``specs/README.md`` for the
 format. Everything is validated by pydantic with unknown keys forbidden; errors become one
-``SpecError`` line naming the file and the field.
+``SpecError`` line naming the file and the field (loading and reference checks: ``catalog.py``).
 
 A cell's production is merged flat, in this order: table ``defaults`` < ``column`` < ``row``
 (a sweep point is a row). One level, no inheritance chains. A recipe is referenced by name
@@ -11,14 +11,12 @@ from ``paper.yaml``: one level of reference.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 METRICS = {
     # name: (kind of job that measures it, higher_is_better, is_count)
@@ -318,84 +316,6 @@ class Catalog:
     papers: dict[str, Paper] = field(default_factory=dict)
 
 
-def specs_root(explicit: str | os.PathLike | None = None) -> Path:
-    """``--specs-dir`` beats ``$REPRO_SPECS`` beats the repo's ``specs/``."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("REPRO_SPECS"):
-        return Path(os.environ["REPRO_SPECS"])
-    return Path(__file__).resolve().parent.parent / "specs"
-
-
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
-
-
-def _validate(cls, data, path: Path):
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
-    try:
-        return cls.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "missing required field"
-        where = _field_path(err["loc"]) or "(top level)"
-        raise SpecError(f"{path}: {where}: {msg}") from None
-
-
-def _natural(path: Path) -> tuple:
-    """table2 before table10; tables before figures."""
-    parts = re.split(r"(\d+)", path.stem)
-    return (not path.stem.startswith("table"),) + tuple(int(p) if p.isdigit() else p for p in parts)
-
-
-def load_paper(paper_dir: Path) -> Paper:
-    meta_path = paper_dir / "paper.yaml"
-    if not meta_path.exists():
-        raise SpecError(f"{meta_path}: missing (every paper directory needs a paper.yaml)")
-    meta = _validate(PaperSpec, _load_yaml(meta_path), meta_path)
-    if meta.paper != paper_dir.name:
-        raise SpecError(f"{meta_path}: paper: {meta.paper!r} does not match its directory {paper_dir.name!r}")
-    tables = {}
-    for path in sorted(paper_dir.glob("*.yaml"), key=_natural):
-        if path.name == "paper.yaml":
-            continue
-        spec = _validate(TableSpec, _load_yaml(path), path)
-        if spec.table != path.stem:
-            raise SpecError(f"{path}: table: {spec.table!r} does not match the file name {path.stem!r}")
-        tables[spec.table] = spec
-    paper = Paper(meta, tables, paper_dir)
-    _check_references(paper)
-    return paper
-
-
-def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
-    root = specs_root(root)
-    if not root.is_dir():
-        raise SpecError(f"{root}: specs directory not found (set --specs-dir or $REPRO_SPECS)")
-    catalog = Catalog(root)
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        catalog.papers[d.name] = load_paper(d)
-    return catalog
-
-
 def _set_path(prod: dict, dotted: str, value: Any) -> None:
     head, name = dotted.split(".")
     prod[head] = {**(prod.get(head) or {}), name: value}
@@ -450,76 +370,3 @@ def tolerance(paper: Paper, spec: TableSpec, cell: CellSpec) -> float:
         if level is not None and level.tolerance is not None:
             return level.tolerance
     return paper.spec.tolerance
-
-
-def _check_references(paper: Paper) -> None:
-    """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells."""
-    import models
-    from .counting import PROFILES
-
-    meta = paper.path / "paper.yaml"
-    if paper.spec.counter_profile not in PROFILES:
-        raise SpecError(f"{meta}: counter_profile: unknown profile {paper.spec.counter_profile!r}")
-    for name, r in paper.spec.recipes.items():
-        if r.dataset not in DATASETS:
-            raise SpecError(f"{meta}: recipes.{name}.dataset: unknown dataset {r.dataset!r}")
-    keys = set()
-    for spec in paper.tables.values():
-        path = paper.path / f"{spec.table}.yaml"
-        seen = set()
-        try:
-            rows = table_rows(spec)
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise SpecError(f"{path}: sweep: {_field_path(err['loc'])}: {err['msg']}") from None
-        for row in rows:
-            ident = (row.section, row.label)
-            if ident in seen:
-                raise SpecError(f"{path}: rows: duplicate row label {row.label!r}")
-            seen.add(ident)
-        for cell in table_cells(paper, spec):
-            keys.add(f"{spec.table}/{cell.row}/{cell.column}")
-            where = f"{path}: {cell.row!r} / {cell.column!r}"
-            if cell.published.value == "-" or cell.cited:
-                continue
-            if cell.published.value == "?" and cell.published.not_reproducible:
-                raise SpecError(f"{where}: not_reproducible: a cell with no printed number cannot be not reproducible")
-            prod = cell.production
-            if "model" not in prod:
-                raise SpecError(f"{where}: model: missing (no model produces this cell)")
-            if not models.is_known(prod["model"]):
-                raise SpecError(f"{where}: model: unknown model {prod['model']!r}")
-            try:
-                models.registry.resolved_kwargs(prod["model"], **prod.get("model_kwargs", {}))
-            except ValueError as e:
-                raise SpecError(f"{where}: model_kwargs: {e}") from None
-            unknown_train = set(prod.get("train") or {}) - TRAIN_OPTIONS
-            if unknown_train:
-                raise SpecError(f"{where}: train: unknown option(s) {sorted(unknown_train)}")
-            kind = METRICS[cell.metric][0]
-            if kind != "profile":
-                if "recipe" not in prod:
-                    raise SpecError(f"{where}: recipe: missing (a trained cell needs a recipe)")
-                if prod["recipe"] not in paper.spec.recipes:
-                    raise SpecError(f"{where}: recipe: unknown recipe {prod['recipe']!r} "
-                                    f"(recipes of {paper.slug}: {', '.join(paper.spec.recipes) or 'none'})")
-            if kind != "profile" and prod.get("dataset") not in (None, paper.spec.recipes[prod["recipe"]].dataset):
-                raise SpecError(f"{where}: dataset: {prod['dataset']!r} differs from recipe {prod['recipe']!r}'s "
-                                f"dataset {paper.spec.recipes[prod['recipe']].dataset!r} (a trained cell uses its recipe's)")
-            dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
-            if dataset is None:
-                raise SpecError(f"{where}: dataset: missing")
-            if dataset not in DATASETS:
-                raise SpecError(f"{where}: dataset: unknown dataset {dataset!r}")
-            if prod.get("counter_profile", paper.spec.counter_profile) not in PROFILES:
-                raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
-    for spec in paper.tables.values():
-        labels = {(r.section, r.label) for r in table_rows(spec)}
-        for claim in spec.claims:
-            for row in (claim.better, claim.worse):
-                if (claim.section, row) not in labels:
-                    raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}"
-                                    + (f" in section {claim.section!r}" if claim.section else ""))
-        for curve in spec.curves:
-            if curve.cell not in keys:
-                raise SpecError(f"{paper.path / (spec.table + '.yaml')}: curves: unknown cell {curve.cell!r}")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from repro.plan import apply_budget, job_hash, plan, resolve_targets
-from repro.specs import load_catalog
+from repro.catalog import load_catalog
 
 from conftest import SPECS
 

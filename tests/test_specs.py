@@ -6,7 +6,8 @@ import json
 import pytest
 
 from repro.plan import cell_config, plan, resolve_targets
-from repro.specs import Printed, load_catalog, table_cells
+from repro.catalog import load_catalog
+from repro.specs import Printed, table_cells
 
 from conftest import SPECS, TOY_TABLE, write_toy
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from repro.trainer import aux_loss, fit, lr_at, mixup_batch, topk_errors
-from repro.specs import load_catalog
+from repro.catalog import load_catalog
 
 from conftest import SPECS
 
