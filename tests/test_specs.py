@@ -100,3 +100,17 @@ def test_resolve_targets_whole_paper():
     assert {t for _, t in resolved} == set(CATALOG.papers["se-r"].tables)
     with pytest.raises(Exception, match="unknown table"):
         resolve_targets(CATALOG, ["se-r/table99"])
+
+
+PAPERS_DIR = SPECS.parent.parent / "shared" / "papers"
+
+
+@pytest.mark.skipif(not PAPERS_DIR.is_dir(), reason="../shared/papers is not beside this checkout")
+@pytest.mark.parametrize("paper", sorted(CATALOG.papers))
+def test_every_published_value_is_printed_in_the_paper(paper):
+    """A transcription guard: each value, as written in the spec, occurs verbatim in the paper text."""
+    p = CATALOG.papers[paper]
+    text = (PAPERS_DIR / p.spec.source).read_text()
+    missing = [(t, c.row, c.column, c.published.value) for t, spec in p.tables.items()
+               for c in table_cells(p, spec) if c.published.value not in ("-", "?") and c.published.value not in text]
+    assert not missing
