@@ -190,7 +190,8 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         for r in rows:
             row = f"{r.section} / {r.row}" if r.section else r.row
             t.add_row(r.table, row, r.column, r.printed + (" (?)" if r.uncertain else ""), fmt_ours(r),
-                      "" if r.delta is None else f"{r.delta:+.3g}", r.budget or "", r.status)
+                      "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}", r.budget or "",
+                      r.status)
         console.print(t)
     if fail_over is not None:
         bad = fails_over(rows, fail_over)

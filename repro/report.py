@@ -32,7 +32,7 @@ def fmt_ours(r: Comparison) -> str:
 
 
 def _delta(r: Comparison) -> str:
-    if r.delta is None:
+    if r.delta is None or r.status == "not-comparable":  # a smoke run's gap to the paper means nothing
         return ""
     return f"{r.delta:+.3f}" if METRICS[r.metric][2] else f"{r.delta:+.2f}"
 
