@@ -23,7 +23,7 @@ def _cell(paper: Paper, ref: str):
 def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | None:
     """One line per model (mean over seeds), seeds as a min-max band; budget in the legend."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    drew = False
+    drew, budgets = False, set()
     for curve in spec.curves:
         key = config_key(cell_config(paper, _cell(paper, curve.cell)))
         results = [r for r in db.results_for([key]) if r["kind"] == "train"]
@@ -39,6 +39,7 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
         n = min(len(c) for c in runs)
         y = np.array([[p[spec.plot_metric or "test_top1_err"] for p in c[:n]] for c in runs])
         epochs = np.arange(1, n + 1)
+        budgets.add(budget)
         (line,) = ax.plot(epochs, y.mean(0), label=f"{curve.label} ({budget}, n={len(runs)})")
         if len(runs) > 1:
             ax.fill_between(epochs, y.min(0), y.max(0), color=line.get_color(), alpha=0.2)
@@ -49,7 +50,9 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
     ax.set_xlabel("epoch")
     ax.set_ylabel({"test_top1_err": "test top-1 error (%)", "train_top1_err": "train top-1 error (%)",
                    "train_loss": "train loss"}.get(spec.plot_metric or "test_top1_err", spec.plot_metric))
-    ax.set_title(f"{paper.slug} {spec.title}: ours")
+    short = budgets - {"full"}
+    ax.set_title(f"{paper.slug} {spec.title}: ours" + (f" — {'/'.join(sorted(short))} budget, not a reproduction"
+                                                        if short else ""))
     ax.legend()
     ax.grid(alpha=0.3)
     path = out / f"{spec.table}.png"
