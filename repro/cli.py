@@ -87,10 +87,14 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         return
     database.sync_published(*published_rows(catalog, resolved))
     database.add_jobs(j.row() for j in jobs)
-    todo = [j.id for j in jobs if states.get(j.id) != "done"]
+    todo = [j for j in jobs if states.get(j.id) != "done"]
     console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done, {len(todo)} to run "
                   f"[budget {budget}] -> {url}")
+    todo, unrunnable = _split_missing_data(todo, data_dir, download)
+    todo = [j.id for j in todo]
     if not todo:
+        if unrunnable:
+            raise typer.Exit(1)
         return
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
                           checkpoint_dir=checkpoint_dir, loader_workers=loader_workers)
@@ -102,8 +106,30 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
     for jid, msg in report.failed.items():
         print(f"failed {jid}: {msg}", file=sys.stderr)
-    if report.failed:
+    if report.failed or unrunnable:
         raise typer.Exit(1)
+
+
+def _split_missing_data(jobs, data_dir, download):
+    """Jobs whose dataset is absent are not started: one line per dataset says how to fix it."""
+    from .data import missing
+
+    if download:
+        return jobs, []
+    runnable, unrunnable, reported = [], [], {}
+    for j in jobs:
+        if j.kind == "profile":
+            runnable.append(j)
+            continue
+        key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
+        if key not in reported:
+            reported[key] = missing(key[0], data_dir, list(key[1]))
+        (unrunnable if reported[key] else runnable).append(j)
+    for (dataset, _), error in reported.items():
+        if error:
+            n = sum(1 for j in unrunnable if j.spec["dataset"] == dataset)
+            print(f"not run: {n} job(s) need {error} (--kind profile runs only the static cells)", file=sys.stderr)
+    return runnable, unrunnable
 
 
 def _db_exists(url: str) -> bool:

@@ -60,6 +60,24 @@ def _missing(name: str, root: Path, layout: str) -> DataError:
                      f"for a tiny fake to exercise the pipeline.")
 
 
+REQUIRED = {
+    "cifar10": ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"],
+    "cifar100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
+    "svhn": ["train_32x32.mat", "test_32x32.mat"],
+    "imagenet": ["imagenet/train", "imagenet/val"],
+    "coco": ["coco/train2017", "coco/val2017", "coco/annotations/instances_train2017.json",
+             "coco/annotations/instances_val2017.json"],
+}
+
+
+def missing(dataset: str, root: str | os.PathLike | None, train_split: list[str] = ("train",)) -> DataError | None:
+    """A cheap presence check (no loading): the error to report, or None when the files are there."""
+    root = data_root(root)
+    needed = list(REQUIRED[dataset]) + (["extra_32x32.mat"] if dataset == "svhn" and "extra" in train_split else [])
+    absent = [f for f in needed if not (root / f).exists()]
+    return _missing(dataset, root, ", ".join(absent)) if absent else None
+
+
 def train_transform(dataset: str, augment: list[str]) -> transforms.Compose:
     ops = []
     for name in augment:

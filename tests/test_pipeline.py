@@ -135,3 +135,13 @@ def test_submitit_executor_runs_the_same_worker_loop(cli, tmp_path):
                cwd=tmp_path)
     assert "submitted 1 local task(s)" in proc.stdout
     assert db_rows(tmp_path / "r.db", "select count(*) from jobs where state = 'done'") == [(6,)]
+
+
+def test_missing_data_is_one_clear_line_and_static_cells_still_run(cli, tmp_path, toy_specs):
+    url = f"sqlite:///{tmp_path}/r.db"
+    proc = cli("run", "toy/table1", "--specs-dir", str(toy_specs), "--db", url, "--data-dir", str(tmp_path / "none"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("not run: 2 job(s) need cifar100 not found under") == 1
+    assert f"repro data fake cifar100 {tmp_path / 'none'}" in proc.stderr
+    assert db_rows(tmp_path / "r.db", "select kind, state, count(*) from jobs group by kind, state") == [
+        ("profile", "done", 2), ("train", "pending", 2)]
