@@ -289,18 +289,31 @@ def specs_check(specs_dir: Optional[str] = SpecsOpt):
 
 
 @models_app.command("list")
-def models_list(paper: Optional[str] = typer.Option(None, "--paper")):
-    """Registered models (named models first, then bare backbones)."""
+def models_list(paper: Optional[str] = typer.Option(None, "--paper", help="only models this paper's specs use"),
+                specs_dir: Optional[str] = SpecsOpt):
+    """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import models
+    from .specs import table_cells
 
+    try:
+        catalog = _catalog(specs_dir)
+    except SpecError as e:
+        _fail(str(e))
+    used: dict[str, set[str]] = {}
+    for slug, p in catalog.papers.items():
+        for spec in p.tables.values():
+            for cell in table_cells(p, spec):
+                if "model" in cell.production:
+                    used.setdefault(cell.production["model"], set()).add(slug)
     t = Table()
-    for col in ("model", "paper", "backbone", "attention"):
+    for col in ("model", "used by", "backbone", "attention"):
         t.add_column(col)
     for name in models.available():
-        info = models.MODEL_INFO.get(name, {"paper": None, "backbone": name, "attention": "(any)"})
-        if paper and info.get("paper") != paper:
+        info = models.MODEL_INFO.get(name, {"backbone": name, "attention": "(any)"})
+        papers = used.get(name, set())
+        if paper and paper not in papers:
             continue
-        t.add_row(name, info.get("paper") or "", info.get("backbone") or "", info.get("attention") or "")
+        t.add_row(name, ", ".join(sorted(papers)), info.get("backbone") or "", info.get("attention") or "")
     console.print(t)
 
 
