@@ -62,7 +62,9 @@ def git_state() -> tuple[str | None, bool | None]:
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        # dirty means the code differs from the commit; the results it writes do not count
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!results.db", ":!reports"],
                                capture_output=True, text=True, timeout=10).stdout.strip() != ""
         return commit, (dirty if commit else None)
     except (OSError, subprocess.SubprocessError):
