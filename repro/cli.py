@@ -1,8 +1,6 @@
 """The ``repro`` command line. It parses options and calls the library; nothing else lives here."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -198,15 +196,14 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         rows += [r for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
     fields = ["table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact", "std",
               "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also"]
-    if fmt == "json":
-        print(json.dumps([{k: getattr(r, k) for k in ["paper"] + fields} for r in rows], indent=1))
-    elif fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["paper"] + fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: getattr(r, k) for k in ["paper"] + fields})
-        print(buf.getvalue(), end="")
+    if fmt in ("json", "csv"):
+        import pandas as pd
+
+        frame = pd.DataFrame([{k: getattr(r, k) for k in ["paper"] + fields} for r in rows], columns=["paper"] + fields)
+        if fmt == "json":
+            print(frame.to_json(orient="records", indent=1, double_precision=15))
+        else:
+            print(frame.to_csv(index=False), end="")
     else:
         from .report import fmt_ours
 
