@@ -155,3 +155,14 @@ def init_backbone_convs(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+class ThreeStageCifarNet(nn.Module):
+    """The CIFAR layout of He et al. (2016): stem conv-BN-ReLU, three stages, global average
+    pooling (a counted ``nn.AdaptiveAvgPool2d``), FC. Subclasses build ``conv1``, ``bn1``,
+    ``relu``, ``layer1..3``, ``avgpool`` and ``fc``; the forward pass is shared."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.avgpool(x).flatten(1))

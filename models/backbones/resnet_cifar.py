@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..registry import register_backbone
-from .blocks import BasicBlock, conv3x3, init_backbone_convs, make_stage
+from .blocks import BasicBlock, ThreeStageCifarNet, conv3x3, init_backbone_convs, make_stage
 
 
 class ZeroPadShortcut(nn.Module):
@@ -40,7 +40,7 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.pad_front, self.pad_back))  # pads the channel dimension
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(ThreeStageCifarNet):
     def __init__(self, depth: int, num_classes: int = 10, *, attn_layer: Callable[..., nn.Module] | None = None,
                  widths: tuple[int, int, int] = (16, 32, 64), shortcut: str = "A"):
         super().__init__()
@@ -63,11 +63,6 @@ class ResNetCifar(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
         init_backbone_convs(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.avgpool(x).flatten(1))
 
 
 @register_backbone("resnet_cifar")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 
 from ..registry import register_backbone
-from .blocks import Bottleneck, conv3x3, init_backbone_convs, make_stage
+from .blocks import Bottleneck, ThreeStageCifarNet, conv3x3, init_backbone_convs, make_stage
 
 
-class ResNeXtCifar(nn.Module):
+class ResNeXtCifar(ThreeStageCifarNet):
     def __init__(self, cardinality: int, base_width: int, depth: int = 29, num_classes: int = 10, *,
                  attn_layer: Callable[..., nn.Module] | None = None, stem_width: int = 64):
         super().__init__()
@@ -37,11 +36,6 @@ class ResNeXtCifar(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
         init_backbone_convs(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.avgpool(x).flatten(1))
 
 
 @register_backbone("resnext_cifar")

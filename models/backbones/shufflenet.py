@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..registry import make_attn, register_backbone
-from .blocks import Stage, init_backbone_convs
+from .blocks import Stage, ThreeStageCifarNet, init_backbone_convs
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -73,7 +73,7 @@ class ShuffleUnit(nn.Module):
 STAGE_WIDTHS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
 
 
-class ShuffleNetCifar(nn.Module):
+class ShuffleNetCifar(ThreeStageCifarNet):
     def __init__(self, groups: int = 3, num_classes: int = 100, *, repeats: tuple[int, int, int] = (4, 8, 4),
                  stem_width: int = 24, conv_bias: bool = True,
                  first_pointwise_grouped: bool = True, attn_layer: Callable[..., nn.Module] | None = None):
@@ -98,11 +98,6 @@ class ShuffleNetCifar(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
         init_backbone_convs(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.avgpool(x).flatten(1))
 
 
 @register_backbone("shufflenet_cifar")
