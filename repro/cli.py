@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -65,7 +66,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     """Expand specs into jobs and run the ones not done yet."""
     from . import executor as ex
     from .db import Database, db_url
-    from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets
+    from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
     from .worker import WorkerOptions
 
     try:
@@ -78,17 +79,22 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, got {fmt!r}")
     url = db_url(db)
-    database = Database(url, create=not dry_run or _db_exists(url))
-    states = database.job_states(j.id for j in jobs) if _db_exists(url) or not dry_run else {}
-    if dry_run:
+    if dry_run:  # a dry run never creates the database
+        states = Database(url, create=False).job_states(j.id for j in jobs) if _db_exists(url) else {}
         _print_plan(jobs, states, resolved, fmt)
         return
+    database = Database(url)
+    states = database.job_states(j.id for j in jobs)
     database.sync_published(*published_rows(catalog, resolved))
     database.add_jobs(j.row() for j in jobs)
     todo = [j for j in jobs if states.get(j.id) != "done"]
     console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done, {len(todo)} to run "
                   f"[budget {budget}] -> {url}")
-    todo, unrunnable = _split_missing_data(todo, data_dir, download)
+    unrunnable = {}
+    if not download:
+        todo, unrunnable = split_missing_data(todo, data_dir)
+        for error, n in unrunnable.values():
+            print(f"not run: {n} job(s) need {error} (--kind profile runs only the static cells)", file=sys.stderr)
     todo = [j.id for j in todo]
     if not todo:
         if unrunnable:
@@ -106,28 +112,6 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         print(f"failed {jid}: {msg}", file=sys.stderr)
     if report.failed or unrunnable:
         raise typer.Exit(1)
-
-
-def _split_missing_data(jobs, data_dir, download):
-    """Jobs whose dataset is absent are not started: one line per dataset says how to fix it."""
-    from .data import missing
-
-    if download:
-        return jobs, []
-    runnable, unrunnable, reported = [], [], {}
-    for j in jobs:
-        if j.kind == "profile":
-            runnable.append(j)
-            continue
-        key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
-        if key not in reported:
-            reported[key] = missing(key[0], data_dir, list(key[1]))
-        (unrunnable if reported[key] else runnable).append(j)
-    for (dataset, _), error in reported.items():
-        if error:
-            n = sum(1 for j in unrunnable if j.spec["dataset"] == dataset)
-            print(f"not run: {n} job(s) need {error} (--kind profile runs only the static cells)", file=sys.stderr)
-    return runnable, unrunnable
 
 
 def _db_exists(url: str) -> bool:
@@ -156,17 +140,13 @@ def _print_plan(jobs, states, resolved, fmt):
     console.print(t)
     for slug, tables in papers.items():
         mine = [j for j in jobs if any(c.startswith(slug + "/") for c in j.cells)]
-        by_kind = {}
-        for j in mine:
-            by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
         done = sum(1 for j in mine if states.get(j.id) == "done")
-        console.print(f"{slug}: {len(tables)} spec(s), {len(mine)} job(s) "
-                      f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items())) or 'none'}), {done} done")
-    by_kind = {}
-    for j in jobs:
-        by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
-    console.print(f"total: {len(jobs)} distinct job(s): "
-                  + ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())))
+        console.print(f"{slug}: {len(tables)} spec(s), {len(mine)} job(s) ({_kinds(mine) or 'none'}), {done} done")
+    console.print(f"total: {len(jobs)} distinct job(s): {_kinds(jobs)}")
+
+
+def _kinds(jobs) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(Counter(j.kind for j in jobs).items()))
 
 
 # --- diff, report, status -----------------------------------------------------------------

@@ -47,7 +47,17 @@ class Comparison:
     also: dict[str, float] | None = None  # other metrics of the same runs the spec asks to show
 
 
-def _pick_budget(by_budget: dict[str, list[dict]]) -> str | None:
+def group_by_budget(results: list[dict], metric: str | None = None) -> dict[str, list[dict]]:
+    """Done jobs of one configuration, by budget (only those that measured ``metric``)."""
+    out: dict[str, list[dict]] = {}
+    for r in results:
+        if metric is None or metric in r["metrics"]:
+            out.setdefault(r["budget"], []).append(r)
+    return out
+
+
+def pick_budget(by_budget: dict[str, list[dict]]) -> str | None:
+    """The budget to show: full, else static, else the longest short budget."""
     if not by_budget:
         return None
     if "full" in by_budget:
@@ -86,11 +96,8 @@ def _compare_cell(paper, spec, c, key, results) -> Comparison:
     if c.cited or c.published.value == "-":
         return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
                           status="cited" if c.cited else "not-printed", detail=None, reason=c.cited, jobs=[])
-    by_budget: dict[str, list[dict]] = {}
-    for r in results:
-        if c.metric in r["metrics"]:
-            by_budget.setdefault(r["budget"], []).append(r)
-    budget = _pick_budget(by_budget)
+    by_budget = group_by_budget(results, c.metric)
+    budget = pick_budget(by_budget)
     if budget is None:
         return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
                           status="pending", detail=None, reason=c.published.not_reproducible, jobs=[])

@@ -48,7 +48,7 @@ from torchvision.datasets import CocoDetection
 from torchvision.transforms import functional as TF
 
 from .data import DataError, data_root, subset
-from .trainer import _rng_state, _set_rng_state, save_checkpoint, seed_everything
+from .trainer import rng_state, save_checkpoint, seed_everything, set_rng_state
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
 MAX_DETECTIONS = 100  # per image, as COCO evaluation expects
@@ -184,7 +184,7 @@ def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer) -> i
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     return state["iteration"]
 
 
@@ -275,7 +275,7 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
         opt.step()
         if (it + 1) % checkpoint_every == 0 or it + 1 == total:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "rng": _rng_state(), "iteration": it + 1})
+                                         "rng": rng_state(), "iteration": it + 1})
         if on_progress:
             on_progress(it + 1, total, loss_value)
     return {**evaluate_coco(model, val_ds, device), "iterations": float(total)}

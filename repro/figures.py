@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .compare import Comparison, _pick_budget  # noqa: E402
+from .compare import Comparison, group_by_budget, pick_budget  # noqa: E402
 from .db import Database  # noqa: E402
 from .plan import cell_config, config_key  # noqa: E402
 from .specs import METRICS, Paper, TableSpec, table_cells  # noqa: E402
@@ -26,11 +26,8 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
     drew, budgets = False, set()
     for curve in spec.curves:
         key = config_key(cell_config(paper, _cell(paper, curve.cell)))
-        results = [r for r in db.results_for([key]) if r["kind"] == "train"]
-        by_budget: dict[str, list[dict]] = {}
-        for r in results:
-            by_budget.setdefault(r["budget"], []).append(r)
-        budget = _pick_budget(by_budget)
+        by_budget = group_by_budget([r for r in db.results_for([key]) if r["kind"] == "train"])
+        budget = pick_budget(by_budget)
         if budget is None:
             continue
         runs = [c for c in db.curves_for(r["job"] for r in by_budget[budget]).values() if c]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from models.registry import resolved_kwargs
 
-from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, SpecError, table_cells
+from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
@@ -202,5 +202,22 @@ def published_rows(catalog: Catalog, targets: list[tuple[Paper, str]]) -> tuple[
     return list(papers.values()), tables, cells
 
 
-__all__ = ["PlanError", "SpecError", "PlannedJob", "plan", "resolve_targets", "apply_budget", "parse_budget",
-           "cell_config", "config_key", "published_rows", "job_hash"]
+def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJob], dict[str, tuple[str, int]]]:
+    """Jobs whose dataset files are present (or that need none), and per missing dataset the
+    error saying how to fix it with the number of jobs it holds back."""
+    from .data import missing
+
+    runnable, held, errors = [], {}, {}
+    for j in jobs:
+        if j.kind == "profile":
+            runnable.append(j)
+            continue
+        key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
+        if key not in errors:
+            errors[key] = missing(key[0], data_dir, list(key[1]))
+        if errors[key] is None:
+            runnable.append(j)
+        else:
+            msg, n = held.get(key[0], (str(errors[key]), 0))
+            held[key[0]] = (msg, n + 1)
+    return runnable, held

@@ -114,12 +114,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def _set_rng_state(s: dict) -> None:
+def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
@@ -142,7 +142,7 @@ def fit(model: nn.Module, train_ds: Dataset, test_ds: Dataset, recipe: dict, opt
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start, history = state["epoch"], state["history"]
         if on_resume:
             on_resume(start)
@@ -177,7 +177,7 @@ def fit(model: nn.Module, train_ds: Dataset, test_ds: Dataset, recipe: dict, opt
         history.append(asdict(result))
         on_epoch(result)  # the curve point goes out before the checkpoint: a redone epoch overwrites it
         save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                     "rng": _rng_state(), "epoch": epoch + 1, "history": history})
+                                     "rng": rng_state(), "epoch": epoch + 1, "history": history})
     last = history[-1]
     return {"top1_err": last["test_top1_err"], "top5_err": last["test_top5_err"],
             "top1_acc": 100.0 - last["test_top1_err"], "top5_acc": 100.0 - last["test_top5_err"],
