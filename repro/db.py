@@ -245,12 +245,11 @@ class Database:
             ).values(state="running", owner=owner, heartbeat_at=now, updated_at=now))
             return res.rowcount == 1
 
-    def reclaim_dead(self, job_id: str, owner_prefix: str, owner: str) -> bool:
+    def reclaim_dead(self, job_id: str, dead_owner: str, owner: str) -> bool:
         """Take over a running job whose owner (same host) is known to be dead."""
         now = utcnow()
         with self.Session.begin() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.state == "running",
-                                              Job.owner.like(owner_prefix + "%"))
+            res = s.execute(update(Job).where(Job.id == job_id, Job.state == "running", Job.owner == dead_owner)
                             .values(owner=owner, heartbeat_at=now, updated_at=now))
             return res.rowcount == 1
 
