@@ -9,14 +9,21 @@ published_cells   every number the paper prints, as printed (``printed``) and pa
                   and ``config_key``: the job configuration that produces it (NULL when cited).
 jobs              one row per fully resolved job; ``id`` is the hash of the job (model, kwargs,
                   dataset, recipe, budget, seed), ``config_key`` the hash without budget and seed
-                  (what a published cell points at). ``state``: pending | running | done | failed.
+                  (what a published cell points at). ``state``: pending | running | done | failed |
+                  diverged (the loss became nan/inf: a result, not retried unless asked).
                   ``owner``/``heartbeat_at`` implement claiming: a worker takes a job with one
                   conditional UPDATE, so two processes never run the same job.
 runs              every attempt at a job: status (running | done | failed | interrupted), error,
                   start/end, host, pid, device, git commit and dirty flag, package versions,
-                  the epoch it resumed from.
+                  the epoch it resumed from; how the job ran: ``engine`` (fast | reference),
+                  ``precision`` (bf16 | fp32), ``compiled``, CPU ``threads``; the checkpoint it wrote
+                  (``checkpoint_path``, ``checkpoint_sha256``): only a checkpoint this database knows
+                  is ever resumed.
 metrics           final numbers of a job (name, value in base units, detail such as the counter
                   profile or parameter convention); one row per (job, name).
+benchmarks        throughput measured by ``repro bench``: job config, model, device name, engine,
+                  precision, compiled, batch size, steps, images/s, ms/step, peak memory, projected
+                  hours of the full recipe, when, git commit. The GPU-hour estimate uses these.
 curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
                   lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
                   resume.
@@ -115,6 +122,33 @@ class Run(Base):
     git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     versions: Mapped[dict] = mapped_column(JSON)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    engine: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    precision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    compiled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Benchmark(Base):
+    __tablename__ = "benchmarks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    config: Mapped[dict] = mapped_column(JSON)
+    device: Mapped[str] = mapped_column(String(128))
+    engine: Mapped[str] = mapped_column(String(16))
+    precision: Mapped[str] = mapped_column(String(16))
+    compiled: Mapped[bool] = mapped_column(Boolean, default=False)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    img_per_s: Mapped[float] = mapped_column(Float)
+    ms_per_step: Mapped[float] = mapped_column(Float)
+    peak_mem_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    projected_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Metric(Base):
@@ -324,6 +358,18 @@ class Database:
                 out[p.job_id].append({"epoch": p.epoch, "test_top1_err": p.test_top1_err,
                                       "train_top1_err": p.train_top1_err, "train_loss": p.train_loss})
         return out
+
+    # --- benchmarks -----------------------------------------------------------------------
+    def put_benchmark(self, row: dict) -> None:
+        with self.Session.begin() as s:
+            s.add(Benchmark(created_at=utcnow(), **row))
+
+    def benchmarks(self) -> list[dict]:
+        """Every measurement, newest first (callers pick the one they trust for a configuration)."""
+        cols = [c.name for c in Benchmark.__table__.columns]
+        with self.Session() as s:
+            return [{c: getattr(b, c) for c in cols}
+                    for b in s.scalars(select(Benchmark).order_by(Benchmark.created_at.desc(), Benchmark.id.desc()))]
 
     def jobs_by_state(self) -> list[Job]:
         with self.Session() as s:

@@ -218,9 +218,10 @@ class Worker:
             self.db.finish_job(job_id, self.owner, "done")
         except BaseException as e:  # record, release, and re-raise interrupts
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
-            self.db.end_run(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", err)
-            self.db.finish_job(job_id, self.owner, "pending" if isinstance(e, KeyboardInterrupt) else "failed")
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            stopped = isinstance(e, (KeyboardInterrupt, Preempted))
+            self.db.end_run(run_id, "interrupted" if stopped else "failed", err)
+            self.db.finish_job(job_id, self.owner, "pending" if stopped else "failed")
+            if isinstance(e, (KeyboardInterrupt, SystemExit, Preempted)):
                 raise
             raise JobFailed(job_id, err) from e
 
@@ -255,6 +256,12 @@ class Worker:
                     break
                 time.sleep(poll)
         return report
+
+
+class Preempted(BaseException):
+    """Raised in a worker that must stop now (Slurm preemption/time limit, scancel): the job goes back
+    to pending and resumes from its last checkpoint wherever it is claimed next. A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
 
 
 class JobFailed(Exception):
