@@ -62,13 +62,28 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
         checkpoint_dir: str = typer.Option("checkpoints", "--checkpoint-dir"),
-        loader_workers: int = typer.Option(0, "--loader-workers", help="DataLoader worker processes per job")):
+        loader_workers: Optional[int] = typer.Option(None, "--loader-workers",
+                                                     help="DataLoader worker processes per job (default: 0, "
+                                                          "or a share of the CPU cores for ImageNet)"),
+        engine: str = typer.Option("fast", "--engine", help="fast (device-resident 32x32 data, batched "
+                                   "augmentation) | reference (torchvision transforms + DataLoader)"),
+        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, "
+                                                "fp32 on CPU); recorded with each run, never part of the job"),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed "
+                                          "jobs are always retried)"),
+        keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
+                                              help="keep a finished job's checkpoints")):
     """Expand specs into jobs and run the ones not done yet."""
     from . import executor as ex
     from .db import Database, db_url
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
     from .worker import WorkerOptions
 
+    if engine not in ("fast", "reference"):
+        _fail(f"--engine must be fast or reference, got {engine!r}")
+    if precision not in (None, "bf16", "fp32"):
+        _fail(f"--precision must be bf16 or fp32, got {precision!r}")
     try:
         catalog = _catalog(specs_dir)
         budget = parse_budget(budget, epochs)
@@ -87,9 +102,12 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     states = database.job_states(j.id for j in jobs)
     database.sync_published(*published_rows(catalog, resolved))
     database.add_jobs(j.row() for j in jobs)
-    todo = [j for j in jobs if states.get(j.id) != "done"]
-    console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done, {len(todo)} to run "
-                  f"[budget {budget}] -> {url}")
+    finished = ("done",) if retry_failed else ("done", "diverged")
+    todo = [j for j in jobs if states.get(j.id) not in finished]
+    diverged = 0 if retry_failed else sum(1 for j in jobs if states.get(j.id) == "diverged")
+    console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done"
+                  + (f" ({diverged} diverged; --retry-failed runs them again)" if diverged else "")
+                  + f", {len(todo)} to run [budget {budget}] -> {url}", markup=False)
     unrunnable = {}
     if not download:
         todo, unrunnable = split_missing_data(todo, data_dir)
@@ -100,16 +118,21 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         if unrunnable:
             raise typer.Exit(1)
         return
+    if retry_failed:
+        n = database.reset_failed(todo, diverged=True)
+        if n:
+            console.print(f"retrying {n} failed or diverged job(s)", markup=False)
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
-                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers)
+                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine,
+                          precision=precision, compile=compile_, keep_checkpoints=keep_checkpoints)
     slurm = {"timeout_min": slurm_timeout_min, "gpus_per_node": slurm_gpus}
     if slurm_partition:
         slurm["partition"] = slurm_partition
     eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm)
     report = ex.run(todo, wopts, eopts, console)
-    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
+    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed", markup=False)
     for jid, msg in report.failed.items():
-        print(f"failed {jid}: {msg}", file=sys.stderr)
+        print(f"{'diverged' if msg.startswith('loss became') else 'failed'} {jid}: {msg}", file=sys.stderr)
     if report.failed or unrunnable:
         raise typer.Exit(1)
 
@@ -147,6 +170,67 @@ def _print_plan(jobs, states, resolved, fmt):
 
 def _kinds(jobs) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(Counter(j.kind for j in jobs).items()))
+
+
+@app.command()
+def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
+          paper: Optional[str] = typer.Option(None, "--paper", help="paper of bare table names"),
+          steps: int = typer.Option(20, "--steps", min=1, help="timed optimizer steps per job"),
+          engine: str = typer.Option("fast", "--engine", help="fast | reference"),
+          precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU)"),
+          compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+          vs: Optional[str] = typer.Option(None, "--vs", help="reference: also time the reference loop, print the ratio"),
+          device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+          fmt: str = typer.Option("table", "--format", help="table | json"),
+          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+    """Time N steps of each training job's exact recipe on synthetic data of the real shape.
+
+    Example: repro bench se-r/table3 --steps 20 --vs reference
+    """
+    from .bench import bench_job
+    from .db import Database
+    from .plan import PlanError, plan, resolve_targets
+    from .trainer import Engine
+    from .worker import device_name, git_state, pick_device
+
+    if engine not in ("fast", "reference"):
+        _fail(f"--engine must be fast or reference, got {engine!r}")
+    if precision not in (None, "bf16", "fp32"):
+        _fail(f"--precision must be bf16 or fp32, got {precision!r}")
+    if vs not in (None, "reference"):
+        _fail(f"--vs takes only 'reference', got {vs!r}")
+    if fmt not in ("table", "json"):
+        _fail(f"--format must be table or json, got {fmt!r}")
+    try:
+        catalog = _catalog(specs_dir)
+        jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    dev = pick_device(device)
+    eng = Engine.for_device(dev, engine, precision, compile_)
+    label = device_name(dev)
+    database = Database(db)
+    commit = git_state()[0]
+    results = []
+    for job in jobs:
+        r = bench_job(job, eng, dev, steps, label, vs == "reference")
+        results.append(r)
+        row = r.row()
+        database.put_benchmark({k: row[k] for k in ("job_id", "config_key", "model", "device", "engine", "precision",
+                                                     "compiled", "batch_size", "steps", "img_per_s", "ms_per_step",
+                                                     "peak_mem_mb", "projected_hours") if k in row}
+                               | {"job_id": r.job, "config": job.spec, "git_commit": commit})
+        if fmt == "table":
+            ratio = (f"; reference {r.ref_img_per_s:,.1f} img/s, ratio {r.ratio:.2f}x; data path alone "
+                     f"{r.data_img_per_s:,.0f} vs {r.ref_data_img_per_s:,.0f} img/s, ratio {r.data_ratio:.1f}x"
+                     if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
+            print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
+                  f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
+                  f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
+    if fmt == "json":
+        print(json.dumps([r.row() for r in results], indent=1))
+    elif not results:
+        print("no training jobs in these targets", file=sys.stderr)
 
 
 # --- diff, report, status -----------------------------------------------------------------

@@ -16,9 +16,9 @@ jobs              one row per fully resolved job; ``id`` is the hash of the job 
 runs              every attempt at a job: status (running | done | failed | interrupted), error,
                   start/end, host, pid, device, git commit and dirty flag, package versions,
                   the epoch it resumed from; how the job ran: ``engine`` (fast | reference),
-                  ``precision`` (bf16 | fp32), ``compiled``, CPU ``threads``; the checkpoint it wrote
-                  (``checkpoint_path``, ``checkpoint_sha256``): only a checkpoint this database knows
-                  is ever resumed.
+                  ``precision`` (bf16 | fp32), ``compiled``, CPU ``threads``.
+checkpoints       every checkpoint file an attempt wrote (job, run, path, SHA-256, epoch or iteration):
+                  only a file this database recorded, with the same bytes, is ever resumed.
 metrics           final numbers of a job (name, value in base units, detail such as the counter
                   profile or parameter convention); one row per (job, name).
 benchmarks        throughput measured by ``repro bench``: job config, model, device name, engine,
@@ -126,8 +126,17 @@ class Run(Base):
     precision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     compiled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    checkpoint_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Benchmark(Base):
@@ -185,6 +194,15 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _finite(values: dict[str, float], what: str) -> None:
+    """NaN is never stored as a metric (PostgreSQL would keep it; SQLite turns it into NULL)."""
+    import math
+
+    bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"refusing to store non-finite {', '.join(bad)} in the {what}")
 
 
 def db_url(explicit: str | None = None) -> str:
@@ -260,13 +278,15 @@ class Database:
         with self.Session() as s:
             return s.get(Job, job_id)
 
-    def reset_failed(self, ids: Iterable[str]) -> int:
-        """Make failed jobs claimable again (a new ``repro run`` retries what failed before)."""
+    def reset_failed(self, ids: Iterable[str], diverged: bool = False) -> int:
+        """Make failed jobs claimable again (a new ``repro run`` retries what failed before); diverged
+        jobs only when asked (``--retry-failed``): a diverged loss is a result of the recipe."""
         ids = list(ids)
+        states = ["failed", "diverged"] if diverged else ["failed"]
         n = 0
         with self.Session.begin() as s:
             for i in range(0, len(ids), 500):
-                n += s.execute(update(Job).where(Job.id.in_(ids[i:i + 500]), Job.state == "failed")
+                n += s.execute(update(Job).where(Job.id.in_(ids[i:i + 500]), Job.state.in_(states))
                                .values(state="pending", owner=None)).rowcount
         return n
 
@@ -287,21 +307,37 @@ class Database:
                             .values(owner=owner, heartbeat_at=now, updated_at=now))
             return res.rowcount == 1
 
-    def heartbeat(self, job_id: str, owner: str, progress: str | None = None) -> None:
+    def heartbeat(self, job_id: str, owner: str, progress: str | None = None) -> bool:
+        """Refresh the lease; False when the job is no longer ours (another worker took it over)."""
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if progress is not None:
             values["progress"] = progress
         with self.Session.begin() as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.owner == owner).values(**values))
+            return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == "running")
+                             .values(**values)).rowcount == 1
 
-    def finish_job(self, job_id: str, owner: str, state: str) -> None:
-        with self.Session.begin() as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
-                      .values(state=state, updated_at=utcnow(), progress=None))
+    @staticmethod
+    def _own(s, job_id: str, owner: str) -> None:
+        """Fencing: inside a write transaction, confirm we still hold the job, or raise ``LeaseLost``.
+        The UPDATE takes the row (PostgreSQL) or database (SQLite) write lock, so nobody can take the
+        job over between this check and the commit of the write that follows it."""
+        from .checkpoints import LeaseLost
 
-    # --- runs and results ---------------------------------------------------------------
-    def start_run(self, job_id: str, **provenance) -> int:
+        hit = s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == "running")
+                        .values(heartbeat_at=utcnow())).rowcount
+        if hit != 1:
+            raise LeaseLost(f"lost the lease on job {job_id} to another worker")
+
+    def finish_job(self, job_id: str, owner: str, state: str) -> bool:
+        """Release a job we own with its new state; False when it is no longer ours."""
         with self.Session.begin() as s:
+            return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
+                             .values(state=state, updated_at=utcnow(), progress=None)).rowcount == 1
+
+    # --- runs and results (every write of a job's results is fenced by ownership) ---------
+    def start_run(self, job_id: str, owner: str, **provenance) -> int:
+        with self.Session.begin() as s:
+            self._own(s, job_id, owner)
             # an attempt left 'running' by a killed process is closed as interrupted
             s.execute(update(Run).where(Run.job_id == job_id, Run.status == "running")
                       .values(status="interrupted", ended_at=utcnow()))
@@ -311,27 +347,52 @@ class Database:
             return run.id
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Close our own attempt's row (the job row is released by ``finish_job``/``complete``)."""
         with self.Session.begin() as s:
-            s.execute(update(Run).where(Run.id == run_id).values(status=status, error=error, ended_at=utcnow()))
+            s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                      .values(status=status, error=error, ended_at=utcnow()))
 
-    def set_resumed(self, run_id: int, epoch: int) -> None:
+    def set_resumed(self, job_id: str, run_id: int, owner: str, epoch: int) -> None:
         with self.Session.begin() as s:
+            self._own(s, job_id, owner)
             s.execute(update(Run).where(Run.id == run_id).values(resumed_from_epoch=epoch))
 
-    def put_metrics(self, job_id: str, run_id: int, metrics: dict[str, tuple[float, str | None]]) -> None:
+    def put_curve_point(self, job_id: str, run_id: int, owner: str, point: dict[str, float]) -> None:
+        _finite(point, f"curve point of job {job_id}")
         with self.Session.begin() as s:
+            self._own(s, job_id, owner)
+            stmt = self._insert(CurvePoint.__table__).values(job_id=job_id, run_id=run_id, **point)
+            s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "epoch"],
+                                                 set_={**{k: v for k, v in point.items() if k != "epoch"},
+                                                       "run_id": run_id}))
+
+    def put_checkpoint(self, job_id: str, run_id: int, owner: str, path: str, sha256: str, step: int) -> None:
+        with self.Session.begin() as s:
+            self._own(s, job_id, owner)
+            s.add(CheckpointRow(job_id=job_id, run_id=run_id, path=path, sha256=sha256, step=step,
+                                created_at=utcnow()))
+
+    def checkpoints_for(self, job_id: str) -> list[tuple[str, str, int]]:
+        """(path, sha256, step) of every checkpoint this database recorded for the job, newest first."""
+        with self.Session() as s:
+            q = (select(CheckpointRow.path, CheckpointRow.sha256, CheckpointRow.step)
+                 .where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step.desc(), CheckpointRow.id.desc()))
+            return [tuple(r) for r in s.execute(q)]
+
+    def complete(self, job_id: str, run_id: int, owner: str, metrics: dict[str, tuple[float, str | None]],
+                 state: str = "done", error: str | None = None) -> None:
+        """The end of an attempt, in one fenced transaction: metrics, the run's status, the job's state.
+        Raises ``LeaseLost`` (and writes nothing) when the job is no longer ours."""
+        _finite({k: v for k, (v, _) in metrics.items()}, f"metrics of job {job_id}")
+        with self.Session.begin() as s:
+            self._own(s, job_id, owner)
             for name, (value, detail) in metrics.items():
                 stmt = self._insert(Metric.__table__).values(job_id=job_id, run_id=run_id, name=name,
                                                              value=float(value), detail=detail)
                 s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "name"],
                                                      set_={"value": float(value), "detail": detail, "run_id": run_id}))
-
-    def put_curve_point(self, job_id: str, run_id: int, point: dict[str, float]) -> None:
-        with self.Session.begin() as s:
-            stmt = self._insert(CurvePoint.__table__).values(job_id=job_id, run_id=run_id, **point)
-            s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "epoch"],
-                                                 set_={**{k: v for k, v in point.items() if k != "epoch"},
-                                                       "run_id": run_id}))
+            s.execute(update(Run).where(Run.id == run_id).values(status=state, error=error, ended_at=utcnow()))
+            s.execute(update(Job).where(Job.id == job_id).values(state=state, updated_at=utcnow(), progress=None))
 
     # --- queries for reports ------------------------------------------------------------
     def results_for(self, config_keys: Iterable[str]) -> list[dict]:

@@ -47,8 +47,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import CocoDetection
 from torchvision.transforms import functional as TF
 
+from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 from .data import DataError, data_root, subset
-from .trainer import rng_state, save_checkpoint, seed_everything, set_rng_state
+from .trainer import Diverged, seed_everything
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
 MAX_DETECTIONS = 100  # per image, as COCO evaluation expects
@@ -164,7 +165,7 @@ def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
     """Load a classification state dict into ``model.backbone.body``; False when no path is given."""
     if path is None:
         return False
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_load(path)  # weights only: a hostile file runs no code
     state = state.get("model", state)
     body = model.backbone.body
     parts = {name for name, _ in body.named_children()}  # the FC (and pooling) stay behind
@@ -176,12 +177,11 @@ def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
     return True
 
 
-def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+def _resume(store: CheckpointStore, model: nn.Module, opt: torch.optim.Optimizer) -> int:
     """Restore model, optimizer and RNG states; the number of iterations done (0 without checkpoint)."""
-    if not checkpoint.exists():
+    state = store.load()
+    if state is None:
         return 0
-    # on the CPU: RNG states must be CPU byte tensors; load_state_dict copies onto the device
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])
@@ -243,7 +243,7 @@ def evaluate_coco(model: nn.Module, ds: Dataset, device: torch.device) -> dict[s
 # --- the loop ---------------------------------------------------------------------------
 
 def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: dict, *, seed: int,
-                  device: torch.device, checkpoint: Path,
+                  device: torch.device, store: CheckpointStore,
                   on_progress: Callable[[int, int, float], None] | None = None,
                   on_resume: Callable[[int], None] | None = None,
                   checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, float]:
@@ -254,9 +254,9 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
                           momentum=recipe["momentum"], nesterov=recipe.get("nesterov", False),
                           weight_decay=recipe["weight_decay"])
     total = recipe["iterations"]
-    start = _resume(checkpoint, model, opt)
+    start = _resume(store, model, opt)
     if start > total:
-        raise ValueError(f"checkpoint {checkpoint} is at iteration {start}, past this recipe's {total}")
+        raise ValueError(f"checkpoint in {store.directory} is at iteration {start}, past this recipe's {total}")
     if start and on_resume:
         on_resume(start)
     model.train()
@@ -268,20 +268,20 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
         loss = sum(model(images, targets).values())  # focal classification + box regression
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the loss is {loss_value} at iteration {it + 1} "
-                                     f"(lr {lr_at_iteration(recipe, it):g}): training diverged")
+            raise Diverged("nan" if loss_value != loss_value else "inf", f"iteration {it + 1} "
+                           f"(lr {lr_at_iteration(recipe, it):g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if (it + 1) % checkpoint_every == 0 or it + 1 == total:
-            save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "rng": rng_state(), "iteration": it + 1})
+            store.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+                        "iteration": it + 1}, it + 1)
         if on_progress:
             on_progress(it + 1, total, loss_value)
     return {**evaluate_coco(model, val_ds, device), "iterations": float(total)}
 
 
-def run_detect(spec: dict, job_id: str, data_dir: str | Path | None, download: bool, checkpoint_dir: str | Path,
+def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: CheckpointStore,
                device: torch.device, on_progress: Callable[[int, int, float], None] | None,
                on_resume: Callable[[int], None] | None) -> dict[str, tuple[float, None]]:
     """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained``."""
@@ -302,6 +302,6 @@ def run_detect(spec: dict, job_id: str, data_dir: str | Path | None, download: b
     model = models.create(spec["model"], **spec["model_kwargs"])
     pretrained = load_backbone(model, recipe.get("backbone_checkpoint"))
     metrics = fit_detection(model, train_ds, val_ds, recipe, seed=spec["seed"], device=device,
-                            checkpoint=Path(checkpoint_dir) / job_id / "checkpoint.pt", on_progress=on_progress,
+                            store=store, on_progress=on_progress,
                             on_resume=on_resume, checkpoint_every=CHECKPOINT_EVERY)
     return {k: (v, None) for k, v in {**metrics, "pretrained": float(pretrained)}.items()}

@@ -51,9 +51,11 @@ class RichProgress:
         desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
         self.tasks[job.id] = self.bar.add_task(desc, total=total or 1, info="")
 
-    def step(self, job, epoch, step, steps, loss):
+    def step(self, job, epoch, step, steps):
+        if step % 10 and step != steps:  # the bar redraws a few times a second at most anyway
+            return
         t = self.tasks[job.id]
-        self.bar.update(t, completed=epoch - 1 + step / steps, info=f"epoch {epoch} loss {loss:.3f}")
+        self.bar.update(t, completed=epoch - 1 + step / steps, info=f"epoch {epoch} step {step}/{steps}")
 
     def iteration(self, job, it, total, loss):
         self.bar.update(self.tasks[job.id], completed=it, info=f"iteration {it}/{total} loss {loss:.3f}")

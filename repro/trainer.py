@@ -1,28 +1,35 @@
 """The classification training loop. No database code here: results leave through callbacks.
 
-The loop in ``fit`` reads top to bottom. Optional features are functions that do nothing when
-off: ``mixup_batch`` (alpha 0 or the plain epochs after mixup), ``aux_loss`` (no aux heads),
-the warm-up inside ``lr_at``.
+``fit`` reads top to bottom. Optional features are functions that do nothing when off:
+``mixup_batch`` (alpha 0 or the plain epochs after mixup), ``aux_loss`` (no aux heads), the warm-up
+inside ``lr_at``. Batches come from a loader of ``repro.loaders`` (the engine: device-resident fast path
+or the torchvision reference); precision and layout are one place each (``Engine``).
 
-Resuming is exact on CPU: every epoch ends with an atomic checkpoint holding the model,
-optimizer and RNG states, and each epoch's data order comes from a generator seeded by
-(seed, epoch), so a run killed at any point and resumed ends with the same numbers as an
-uninterrupted run with the same seed.
+No host sync inside the step: loss sums, top-1/top-5 mistake counts and a non-finite flag accumulate in
+device tensors (``Meter``) and are read once per epoch (and the flag every ``CHECK_EVERY`` steps), so
+a diverged run stops with "loss became nan at epoch E" instead of training on.
+
+Resuming is exact on CPU at a fixed thread count: every epoch ends with an atomic checkpoint holding the
+model, optimizer and RNG states (``repro.checkpoints``), and each epoch's order and augmentations come
+from a generator seeded by (seed, epoch), so a run killed at any point and resumed ends with the same
+numbers as an uninterrupted run with the same seed.
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+
+from .checkpoints import CheckpointStore, rng_state, set_rng_state
+
+CHECK_EVERY = 200  # steps between reads of the device-side non-finite flag (one tiny sync)
 
 
 @dataclass
@@ -35,6 +42,46 @@ class EpochResult:
     test_top5_err: float
     lr: float
     seconds: float
+
+
+class Diverged(Exception):
+    """The training loss became nan or inf: a result of the recipe, not a crash to retry."""
+
+    def __init__(self, value: str, where: str):
+        super().__init__(f"loss became {value} at {where}")
+        self.value, self.where = value, where
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How the steps run; never what they compute. Recorded with each run as provenance."""
+
+    name: str = "fast"  # fast | reference (the data path; see repro.loaders)
+    precision: str = "fp32"  # bf16 (autocast, fp32 master weights and BatchNorm) | fp32
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device, name: str = "fast", precision: str | None = None,
+                   compile: bool = False) -> "Engine":
+        """Defaults: bf16 and channels_last on CUDA, fp32 on CPU."""
+        cuda = device.type == "cuda"
+        precision = precision or ("bf16" if cuda else "fp32")
+        if precision not in ("bf16", "fp32"):
+            raise ValueError(f"unknown precision {precision!r}: use bf16 or fp32")
+        return cls(name, precision, channels_last=cuda, compile=compile)
+
+    def autocast(self, device: torch.device):
+        if self.precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
+        """(the module whose state is saved, the callable that runs the steps)."""
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        return model, (torch.compile(model) if self.compile else model)
 
 
 def lr_at(recipe: dict, epoch: float) -> float:
@@ -57,6 +104,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Models return logits, or ``(logits, [aux_logits, ...])`` in training mode."""
     if isinstance(out, tuple):
@@ -65,11 +116,14 @@ def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 
 def mixup_batch(x, y, alpha: float, gen: torch.Generator):
-    """mixup (Zhang et al., 2018); returns inputs, both targets and lambda. Off when alpha == 0."""
+    """mixup (Zhang et al., 2018); returns inputs, both targets and lambda. Off when alpha == 0.
+
+    lambda and the pairing come from the epoch's generator on the CPU: no device sync, same draws on
+    any device."""
     if alpha <= 0:
         return x, y, y, 1.0
     lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device, non_blocking=True)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
 
@@ -86,100 +140,126 @@ def aux_loss(aux_logits: list[torch.Tensor], ya, yb, lam: float, weights: list[f
     return sum((w * mixed_ce(a, ya, yb, lam) for a, w in zip(aux_logits, weights)), 0.0)
 
 
-def topk_errors(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
-    """Counts of top-1 and top-5 mistakes in a batch."""
+def topk_mistakes(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Device tensor [top-1 mistakes, top-5 mistakes] of a batch (no host sync)."""
     k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hit = top.eq(y[:, None])
-    return int((~hit[:, 0]).sum()), int((~hit.any(dim=1)).sum())
+    hit = logits.topk(k, dim=1).indices.eq(y[:, None])
+    return torch.stack([(~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()])
+
+
+def topk_errors(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+    """Counts of top-1 and top-5 mistakes in a batch (host ints; for tests and one-off use)."""
+    a, b = topk_mistakes(logits, y).tolist()
+    return a, b
+
+
+class Meter:
+    """Sums on the device: loss x images, top-1/top-5 mistakes, and whether a loss was non-finite.
+    The image count is a host int: batch sizes are known without asking the device."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.mistakes = torch.zeros(2, dtype=torch.int64, device=device)
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.n = 0
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | None = None) -> None:
+        self.n += len(y)
+        self.mistakes += topk_mistakes(logits.detach(), y)
+        if loss is not None:
+            loss = loss.detach()
+            self.loss += loss.double() * len(y)
+            self.bad |= ~torch.isfinite(loss)
+
+    def nonfinite(self) -> bool:
+        return bool(self.bad)  # the one sync
+
+    def read(self) -> tuple[float, float, float]:
+        """(mean loss, top-1 error %, top-5 error %): one transfer."""
+        n = max(self.n, 1)
+        e1, e5 = self.mistakes.tolist()
+        return self.loss.item() / n, 100.0 * e1 / n, 100.0 * e5 / n
+
+
+def train_step(step_model, opt, engine: Engine, device, x, ya, yb, lam: float, weights: list[float]):
+    """One optimizer step: forward under the engine's precision, the paper's loss, backward, SGD."""
+    with engine.autocast(device):
+        logits, aux = split_outputs(step_model(x))
+        loss = mixed_ce(logits, ya, yb, lam) + aux_loss(aux, ya, yb, lam, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logits, loss
+
+
+def make_optimizer(net: nn.Module, recipe: dict) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
+                           nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"])
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader, device: torch.device, engine: Engine) -> tuple[float, float]:
     model.eval()
-    n = e1 = e5 = 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits, _ = split_outputs(model(x))
-        a, b = topk_errors(logits, y)
-        e1, e5, n = e1 + a, e5 + b, n + len(y)
-    return 100.0 * e1 / max(n, 1), 100.0 * e5 / max(n, 1)
+    meter = Meter(device)
+    for x, y in loader.epoch(None):
+        with engine.autocast(device):
+            logits, _ = split_outputs(model(x))
+        meter.add(logits, y)
+    _, e1, e5 = meter.read()
+    return e1, e5
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file and rename, so a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def fit(model: nn.Module, train_ds: Dataset, test_ds: Dataset, recipe: dict, options: dict, *, seed: int,
-        device: torch.device, checkpoint: Path, on_epoch: Callable[[EpochResult], None],
-        on_step: Callable[[int, int, int, float], None] | None = None, loader_workers: int = 0,
+def fit(model: nn.Module, train_loader, test_loader, recipe: dict, options: dict, *, seed: int,
+        device: torch.device, store: CheckpointStore, on_epoch: Callable[[EpochResult], None],
+        engine: Engine = Engine(), on_step: Callable[[int, int, int], None] | None = None,
         on_resume: Callable[[int], None] | None = None) -> dict[str, float]:
     """Train ``model`` with ``recipe``; returns the final metrics (errors and accuracies in %)."""
     weights = list(options.get("aux_loss_weights", []))
-    opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
-                          nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"])
-    model.to(device)
+    net, step_model = engine.prepare(model, device)
+    opt = make_optimizer(net, recipe)
     start, history = 0, []
-    if checkpoint.exists():
-        # RNG states must stay CPU tensors; load_state_dict copies the weights onto the device
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+    state = store.load()
+    if state is not None:
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start, history = state["epoch"], state["history"]
         if on_resume:
             on_resume(start)
     total = recipe["epochs"] + recipe.get("mixup_extra_epochs", 0)
-    test_loader = DataLoader(test_ds, batch_size=256, shuffle=False, num_workers=loader_workers)
     for epoch in range(start, total):
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loader = DataLoader(train_ds, batch_size=recipe["batch_size"], shuffle=True, generator=gen,
-                            num_workers=loader_workers, drop_last=False)
+        gen = epoch_generator(seed, epoch)
         alpha = recipe.get("mixup_alpha", 0.0) if epoch < recipe["epochs"] else 0.0
-        model.train()
-        steps, loss_sum, n, e1, e5 = len(loader), 0.0, 0, 0, 0
-        for step, (x, y) in enumerate(loader):
+        step_model.train()
+        steps, meter = len(train_loader), Meter(device)
+        for step, (x, y) in enumerate(train_loader.epoch(gen)):
             lr = lr_at(recipe, epoch + (step + 1) / steps)
             for group in opt.param_groups:
                 group["lr"] = lr
-            x, y = x.to(device), y.to(device)
             x, ya, yb, lam = mixup_batch(x, y, alpha, gen)
-            logits, aux = split_outputs(model(x))
-            loss = mixed_ce(logits, ya, yb, lam) + aux_loss(aux, ya, yb, lam, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            a, b = topk_errors(logits.detach(), ya)
-            loss_sum, n, e1, e5 = loss_sum + loss.item() * len(y), n + len(y), e1 + a, e5 + b
+            logits, loss = train_step(step_model, opt, engine, device, x, ya, yb, lam, weights)
+            meter.add(logits, ya, loss)
+            if (step + 1) % CHECK_EVERY == 0 and meter.nonfinite():
+                raise Diverged(_nonfinite_kind(meter), f"epoch {epoch + 1}")
             if on_step:
-                on_step(epoch + 1, step + 1, steps, loss.item())
-        test1, test5 = evaluate(model, test_loader, device)
-        result = EpochResult(epoch + 1, loss_sum / max(n, 1), 100.0 * e1 / max(n, 1), 100.0 * e5 / max(n, 1),
-                             test1, test5, lr, time.perf_counter() - t0)
+                on_step(epoch + 1, step + 1, steps)
+        if meter.nonfinite():
+            raise Diverged(_nonfinite_kind(meter), f"epoch {epoch + 1}")
+        train_loss, train1, train5 = meter.read()
+        test1, test5 = evaluate(step_model, test_loader, device, engine)
+        result = EpochResult(epoch + 1, train_loss, train1, train5, test1, test5, lr, time.perf_counter() - t0)
         history.append(asdict(result))
         on_epoch(result)  # the curve point goes out before the checkpoint: a redone epoch overwrites it
-        save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                     "rng": rng_state(), "epoch": epoch + 1, "history": history})
+        store.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+                    "epoch": epoch + 1, "history": history}, epoch + 1)
     last = history[-1]
     return {"top1_err": last["test_top1_err"], "top5_err": last["test_top5_err"],
             "top1_acc": 100.0 - last["test_top1_err"], "top5_acc": 100.0 - last["test_top5_err"],
             "best_top1_err": min(h["test_top1_err"] for h in history), "epochs": float(len(history)),
             "train_seconds": sum(h["seconds"] for h in history)}
+
+
+def _nonfinite_kind(meter: Meter) -> str:
+    loss_sum = meter.loss.item()
+    return "nan" if loss_sum != loss_sum else "inf"

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -23,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from .checkpoints import LeaseLost
 from .db import Database, utcnow
 
 LEASE_SECONDS = 180
@@ -37,13 +39,18 @@ class WorkerOptions:
     download: bool = False
     device: str = "auto"
     checkpoint_dir: str = "checkpoints"
-    loader_workers: int = 0
+    loader_workers: int | None = None  # None: the engine's default (0, or a share of the cores for ImageNet)
+    engine: str = "fast"  # fast | reference
+    precision: str | None = None  # bf16 | fp32; None: bf16 on CUDA, fp32 on CPU
+    compile: bool = False
+    keep_checkpoints: bool = False
 
 
 @dataclass
 class WorkerReport:
     ran: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)  # jobs another worker took over from us
 
 
 def pick_device(name: str) -> torch.device:
@@ -107,15 +114,22 @@ class Heartbeat:
     def __init__(self, db: Database, job_id: str, owner: str):
         self.db, self.job_id, self.owner = db, job_id, owner
         self.progress: str | None = None
+        self.lost = threading.Event()  # set when a beat finds the job owned by someone else
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
-                self.db.heartbeat(self.job_id, self.owner, self.progress)
+                if not self.db.heartbeat(self.job_id, self.owner, self.progress):
+                    self.lost.set()
             except Exception:  # a missed beat is retried; the lease is generous
                 pass
+
+    def check(self) -> None:
+        """Called between steps: stop at once when another worker holds the job now."""
+        if self.lost.is_set():
+            raise LeaseLost(f"lost the lease on job {self.job_id} to another worker")
 
     def __enter__(self):
         self._thread.start()
@@ -138,22 +152,19 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
             "macs": (count_macs(model, tuple(spec["input_size"]), profile), profile)}
 
 
-def run_train(spec: dict, job_id: str, opts: WorkerOptions, device: torch.device,
-              on_epoch: Callable, on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
+def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
+              on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
     import models
-    from . import data
+    from . import loaders
     from .trainer import fit, seed_everything
 
-    recipe = spec["recipe"]
-    train_ds, test_ds = data.load(spec["dataset"], opts.data_dir, augment=recipe["augment"],
-                                  train_split=recipe["train_split"], download=opts.download)
-    train_ds = data.subset(train_ds, recipe.get("train_images"))
-    test_ds = data.subset(test_ds, recipe.get("test_images"))
+    train_loader, test_loader = loaders.build(spec, engine=engine.name, device=device, data_dir=opts.data_dir,
+                                              download=opts.download, loader_workers=opts.loader_workers,
+                                              channels_last=engine.channels_last)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    ckpt = Path(opts.checkpoint_dir) / job_id / "checkpoint.pt"
-    metrics = fit(model, train_ds, test_ds, recipe, spec.get("train", {}), seed=spec["seed"], device=device,
-                  checkpoint=ckpt, on_epoch=on_epoch, on_step=on_step, loader_workers=opts.loader_workers,
+    metrics = fit(model, train_loader, test_loader, spec["recipe"], spec.get("train", {}), seed=spec["seed"],
+                  device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
     return {k: (v, None) for k, v in metrics.items()}
 
@@ -178,11 +189,26 @@ class Worker:
         return False
 
     def execute(self, job_id: str) -> None:
+        """Run one claimed job. Every write of its results is fenced: a worker that lost the job to
+        another stops with one line and writes nothing more for it."""
+        from .checkpoints import CheckpointStore, Recorded
+        from .trainer import Diverged, Engine
+
         job = self.db.get_job(job_id)
         commit, dirty = git_state()
-        run_id = self.db.start_run(job_id, host=socket.gethostname(), pid=os.getpid(),
-                                   device=device_name(self.device) if job.kind != "profile" else "cpu",
-                                   git_commit=commit, git_dirty=dirty, versions=versions())
+        engine = Engine.for_device(self.device, self.opts.engine, self.opts.precision, self.opts.compile)
+        trains = job.kind in ("train", "detect")
+        run_id = self.db.start_run(
+            job_id, self.owner, host=socket.gethostname(), pid=os.getpid(),
+            device=device_name(self.device) if trains else "cpu", git_commit=commit, git_dirty=dirty,
+            versions=versions(), threads=torch.get_num_threads(),
+            **({"engine": engine.name if job.kind == "train" else None, "precision": engine.precision,
+                "compiled": engine.compile} if trains else {}))
+        store = CheckpointStore(
+            Path(self.opts.checkpoint_dir) / job_id,
+            known=[Recorded(*r) for r in self.db.checkpoints_for(job_id)],
+            on_saved=lambda rec: self.db.put_checkpoint(job_id, run_id, self.owner, rec.path, rec.sha256, rec.step))
+        resumed = lambda step: self.db.set_resumed(job_id, run_id, self.owner, step)  # noqa: E731
         try:
             with Heartbeat(self.db, job_id, self.owner) as hb:
                 if job.kind == "profile":
@@ -190,32 +216,42 @@ class Worker:
                 elif job.kind == "train":
                     def on_epoch(r):
                         hb.progress = f"epoch {r.epoch}"
-                        self.db.put_curve_point(job_id, run_id, vars(r))
+                        self.db.put_curve_point(job_id, run_id, self.owner, vars(r))
                         if self.progress:
                             self.progress.epoch(job, r)
 
-                    def on_step(epoch, step, steps, loss):
+                    def on_step(epoch, step, steps):
+                        hb.check()
                         if self.progress:
-                            self.progress.step(job, epoch, step, steps, loss)
+                            self.progress.step(job, epoch, step, steps)
 
-                    metrics = run_train(job.spec, job_id, self.opts, self.device, on_epoch, on_step,
-                                        lambda epoch: self.db.set_resumed(run_id, epoch))
+                    metrics = run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed)
                 elif job.kind == "detect":
                     from .detect import run_detect
 
                     def on_progress(it, total, loss):
+                        hb.check()
                         hb.progress = f"iteration {it}/{total}"
                         if self.progress:
                             self.progress.iteration(job, it, total, loss)
 
-                    metrics = run_detect(job.spec, job_id, self.opts.data_dir, self.opts.download,
-                                         self.opts.checkpoint_dir, self.device, on_progress,
-                                         lambda it: self.db.set_resumed(run_id, it))
+                    metrics = run_detect(job.spec, self.opts.data_dir, self.opts.download, store, self.device,
+                                         on_progress, resumed)
                 else:
                     raise ValueError(f"job kind {job.kind!r} has no runner")
-            self.db.put_metrics(job_id, run_id, metrics)
-            self.db.end_run(run_id, "done")
-            self.db.finish_job(job_id, self.owner, "done")
+            self.db.complete(job_id, run_id, self.owner, metrics)
+            if not self.opts.keep_checkpoints:
+                store.remove_all()
+        except LeaseLost as e:
+            # the new owner's results stand; ours end here, and our own attempt says why
+            self.db.end_run(run_id, "lost-lease", str(e))
+            raise
+        except Diverged as e:
+            try:
+                self.db.complete(job_id, run_id, self.owner, {}, state="diverged", error=str(e))
+            except LeaseLost:
+                self.db.end_run(run_id, "lost-lease", f"{e} (after losing the lease)")
+            raise JobFailed(job_id, str(e), "diverged") from None
         except BaseException as e:  # record, release, and re-raise interrupts
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             stopped = isinstance(e, (KeyboardInterrupt, Preempted))
@@ -234,7 +270,7 @@ class Worker:
             progressed = False
             for jid in list(remaining):
                 state = states.get(jid)
-                if state in ("done", "failed") or jid in report.failed:
+                if state in ("done", "failed", "diverged") or jid in report.failed:
                     remaining.remove(jid)
                     continue
                 if self.try_claim(jid):
@@ -247,6 +283,9 @@ class Worker:
                         report.ran.append(jid)
                     except JobFailed as e:
                         report.failed[jid] = e.error
+                    except LeaseLost as e:  # another worker finishes it; we wait for it like any other
+                        print(str(e), file=sys.stderr, flush=True)
+                        report.lost.append(jid)
                     finally:
                         if self.progress:
                             self.progress.done(job)
@@ -265,9 +304,9 @@ class Preempted(BaseException):
 
 
 class JobFailed(Exception):
-    def __init__(self, job_id: str, error: str):
+    def __init__(self, job_id: str, error: str, state: str = "failed"):
         super().__init__(f"{job_id}: {error}")
-        self.job_id, self.error = job_id, error
+        self.job_id, self.error, self.state = job_id, error, state
 
 
 def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:

@@ -13,6 +13,7 @@ import yaml
 import models
 from conftest import SPECS
 from repro.data import DataError, fake_coco
+from repro.checkpoints import CheckpointStore, safe_load
 from repro.detect import (coco_detections, coco_metrics, fit_detection, hflip, load_backbone, load_coco,
                           lr_at_iteration, run_detect)
 from repro.trainer import seed_everything
@@ -93,7 +94,7 @@ def test_missing_coco_says_how_to_fix(tmp_path):
         load_coco(tmp_path, "val2017", train=False)
     spec = {"model": "retinanet_resnet50", "model_kwargs": {}, "dataset": "coco", "seed": 0, "recipe": tiny_recipe()}
     with pytest.raises(DataError, match=r"--download cannot fetch COCO.*cocodataset.org"):
-        run_detect(spec, "job", tmp_path, True, tmp_path / "ckpt", CPU, None, None)
+        run_detect(spec, tmp_path, True, CheckpointStore(tmp_path / "ckpt"), CPU, None, None)
 
 
 def test_coco_ap_of_known_detections(coco_root):
@@ -144,7 +145,8 @@ def test_run_detect_trains_a_pretrained_retinanet(coco_root, tmp_path):
     spec = {"model": "retinanet_resnet50", "model_kwargs": {"num_classes": 91}, "dataset": "coco", "seed": 0,
             "recipe": tiny_recipe(train_images=3, backbone_checkpoint=str(tmp_path / "imagenet.pt"))}
     progress = []
-    metrics = run_detect(spec, "job1", coco_root, False, tmp_path / "ckpt", CPU,
+    store = CheckpointStore(tmp_path / "ckpt" / "job1")
+    metrics = run_detect(spec, coco_root, False, store, CPU,
                          lambda it, total, loss: progress.append((it, total, loss)), None)
 
     assert set(metrics) == {"map", "map50", "map75", "iterations", "pretrained"}
@@ -153,8 +155,8 @@ def test_run_detect_trains_a_pretrained_retinanet(coco_root, tmp_path):
         assert math.isfinite(value) and 0.0 <= value <= 100.0 and detail is None
     assert metrics["iterations"] == (3.0, None) and metrics["pretrained"] == (1.0, None)
     assert [p[:2] for p in progress] == [(1, 3), (2, 3), (3, 3)] and all(math.isfinite(p[2]) for p in progress)
-    state = torch.load(tmp_path / "ckpt" / "job1" / "checkpoint.pt", weights_only=False)
-    assert state["iteration"] == 3
+    state = safe_load(store.known[0].path)
+    assert state["iteration"] == 3 and store.known[0].step == 3
     body = {k.removeprefix("backbone.body."): v for k, v in state["model"].items() if k.startswith("backbone.body.")}
     # stem and stage 1 are frozen: still the ImageNet weights; stage 4 trained away from them
     assert torch.equal(body["conv1.weight"], classifier["conv1.weight"])
@@ -172,19 +174,20 @@ def test_resume_mid_pass_equals_an_uninterrupted_run(coco_root, tmp_path):
         seed_everything(0)
         return models.create("retinanet_resnet50")
 
-    def fit(model, iterations, checkpoint, **kw):
+    def fit(model, iterations, store, **kw):
         """The global RNG state after the run: flips and RetinaNet's scale choice draw on it."""
         fit_detection(model, train, val, {**recipe, "iterations": iterations}, seed=0, device=CPU,
-                      checkpoint=checkpoint, checkpoint_every=1, **kw)
+                      store=store, checkpoint_every=1, **kw)
         return torch.get_rng_state()
 
-    fit(detector(), 2, tmp_path / "a.pt")  # the interrupted run: stopped after its second checkpoint
-    after_two = torch.load(tmp_path / "a.pt", weights_only=False)["model"]
+    a_store, b_store = CheckpointStore(tmp_path / "a"), CheckpointStore(tmp_path / "b")
+    fit(detector(), 2, a_store)  # the interrupted run: stopped after its second checkpoint
+    after_two = safe_load(a_store.known[0].path)["model"]
     resumed_at = []
     resumed = detector()
-    rng_resumed = fit(resumed, 3, tmp_path / "a.pt", on_resume=resumed_at.append)
+    rng_resumed = fit(resumed, 3, a_store, on_resume=resumed_at.append)
     straight = detector()
-    rng_straight = fit(straight, 3, tmp_path / "b.pt")
+    rng_straight = fit(straight, 3, b_store)
 
     assert resumed_at == [2]
     # one flip after the resume agrees by chance half the time; the RNG stream must agree always
@@ -194,6 +197,6 @@ def test_resume_mid_pass_equals_an_uninterrupted_run(coco_root, tmp_path):
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert not torch.equal(a["head.classification_head.cls_logits.weight"],
                            after_two["head.classification_head.cls_logits.weight"])
-    opt_a = torch.load(tmp_path / "a.pt", weights_only=False)["optimizer"]["state"]
-    opt_b = torch.load(tmp_path / "b.pt", weights_only=False)["optimizer"]["state"]
+    opt_a = safe_load(a_store.known[0].path)["optimizer"]["state"]
+    opt_b = safe_load(b_store.known[0].path)["optimizer"]["state"]
     assert all(torch.equal(opt_a[i]["momentum_buffer"], opt_b[i]["momentum_buffer"]) for i in opt_b)

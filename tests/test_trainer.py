@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from repro.checkpoints import CheckpointStore
+from repro.loaders import TorchLoader
 from repro.trainer import aux_loss, fit, lr_at, mixup_batch, topk_errors
 from repro.catalog import load_catalog
 
@@ -58,18 +60,26 @@ RECIPE = {"epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "nesterov":
           "milestones": [2, 3], "gamma": 0.2, "warmup_epochs": 1, "mixup_alpha": 0.0}
 
 
+CPU = torch.device("cpu")
+
+
+def _loaders(train, test, batch_size=16):
+    return (TorchLoader(train, batch_size=batch_size, shuffle=True, device=CPU),
+            TorchLoader(test, batch_size=256, shuffle=False, device=CPU))
+
+
 def test_resume_equals_uninterrupted(tmp_path):
-    train, test = _data(), _data(16)
+    train, test = _loaders(_data(), _data(16))
     points = []
-    full = fit(_model(), train, test, RECIPE, {}, seed=3, device=torch.device("cpu"),
-               checkpoint=tmp_path / "a.pt", on_epoch=points.append)
+    full = fit(_model(), train, test, RECIPE, {}, seed=3, device=CPU, store=CheckpointStore(tmp_path / "a"),
+               on_epoch=points.append)
     assert len(points) == 4 and points[-1].lr == pytest.approx(0.1 * 0.2 ** 2)
     # stop after 2 epochs (as a kill would), then resume to 4 from the checkpoint
-    fit(_model(), train, test, {**RECIPE, "epochs": 2}, {}, seed=3, device=torch.device("cpu"),
-        checkpoint=tmp_path / "b.pt", on_epoch=lambda r: None)
+    store = CheckpointStore(tmp_path / "b")
+    fit(_model(), train, test, {**RECIPE, "epochs": 2}, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None)
     resumed_from = []
-    again = fit(_model(), train, test, RECIPE, {}, seed=3, device=torch.device("cpu"),
-                checkpoint=tmp_path / "b.pt", on_epoch=lambda r: None, on_resume=resumed_from.append)
+    again = fit(_model(), train, test, RECIPE, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None,
+                on_resume=resumed_from.append)
     assert resumed_from == [2]
     timing = {"train_seconds"}
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in full.items() if k not in timing}

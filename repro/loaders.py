@@ -1,0 +1,124 @@
+"""Batches for the trainer, by engine. Every loader has ``len(loader)`` (batches per epoch) and
+``loader.epoch(gen)``, which yields ``(x, y)`` on the device for one epoch; ``gen`` is the CPU generator
+the trainer seeds by (seed, epoch), and it alone decides the order and every augmentation.
+
+- ``fast`` on 32x32 datasets (CIFAR-10/100, SVHN, digits): the uint8 splits live on the device and are
+  augmented with batched tensor ops (``repro.fastdata.DeviceLoader``).
+- ``reference``: torchvision's PIL transforms in a ``DataLoader`` (``--loader-workers`` processes, 0 by
+  default): the oracle the fast path is tested against.
+- ImageNet under ``fast``: the same ``DataLoader`` path with worker processes (a share of the CPU cores),
+  pinned memory, persistent workers and non-blocking copies; JPEG decoding stays on the CPU.
+
+Deterministic at any number of workers: the sampler draws the epoch's order and a base seed from the
+epoch's generator and hands each worker ``(index, base)``; the sample's transform draws from the torch
+RNG seeded by (base, index) inside ``fork_rng``, so neither worker scheduling nor persistent workers
+change a single pixel, and a resumed run sees the same batches.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import data
+
+FAST_DATASETS = {"cifar10", "cifar100", "svhn", "digits"}
+
+
+class SeededSamples(Dataset):
+    """``ds[index]`` with the torch RNG seeded by (base, index) for the transforms' draws."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, base = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((base + index * 2_654_435_761) % 2**63)
+            return self.ds[index]
+
+
+class EpochBatches(Sampler):
+    """Batches of ``(index, base seed)`` keys, order and base drawn from the epoch's generator."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool):
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.gen = None
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        base = int(torch.randint(0, 2**62, (1,), generator=self.gen)) if self.gen is not None else 0
+        order = torch.randperm(self.n, generator=self.gen).tolist() if self.shuffle else list(range(self.n))
+        for i in range(len(self)):
+            yield [(j, base) for j in order[i * self.batch_size:(i + 1) * self.batch_size]]
+
+
+class TorchLoader:
+    """A ``DataLoader`` over seeded samples; one loader for the run (persistent workers survive epochs)."""
+
+    def __init__(self, ds: Dataset, *, batch_size: int, shuffle: bool, device: torch.device,
+                 workers: int = 0, drop_last: bool = False, channels_last: bool = False):
+        self.sampler = EpochBatches(len(ds), batch_size, shuffle, drop_last)
+        pin = device.type == "cuda"
+        self.loader = DataLoader(SeededSamples(ds), batch_sampler=self.sampler, num_workers=workers,
+                                 pin_memory=pin, persistent_workers=workers > 0,
+                                 prefetch_factor=4 if workers > 0 else None)
+        self.device, self.channels_last = device, channels_last
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, gen: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.gen = gen
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=True, memory_format=fmt), y.to(self.device, non_blocking=True)
+
+
+def default_workers() -> int:
+    """ImageNet decoding workers: the cores of this process's share of the machine, minus one for it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpus = max(1, torch.cuda.device_count())
+    return max(1, min(16, cores // gpus - 1))
+
+
+def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: bool, loader_workers: int | None,
+          channels_last: bool):
+    """(train loader, test loader) for a training job's dataset, recipe and budget."""
+    recipe, dataset = spec["recipe"], spec["dataset"]
+    if engine not in ("fast", "reference"):
+        raise ValueError(f"unknown engine {engine!r}: use fast or reference")
+    if engine == "fast" and dataset in FAST_DATASETS:
+        from .fastdata import DeviceLoader
+
+        (xtr, ytr), (xte, yte) = data.arrays(dataset, data_dir, train_split=recipe["train_split"], download=download)
+        xtr, ytr = _subset(xtr, ytr, recipe.get("train_images"))
+        xte, yte = _subset(xte, yte, recipe.get("test_images"))
+        mean, std = data.MEAN_STD[dataset]
+        common = dict(augment=recipe["augment"], mean=mean, std=std, device=device, channels_last=channels_last)
+        return (DeviceLoader(xtr, ytr, batch_size=recipe["batch_size"], train=True, **common),
+                DeviceLoader(xte, yte, batch_size=500, train=False, **common))
+    train_ds, test_ds = data.load(dataset, data_dir, augment=recipe["augment"], train_split=recipe["train_split"],
+                                  download=download)
+    train_ds = data.subset(train_ds, recipe.get("train_images"))
+    test_ds = data.subset(test_ds, recipe.get("test_images"))
+    if loader_workers is None:
+        loader_workers = default_workers() if engine == "fast" and dataset == "imagenet" else 0
+    common = dict(device=device, workers=loader_workers, channels_last=channels_last)
+    return (TorchLoader(train_ds, batch_size=recipe["batch_size"], shuffle=True, **common),
+            TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
+    """The smoke budget's images: the same fixed permutation as ``data.subset`` (seed 0)."""
+    if n is None or n >= len(y):
+        return x, y
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
+    return x[idx], y[idx]
