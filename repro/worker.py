@@ -27,8 +27,9 @@ import torch
 from .checkpoints import LeaseLost
 from .db import Database, utcnow
 
-LEASE_SECONDS = 180
-HEARTBEAT_SECONDS = 20
+# a running job whose heartbeat is older than the lease is taken over by another worker
+LEASE_SECONDS = float(os.environ.get("REPRO_LEASE_SECONDS", 180))
+HEARTBEAT_SECONDS = float(os.environ.get("REPRO_HEARTBEAT_SECONDS", min(20.0, LEASE_SECONDS / 4)))
 REPO = Path(__file__).resolve().parent.parent
 
 
