@@ -4,6 +4,8 @@
 - SVHN: torchvision's ``train_32x32.mat`` / ``test_32x32.mat`` / ``extra_32x32.mat``.
 - ImageNet: ``ImageFolder`` layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``.
 - COCO 2017: ``<root>/coco/{train2017,val2017}`` + ``annotations/instances_{split}.json``.
+- digits: scikit-learn's bundled ``load_digits`` (1,797 real 8x8 handwritten digits shipped inside
+  the package, no download), made a 32x32 RGB dataset; see ``Digits``.
 
 torchvision checks CIFAR/SVHN files against the official MD5 sums, which a tiny fake cannot
 match; we verify the MD5 sums when downloading (``--download``) and otherwise only require
@@ -11,6 +13,8 @@ the files to exist, so the same loading path reads real and fake data.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import pickle
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
@@ -26,6 +31,8 @@ MEAN_STD = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # the digits train split's per-channel mean/std (grey, so all three equal); tests/test_data.py recomputes them
+    "digits": ((0.3053, 0.3053, 0.3053), (0.3758, 0.3758, 0.3758)),
 }
 
 
@@ -67,15 +74,66 @@ REQUIRED = {
     "imagenet": ["imagenet/train", "imagenet/val"],
     "coco": ["coco/train2017", "coco/val2017", "coco/annotations/instances_train2017.json",
              "coco/annotations/instances_val2017.json"],
+    "digits": [],  # shipped inside scikit-learn
 }
 
 
 def missing(dataset: str, root: str | os.PathLike | None, train_split: list[str] = ("train",)) -> DataError | None:
     """A cheap presence check (no loading): the error to report, or None when the files are there."""
+    if dataset == "digits":
+        return None if importlib.util.find_spec("sklearn") else _NO_SKLEARN
     root = data_root(root)
     needed = list(REQUIRED[dataset]) + (["extra_32x32.mat"] if dataset == "svhn" and "extra" in train_split else [])
     absent = [f for f in needed if not (root / f).exists()]
     return _missing(dataset, root, ", ".join(absent)) if absent else None
+
+
+_NO_SKLEARN = DataError("the digits dataset comes with scikit-learn, which is not installed. "
+                        "Fix: pip install scikit-learn")
+DIGITS_TEST = 450  # held-out images (25%), stratified by class
+DIGITS_SEED = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((train_images, train_labels), (test_images, test_labels)), images (N, 32, 32, 3) uint8.
+
+    The 8x8 values 0..16 are scaled to 0..255 (rounded), upsampled 4x by nearest neighbour (each
+    pixel becomes a 4x4 block: exact, no interpolation values that depend on a library) and the grey
+    channel is replicated to RGB so the CIFAR-stem models apply unchanged. The split is fixed:
+    scikit-learn's ``train_test_split(test_size=450, stratify=labels, random_state=0)``, 1,347 train
+    / 450 test, each split kept in the file's order.
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:
+        raise _NO_SKLEARN from e
+    digits = load_digits()
+    grey = np.round(digits.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
+    images = np.repeat(grey.repeat(4, axis=1).repeat(4, axis=2)[..., None], 3, axis=3)  # (1797, 32, 32, 3)
+    labels = digits.target.astype(np.int64)
+    train, test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST, stratify=labels,
+                                   random_state=DIGITS_SEED)
+    train, test = np.sort(train), np.sort(test)
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+class Digits(Dataset):
+    """The digits split as a torchvision-style dataset: PIL images through ``transform``, like CIFAR
+    (``.data`` (N, 32, 32, 3) uint8 and ``.targets`` as CIFAR has them)."""
+
+    def __init__(self, train: bool, transform=None):
+        (self.data, self.targets) = _digits_split()[0 if train else 1]
+        self.transform = transform
+        self.classes = list(range(10))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        img = Image.fromarray(self.data[i])
+        return (self.transform(img) if self.transform else img), int(self.targets[i])
 
 
 def train_transform(dataset: str, augment: list[str]) -> transforms.Compose:
@@ -121,6 +179,8 @@ def load(dataset: str, root: str | os.PathLike | None, *, augment: list[str], tr
             parts = [cls(root, split=s, transform=tr, download=download) for s in train_split]
             train = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
             return train, cls(root, split="test", transform=te, download=download)
+        if dataset == "digits":
+            return Digits(True, tr), Digits(False, te)
         if dataset == "imagenet":
             base = root / "imagenet"
             if download:
@@ -132,6 +192,32 @@ def load(dataset: str, root: str | os.PathLike | None, *, augment: list[str], tr
                    "svhn": "train_32x32.mat, test_32x32.mat", "imagenet": "imagenet/{train,val}/<class>/*.JPEG"}
         raise _missing(dataset, root, layouts.get(dataset, "?")) from e
     raise DataError(f"no loader for dataset {dataset!r}")
+
+
+def arrays(dataset: str, root: str | os.PathLike | None, *, train_split: list[str], download: bool = False
+           ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """((train_images, train_labels), (test_images, test_labels)) of a 32x32 dataset as raw arrays for
+    the fast data path: images (N, 32, 32, 3) uint8, labels (N,) int64, read by the same dataset
+    classes ``load`` uses (so the same files, the same errors, and SVHN's 10 -> 0 label mapping)."""
+    if dataset in ("imagenet", "coco"):
+        raise DataError(f"{dataset} is not a 32x32 dataset; raw arrays (the fast data path) serve "
+                        "cifar10, cifar100, svhn and digits")
+    train, test = load(dataset, root, augment=[], train_split=train_split, download=download)
+    parts = train.datasets if isinstance(train, torch.utils.data.ConcatDataset) else [train]
+    return _raw(parts), _raw([test])
+
+
+def _raw(parts: list[Dataset]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for ds in parts:
+        if hasattr(ds, "labels"):  # SVHN: .data (N, 3, 32, 32), .labels already 0..9
+            images.append(np.asarray(ds.data).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(ds.labels))
+        else:  # CIFAR, digits: .data (N, 32, 32, 3), .targets
+            images.append(np.asarray(ds.data))
+            labels.append(np.asarray(ds.targets))
+    return (torch.from_numpy(np.ascontiguousarray(np.concatenate(images))),
+            torch.from_numpy(np.concatenate(labels).astype(np.int64)))
 
 
 def subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:

@@ -16,7 +16,7 @@ from .db import Database
 from .plan import cell_config, config_key
 from .specs import Catalog, Paper, table_cells
 
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_347, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
 

@@ -31,7 +31,7 @@ METRICS = {
     "map50": ("detect", True, False),
     "map75": ("detect", True, False),
 }
-DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "imagenet": (1000, 224),
+DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "digits": (10, 32), "imagenet": (1000, 224),
             "coco": (91, 800)}
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
