@@ -109,6 +109,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.images = images.to(self.device)  # (N, H, W, C) uint8, as the dataset stores it
         self.labels = labels.to(self.device, torch.int64)
+        # drop_last is the recipe's training option; an evaluation pass always sees every sample
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last and train
         # evaluation only scales and normalises; training applies the recipe's list in its order
         self.ops = [a for a in augment if a in ("random_crop_pad4", "hflip", "rotate15")] if train else []
