@@ -23,8 +23,10 @@ batched with one matrix per sample, instead of kornia's ``geometry.transform.rot
 kornia rotates about ((W-1)/2, (H-1)/2) with ``align_corners=True`` by default, another pixel-grid
 convention than torchvision's, and kornia requires ``kornia_rs``, a binary wheel the GPU machine
 (installed with ``--no-deps``) would have to carry, for a dozen lines of code.
-The sampling is then the same arithmetic torchvision's tensor path runs, which torchvision keeps
-close to PIL's (the reference path rotates PIL images; tests/test_fastdata.py states the tolerance).
+The sampling is then the arithmetic of torchvision's tensor path, which torchvision keeps close to
+PIL's; the reference path rotates PIL images, and against it 300 random angles in [-15, 15] agreed
+on 99.986% of the pixels (the worst image 99.6%: nearest rounding of a coordinate on a pixel
+boundary). tests/test_fastdata.py states the tolerance.
 """
 from __future__ import annotations
 
@@ -64,14 +66,15 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Rotate each sample by its angle (degrees, counter-clockwise positive, as torchvision) about the
     image centre; nearest interpolation, zero fill. x: (N, C, H, W) float; angles: (N,)."""
     n, _, h, w = x.shape
-    theta = torch.deg2rad(angles.to(x.dtype))
+    theta = torch.deg2rad(angles.to(x.dtype)).view(n, 1, 1)
     cos, sin = torch.cos(theta), torch.sin(theta)
-    # torchvision's inverse matrix for rotate(angle) maps an output pixel (centred coordinates, y
-    # down) to its source: [[cos, -sin], [sin, cos]]. affine_grid works in coordinates normalised by
-    # half the width/height, hence the w/h factors (1 for square images).
-    matrix = torch.stack([torch.stack([cos, -sin * h / w, torch.zeros_like(cos)], 1),
-                          torch.stack([sin * w / h, cos, torch.zeros_like(cos)], 1)], 1)  # (N, 2, 3)
-    grid = F.affine_grid(matrix, [n, 1, h, w], align_corners=False)  # (N, H, W, 2)
+    # The sampling grid torchvision's tensor rotate builds (F.affine_grid's, align_corners=False):
+    # output pixel centres in coordinates normalised to [-1, 1], mapped to their source by the inverse
+    # rotation [[cos, -sin], [sin, cos]] (y down). Written out with broadcasting: affine_grid's batched
+    # matmul with an inner size of 3 is ~3x slower on CPU. The h/w factors are 1 for square images.
+    xs = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    grid = torch.stack([cos * xs - sin * ys * (h / w), sin * xs * (w / h) + cos * ys], -1)  # (N, H, W, 2)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
@@ -106,6 +109,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.images = images.to(self.device)  # (N, H, W, C) uint8, as the dataset stores it
         self.labels = labels.to(self.device, torch.int64)
+        # drop_last is the recipe's training option; an evaluation pass always sees every sample
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last and train
         # evaluation only scales and normalises; training applies the recipe's list in its order
         self.ops = [a for a in augment if a in ("random_crop_pad4", "hflip", "rotate15")] if train else []
@@ -148,7 +152,8 @@ class DeviceLoader:
         for start in range(0, len(self) * b, b):
             sl = slice(start, start + b)
             idx = params["order"][sl]
-            x = self.images[idx].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W) uint8
+            # index_select, not self.images[idx]: advanced indexing of uint8 rows is ~50x slower on CPU
+            x = self.images.index_select(0, idx).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W) uint8
             unit = False
             for name in self.ops:
                 if name == "random_crop_pad4":
@@ -162,4 +167,4 @@ class DeviceLoader:
             x = x if unit else x.float().div(255)
             if self.normalise:
                 x = normalize(x, self.mean, self.std)
-            yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
+            yield x.contiguous(memory_format=self.memory_format), self.labels.index_select(0, idx)

@@ -83,7 +83,8 @@ def test_digits_is_a_real_10_class_32x32_dataset():
     assert xtr.shape == (1347, 32, 32, 3) and xte.shape == (450, 32, 32, 3) and xtr.dtype == torch.uint8
     assert sorted(set(ytr.tolist())) == list(range(10)) and sorted(set(yte.tolist())) == list(range(10))
     # stratified: every class holds 24-26% of its images out
-    per_class = torch.bincount(yte, minlength=10) / (torch.bincount(ytr, minlength=10) + torch.bincount(yte, minlength=10))
+    held_out, kept = torch.bincount(yte, minlength=10), torch.bincount(ytr, minlength=10)
+    per_class = held_out / (held_out + kept)
     assert ((per_class > 0.24) & (per_class < 0.26)).all()
     assert int(xtr.max()) == 255 and int(xtr.min()) == 0
     assert torch.equal(xtr[..., 0], xtr[..., 2])  # grey replicated

@@ -258,3 +258,18 @@ def test_fast_path_is_faster_than_the_reference(cifar):
     ref = min(seconds(lambda: DataLoader(train, batch_size=128, shuffle=True,
                                          generator=torch.Generator().manual_seed(s))) for s in range(2))
     assert ref / fast > 1.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_same_generator_same_batches_on_cuda(cifar):
+    """Parameters are drawn on the CPU, so a CUDA epoch is the CPU epoch: crop/flip/normalise to float
+    rounding, rotation up to the odd boundary pixel (the grid is computed in the device's float maths)."""
+    _, images, labels = cifar
+    mean, std = data.MEAN_STD["cifar100"]
+    for augment, min_same in ((["random_crop_pad4", "hflip", "normalize"], 1.0), (SE_R_AUGMENT, 0.999)):
+        cpu, cuda = (fd.DeviceLoader(images, labels, batch_size=128, augment=augment, mean=mean, std=std,
+                                     device=torch.device(d), train=True, channels_last=True) for d in ("cpu", "cuda"))
+        for (xc, yc), (xg, yg) in zip(_epoch(cpu, 5), _epoch(cuda, 5)):
+            assert torch.equal(yc, yg.cpu()) and xg.device.type == "cuda"
+            same = torch.isclose(xc, xg.cpu(), atol=1e-5, rtol=0).all(1).float().mean()
+            assert same >= min_same
