@@ -47,6 +47,7 @@ TOY_TABLE1 = {
     "toy/table1/CRA-ResNet-56/Error": [28.0, 28.2, 28.1],  # differs; claim reversed
     "toy/table1/SE-ResNet-56/Error": [27.0, 27.6, 26.7],  # reproduced; claim not significant
     "toy/table1/ResNet-110/Error": [31.5],  # n = 1, 1.5 away: inconclusive
+    "toy/table1/ResNet-56/Params": [858_870],  # a static count: exact, printed 858.87K (CRA's stays pending)
 }
 EXPECTED_STATUS = {
     "se-r/table3/SE-ResNet34/Accuracy": "reproduced", "se-r/table3/SE-R-ResNet34/Accuracy": "reproduced",
@@ -54,7 +55,7 @@ EXPECTED_STATUS = {
     "se-r/table3/SE-ResNet101/Accuracy": "inconclusive", "se-r/table3/SE-R-ResNet101/Accuracy": "diverged",
     "toy/table1/ResNet-56/Error": "reproduced", "toy/table1/CRA-ResNet-56/Error": "differs",
     "toy/table1/SE-ResNet-56/Error": "reproduced", "toy/table1/ResNet-110/Error": "inconclusive",
-    "toy/table1/ResNet-56/Params": "pending", "toy/table1/CRA-ResNet-56/Params": "pending",
+    "toy/table1/ResNet-56/Params": "reproduced", "toy/table1/CRA-ResNet-56/Params": "pending",
 }
 EXPECTED_PAIRS = {  # (table, better row) -> verdict of its pair
     ("table3", "SE-R-ResNet34"): "holds", ("table3", "SE-R-ResNet50"): "holds, smaller",
@@ -64,11 +65,13 @@ EXPECTED_PAIRS = {  # (table, better row) -> verdict of its pair
 
 
 def write_seed_specs(root: Path) -> Path:
-    """A specs directory holding the seed toy paper and a copy of the repo's se-r specs."""
+    """A specs directory holding the seed toy paper and se-r (its paper.yaml and Table 3 only)."""
     from conftest import write_toy
 
     write_toy(root, table=SEED_TOY_TABLE)
-    shutil.copytree(REPO / "specs" / "se-r", root / "se-r")
+    (root / "se-r").mkdir()
+    for name in ("paper.yaml", "table3.yaml"):
+        shutil.copy(REPO / "specs" / "se-r" / name, root / "se-r" / name)
     return root
 
 
@@ -85,21 +88,25 @@ def write_seed_fixture(db_url: str, specs_dir=None) -> dict:
     values = {**(SE_R_TABLE3 if "se-r" in catalog.papers else {}), **(TOY_TABLE1 if "toy" in catalog.papers else {})}
     targets = [(catalog.papers[slug], table) for slug, table in (("se-r", "table3"), ("toy", "table1"))
                if slug in catalog.papers]
-    jobs = plan(catalog, targets, budget="full", seeds=3, kinds={"train"})
+    jobs = plan(catalog, targets, budget="full", seeds=3)
     db = Database(db_url)
     db.sync_published(*published_rows(catalog, targets))
     written = []
     for job in jobs:
-        seeds = next(values[c] for c in job.cells if c in values)
-        if job.seed >= len(seeds):
-            continue  # this cell has fewer seeds: the job is never written
+        seeds = next((values[c] for c in job.cells if c in values), [])
+        if (job.seed or 0) >= len(seeds):
+            continue  # a cell with fewer seeds (or none): the job is never written
         db.add_jobs([job.row()])
         owner = "synthetic-fixture"
         assert db.claim(job.id, owner, dt.datetime(2000, 1, 1))
         run = db.start_run(job.id, host="synthetic", pid=0, device="synthetic (no training ran)",
                            versions={"fixture": "synthetic_seeds"})
-        value = seeds[job.seed]
-        if isinstance(value, str):  # "diverged:E"
+        value = seeds[job.seed or 0]
+        if job.kind == "profile":
+            db.put_metrics(job.id, run, {"params": (float(value), "synthetic")})
+            db.end_run(run, "done")
+            db.finish_job(job.id, owner, "done")
+        elif isinstance(value, str):  # "diverged:E"
             error = f"loss became nan at epoch {value.split(':')[1]}"
             db.end_run(run, "diverged", error)
             db.finish_job(job.id, owner, "diverged")
