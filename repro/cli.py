@@ -160,7 +160,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
          fmt: str = typer.Option("table", "--format", help="table | json | csv"),
          fail_over: Optional[float] = typer.Option(
              None, "--fail-over", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
-             "from the other database) by more than X; with no comparable cell it says so and exits 0"),
+             "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
          fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
              None, "--against", help="a second results database (URL): compare ours with ours there, cell by cell"),
@@ -316,6 +316,10 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
         for r in bad:
             print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {_number(r.ours)} vs {r.printed} "
                   f"(delta {r.delta:+.4g} > {threshold})", file=sys.stderr)
+        diverged = [r for r in rows if r.status == "diverged" and r.budget == "full"]  # worse than any delta
+        for r in diverged:
+            print(f"diverged: {r.paper}/{r.table} {r.row} / {r.column}: {r.verdict_note}", file=sys.stderr)
+        bad = bad + diverged
     else:  # both sides full budget (or static), measured in both databases
         checked = [a for a in against if a["change"] is not None and a["budget"] in ("full", "static")
                    and a["against_budget"] == a["budget"]]

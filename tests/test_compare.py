@@ -102,6 +102,8 @@ def test_diff_json_summary_and_gates(cli, seeds):
     lines = proc.stderr.strip().splitlines()
     assert lines[0] == "5 reproduced, 3 differs, 2 inconclusive, 1 diverged, 1 pending"
     assert any(line.startswith("regression: toy/table1 CRA-ResNet-56 / Error: ours 28.1 vs 26.36") for line in lines)
+    assert "diverged: se-r/table3 SE-R-ResNet101 / Accuracy: 1 of 3 seed(s) diverged (seed 2: loss became nan at " \
+        "epoch 37)" in lines
     assert lines[-1] == "fail-on-pending: 1 cell(s) pending"
 
 
