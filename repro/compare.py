@@ -173,8 +173,9 @@ def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
     chosen = by_budget.get(budget, [])
     if div_by_budget.get(budget):  # a diverged seed is a result: averaging the survivors would hide it
         bad = sorted(div_by_budget[budget], key=lambda d: (d["seed"] is None, d["seed"]))
-        return Comparison(**{**base, **empty}, budget=budget, status="diverged", reason=c.published.not_reproducible,
-                          verdict_note=_diverged_note(bad, len(chosen)))
+        jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
+        return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
+                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)))
     also_metrics = next(col.also for col in spec.columns if col.label == c.column)
     also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in also_metrics
             if all(m in r["metrics"] for r in chosen)} or None
@@ -353,7 +354,7 @@ def check_claims(paper: Paper, rows: list[Comparison]) -> list[ClaimCheck]:
                                        st["gain"], st["p"], st["d"],
                                        len(a.values) if a else 0, len(b.values) if b else 0, verdict, detail))
             verdict = overall_verdict([p.verdict for p in pairs])
-            detail = ", ".join(f"{n} {v}" for v, n in _tally(p.verdict for p in pairs)) + f" of {len(pairs)} pair(s)"
+            detail = "; ".join(f"{n} {v}" for v, n in _tally(p.verdict for p in pairs)) + f" (of {len(pairs)} pairs)"
             out.append(ClaimCheck(name, claim.text, claim.column, claim.published_gain, claim.gain_of, pairs,
                                   verdict, detail))
     return out
