@@ -101,8 +101,9 @@ def seed_verdict(s: SeedStats, published: float, tol: float) -> tuple[str, str]:
         return "inconclusive", f"n = 1: {abs(gap):.2f} from the published value, no seed spread to judge by"
     lo, hi = published - tol, published + tol
     if s.ci_low > hi + 1e-9 or s.ci_high < lo - 1e-9:
-        away = f"{abs(gap) / s.sem:.1f} standard errors" if s.sem > 0 else "no seed spread, exactly"
-        return "differs", f"95% interval outside ±{tol:g}; mean {away} from the published value"
+        away = (f"mean {abs(gap) / s.sem:.1f} standard errors from the published value" if s.sem > 0
+                else f"every seed gives {s.mean:.2f}")
+        return "differs", f"95% interval outside ±{tol:g}; {away}"
     return "inconclusive", f"95% interval [{s.ci_low:.2f}, {s.ci_high:.2f}] reaches published ±{tol:g}: more seeds needed"
 
 
