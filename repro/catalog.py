@@ -159,10 +159,11 @@ def _check_references(paper: Paper) -> None:
     for spec in paper.tables.values():
         labels = {(r.section, r.label) for r in table_rows(spec)}
         for claim in spec.claims:
-            for row in (claim.better, claim.worse):
-                if (claim.section, row) not in labels:
-                    raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}"
-                                    + (f" in section {claim.section!r}" if claim.section else ""))
+            for pair in claim.all_pairs():
+                for section, row in zip(pair.sections, (pair.better, pair.worse)):
+                    if (section, row) not in labels:
+                        raise SpecError(f"{paper.path / (spec.table + '.yaml')}: claims: unknown row {row!r}"
+                                        + (f" in section {section!r}" if section else ""))
         for curve in spec.curves:
             if curve.cell not in keys:
                 raise SpecError(f"{paper.path / (spec.table + '.yaml')}: curves: unknown cell {curve.cell!r}")

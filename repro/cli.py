@@ -48,7 +48,10 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         paper: Optional[str] = typer.Option(None, "--paper", help="paper of bare table names"),
         budget: str = typer.Option("full", "--budget", help="full | smoke"),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="shorten schedules to N epochs (budget epochs-N)"),
-        seeds: int = typer.Option(1, "--seeds", help="seeds per cell"),
+        seeds: int = typer.Option(
+            1, "--seeds", help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
+            "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
+            "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
         workers: int = typer.Option(1, "--workers", help="worker processes (or Slurm tasks)"),
         executor: str = typer.Option("local", "--executor", help="local | slurm | submitit-local | submitit-debug"),
         slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition"),
@@ -239,13 +242,21 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
 def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
          paper: Optional[str] = typer.Option(None, "--paper"),
          fmt: str = typer.Option("table", "--format", help="table | json | csv"),
-         fail_over: Optional[float] = typer.Option(None, "--fail-over",
-                                                   help="exit 1 if a full-budget cell differs by more than X"),
+         fail_over: Optional[float] = typer.Option(
+             None, "--fail-over", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
+             "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
+         fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
+         against: Optional[str] = typer.Option(
+             None, "--against", help="a second results database (URL): compare ours with ours there, cell by cell"),
          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
-    """Ours vs paper, cell by cell."""
-    from .compare import compare_paper, fails_over
-    from .db import Database
+    """Ours vs paper, cell by cell (or ours vs another database's ours with --against).
+
+    A summary line closes the output (stdout for table, stderr for json and csv).
+    """
+    from .compare import compare_paper
+    from .db import Database, db_url
     from .plan import PlanError, resolve_targets
+    from .report import fmt_ours
 
     try:
         catalog = _catalog(specs_dir)
@@ -254,39 +265,157 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         _fail(str(e))
     if fmt not in ("table", "json", "csv"):
         _fail(f"--format must be table, json or csv, got {fmt!r}")
-    database = Database(db)
-    rows = []
-    for p, t in resolved:
-        rows += [r for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
-    fields = ["table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact", "std",
-              "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also"]
-    if fmt in ("json", "csv"):
-        import pandas as pd
+    if against is not None and not _db_exists(db_url(against)):
+        _fail(f"--against: no database at {against}")
 
-        frame = pd.DataFrame([{k: getattr(r, k) for k in ["paper"] + fields} for r in rows], columns=["paper"] + fields)
-        if fmt == "json":
-            print(frame.to_json(orient="records", indent=1, double_precision=15))
-        else:
-            print(frame.to_csv(index=False), end="")
+    def compared(database):
+        return [r for p, t in resolved for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
+
+    rows = compared(Database(db))
+    if against is None:
+        records = [_diff_record(r) for r in rows]
+        columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
+        text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
+                 fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
+                 r.budget or "", r.status] for r in rows]
     else:
-        from .report import fmt_ours
+        records = _against_records(rows, compared(Database(db_url(against), create=False)))
+        columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
+        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _plain(a["ours"]),
+                 _plain(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
+                 a["against_status"]] for a in records]
+    _print_records(records, fmt, columns, text)
+    out = sys.stdout if fmt == "table" else sys.stderr
+    print(_diff_summary(rows, records if against else None), file=out)
+    failed = _check_fail_over(rows, records if against else None, fail_over)
+    pending = sum(1 for r in rows if r.status == "pending")
+    if fail_on_pending and pending:
+        print(f"fail-on-pending: {pending} cell(s) pending", file=sys.stderr)
+        failed = True
+    if failed:
+        raise typer.Exit(1)
 
-        t = Table(show_lines=False)
-        for col in ("table", "row", "column", "published", "ours", "delta", "budget", "status"):
-            t.add_column(col)
-        for r in rows:
-            row = f"{r.section} / {r.row}" if r.section else r.row
-            t.add_row(r.table, row, r.column, r.printed + (" (?)" if r.uncertain else ""), fmt_ours(r),
-                      "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}", r.budget or "",
-                      r.status)
-        console.print(t)
-    if fail_over is not None:
-        bad = fails_over(rows, fail_over)
+
+DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
+               "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
+               "ci_high", "tolerance", "values", "verdict_note"]
+
+
+def _number(x, count: bool = False):
+    """A number as a reader writes it: counts as integers, other floats at 12 significant digits (a mean of
+    seeds prints 28.1, not 28.099999999999998; 21.655 stays 21.655); lists and dicts element by element."""
+    if isinstance(x, dict):
+        return {k: _number(v, count) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_number(v, count) for v in x]
+    if not isinstance(x, float):
+        return x
+    if count and x.is_integer():
+        return int(x)
+    return float(f"{x:.12g}")
+
+
+def _diff_record(r) -> dict:
+    from .specs import METRICS
+
+    rec = {k: _number(getattr(r, k)) for k in DIFF_FIELDS}
+    rec["ours_exact"] = _number(r.ours_exact, count=METRICS[r.metric][2])
+    return rec
+
+
+def _against_records(ours: list, theirs: list) -> list[dict]:
+    """Cell by cell, ours (--db) beside the other database's ours; ``change`` is ours minus theirs in the
+    printed unit, unrounded (so a count that moved by one parameter shows)."""
+    from .specs import SCALE, Printed
+
+    other = {(r.paper, r.table, r.section, r.row, r.column): r for r in theirs}
+    out = []
+    for r in ours:
+        o = other.get((r.paper, r.table, r.section, r.row, r.column))
+        scale = SCALE[Printed.parse(r.printed).suffix] if r.published is not None else 1
+        mine = r.ours_exact / scale if r.ours_exact is not None else None
+        them = o.ours_exact / scale if o is not None and o.ours_exact is not None else None
+        change = round(mine - them, 9) if mine is not None and them is not None else None
+        out.append({"paper": r.paper, "table": r.table, "section": r.section, "row": r.row, "column": r.column,
+                    "metric": r.metric, "printed": r.printed, "published": r.published, "ours": _number(r.ours),
+                    "against": _number(o.ours) if o else None, "change": _number(change), "budget": r.budget,
+                    "against_budget": o.budget if o else None, "n": r.n, "against_n": o.n if o else 0,
+                    "status": r.status, "against_status": o.status if o else "pending"})
+    return out
+
+
+def _print_records(records: list[dict], fmt: str, columns: list[str], text: list[list[str]]) -> None:
+    if fmt == "json":
+        print(json.dumps(records, indent=1, ensure_ascii=False))  # json writes floats at their shortest repr
+        return
+    if fmt == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else DIFF_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for rec in records:
+            w.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else
+                        ("" if v is None else v) for k, v in rec.items()})
+        return
+    from rich.markup import escape
+
+    t = Table(show_lines=False)
+    for col in columns:
+        t.add_column(col)
+    for cells in text:
+        t.add_row(*[escape(c) for c in cells])  # rich markup would eat bracketed text such as "[13]"
+    console.print(t)
+
+
+def _row_label(section: str | None, row: str) -> str:
+    return f"{section} / {row}" if section else row
+
+
+def _plain(x) -> str:
+    return "" if x is None else str(x)
+
+
+def _diff_summary(rows: list, against: list[dict] | None) -> str:
+    counts = Counter(r.status for r in rows)
+    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "no cells"
+    if against is None:
+        return text
+    both = [a for a in against if a["change"] is not None]
+    moved = sum(1 for a in both if a["change"] != 0)
+    only_db = sum(1 for a in against if a["ours"] is not None and a["against"] is None)
+    only_other = sum(1 for a in against if a["ours"] is None and a["against"] is not None)
+    status = sum(1 for a in against if a["status"] != a["against_status"])
+    return (f"{text}; against: {len(both)} cell(s) in both, {moved} changed, {status} changed status, "
+            f"{only_db} only in --db, {only_other} only in --against")
+
+
+def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | None) -> bool:
+    """True when a comparable cell is off by more than ``threshold``; says so when nothing was comparable."""
+    from .compare import comparable, fails_over
+
+    if threshold is None:
+        return False
+    if against is None:
+        checked, bad = comparable(rows), fails_over(rows, threshold)
         for r in bad:
-            print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {r.ours} vs {r.printed} "
-                  f"(delta {r.delta:+.4g} > {fail_over})", file=sys.stderr)
-        if bad:
-            raise typer.Exit(1)
+            print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {_number(r.ours)} vs {r.printed} "
+                  f"(delta {r.delta:+.4g} > {threshold})", file=sys.stderr)
+        diverged = [r for r in rows if r.status == "diverged" and r.budget == "full"]  # worse than any delta
+        for r in diverged:
+            print(f"diverged: {r.paper}/{r.table} {r.row} / {r.column}: {r.verdict_note}", file=sys.stderr)
+        bad = bad + diverged
+    else:  # both sides full budget (or static), measured in both databases
+        checked = [a for a in against if a["change"] is not None and a["budget"] in ("full", "static")
+                   and a["against_budget"] == a["budget"]]
+        bad = [a for a in checked if abs(a["change"]) > threshold]
+        for a in bad:
+            print(f"regression: {a['paper']}/{a['table']} {a['row']} / {a['column']}: {a['ours']} vs "
+                  f"{a['against']} in --against (change {a['change']:+.4g} > {threshold})", file=sys.stderr)
+    if not checked:
+        pending = sum(1 for r in rows if r.status == "pending")
+        print(f"fail-over: no comparable cell ({pending} of {len(rows)} pending, the rest short-budget, cited or "
+              f"without a number): nothing was checked", file=sys.stderr)
+    return bool(bad)
 
 
 @app.command()

@@ -1,25 +1,34 @@
-"""Ours vs published, cell by cell.
+"""Ours vs published, cell by cell, and the paper's claims, pair by pair.
 
 Statuses:
 - ``reproduced``: counts equal to the printed value when rounded to the printed digits;
-  accuracies (full budget only) within the paper's tolerance;
-- ``differs``: a measured number that is not;
+  accuracies (full budget only) under the seed rule of :func:`seed_verdict`;
+- ``differs``: a measured count that is not; an accuracy whose 95% interval excludes the tolerance band;
+- ``inconclusive``: an accuracy whose seeds cannot tell (see :func:`seed_verdict`);
+- ``diverged``: a job of the cell ended with a non-finite loss; never shown as a number;
 - ``not-reproducible``: differs, and the spec explains why no natural construction gives it;
 - ``not-comparable``: measured under a short budget (smoke, epochs-N): never a reproduction;
 - ``pending``: nothing measured yet (never shown as zero);
 - ``cited``: the paper quotes the row from other work; nothing to run;
 - ``no-number``: measured, but the paper prints no number for it (a figure or a claim).
 
-Claims (``better`` beats ``worse`` on a column) are checked on full-budget means only.
+Claims (``better`` beats ``worse`` on a column, for one or several row pairs) are judged by
+:func:`claim_verdict` on the seeds of both full-budget cells.
 """
 from __future__ import annotations
 
+import math
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .db import Database
 from .plan import cell_config, config_key
-from .specs import METRICS, SCALE, Catalog, Paper, table_cells, tolerance
+from .specs import METRICS, SCALE, Catalog, Paper, Printed, table_cells, tolerance
+
+CONFIDENCE = 0.95  # of the interval around a cell's mean
+ALPHA = 0.05  # significance level of the claim test (two-sided Welch t-test)
+DIVERGED = re.compile(r"loss became (?P<what>[-+]?(?:nan|inf)) at epoch (?P<epoch>\d+)", re.I)
 
 
 @dataclass
@@ -45,6 +54,57 @@ class Comparison:
     config_key: str | None
     jobs: list[str]
     also: dict[str, float] | None = None  # other metrics of the same runs the spec asks to show
+    values: list[float] = field(default_factory=list)  # per seed, printed unit (what claims test on)
+    sem: float | None = None  # standard error of the mean
+    ci_low: float | None = None  # 95% Student-t interval of the mean
+    ci_high: float | None = None
+    tolerance: float | None = None  # accuracy points within which the mean counts as reproduced
+    verdict_note: str | None = None  # why this status (standard errors away, n too small, diverged epoch)
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    n: int
+    mean: float
+    std: float | None  # sample std (n - 1); None for one seed
+    sem: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def seed_stats(values: list[float], confidence: float = CONFIDENCE) -> SeedStats:
+    """Mean, sample std, standard error and Student-t interval of the mean of ``values``."""
+    from scipy import stats
+
+    n, mean = len(values), statistics.fmean(values)
+    if n < 2:
+        return SeedStats(n, mean, None, None, None, None)
+    std = statistics.stdev(values)
+    sem = std / math.sqrt(n)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sem
+    return SeedStats(n, mean, std, sem, mean - half, mean + half)
+
+
+def seed_verdict(s: SeedStats, published: float, tol: float) -> tuple[str, str]:
+    """Accuracy cells at full budget, from the seeds' mean, standard error and 95% interval:
+
+    - reproduced: the published value lies within the tolerance of our mean (|mean - published| <= tol);
+    - differs: the 95% Student-t interval of our mean lies entirely outside published +- tol
+      (needs n >= 2; the note says how many standard errors the mean is from the published value);
+    - inconclusive: otherwise: the mean is outside the tolerance but the interval still reaches the
+      band, or n = 1 (one seed has no spread to judge by).
+    """
+    gap = s.mean - published
+    if abs(gap) <= tol + 1e-9:  # the epsilon absorbs float noise in e.g. 78.62 - 78.12
+        return "reproduced", f"mean within ±{tol:g} of the published value"
+    if s.n < 2:
+        return "inconclusive", f"n = 1: {abs(gap):.2f} from the published value, no seed spread to judge by"
+    lo, hi = published - tol, published + tol
+    if s.ci_low > hi + 1e-9 or s.ci_high < lo - 1e-9:
+        away = (f"mean {abs(gap) / s.sem:.1f} standard errors from the published value" if s.sem > 0
+                else f"every seed gives {s.mean:.2f}")
+        return "differs", f"95% interval outside ±{tol:g}; {away}"
+    return "inconclusive", f"95% interval [{s.ci_low:.2f}, {s.ci_high:.2f}] reaches published ±{tol:g}: more seeds needed"
 
 
 def group_by_budget(results: list[dict], metric: str | None = None) -> dict[str, list[dict]]:
@@ -78,63 +138,93 @@ def compare_paper(catalog: Catalog, paper: Paper, db: Database, tables: list[str
     for spec, c in cells:
         cfg = cell_config(paper, c)
         keys[id(c)] = config_key(cfg) if cfg else None
-    results = db.results_for(k for k in keys.values() if k)
+    wanted = {k for k in keys.values() if k}
     by_key: dict[str, list[dict]] = {}
-    for r in results:
+    for r in db.results_for(wanted):
         by_key.setdefault(r["config_key"], []).append(r)
-    out = []
-    for spec, c in cells:
-        out.append(_compare_cell(paper, spec, c, keys[id(c)], by_key.get(keys[id(c)], [])))
-    return out
+    diverged: dict[str, list[dict]] = {}
+    for d in db.diverged_for(wanted):
+        diverged.setdefault(d["config_key"], []).append(d)
+    return [_compare_cell(paper, spec, c, keys[id(c)], by_key.get(keys[id(c)], []), diverged.get(keys[id(c)], []))
+            for spec, c in cells]
 
 
-def _compare_cell(paper, spec, c, key, results) -> Comparison:
+def _diverged_note(jobs: list[dict], n_done: int) -> str:
+    epochs = []
+    for d in jobs:
+        m = DIVERGED.search(d.get("error") or "")
+        epochs.append(f"loss became {m['what'].lower()} at epoch {m['epoch']}" if m else (d.get("error") or "diverged"))
+    seeds = ", ".join(f"seed {d['seed']}: {e}" for d, e in zip(jobs, epochs))
+    return f"{len(jobs)} of {len(jobs) + n_done} seed(s) diverged ({seeds})"
+
+
+def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
     printed = c.printed
     base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
                 printed=c.published.value, published=printed.value if printed else None,
                 uncertain=c.published.uncertain, config_key=key)
+    empty = dict(ours=None, ours_exact=None, std=None, n=0, delta=None, detail=None, jobs=[])
     if c.cited or c.published.value == "-":
-        return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
-                          status="cited" if c.cited else "not-printed", detail=None, reason=c.cited, jobs=[])
+        return Comparison(**base, **empty, budget=None, status="cited" if c.cited else "not-printed", reason=c.cited)
     by_budget = group_by_budget(results, c.metric)
-    budget = pick_budget(by_budget)
+    div_by_budget = group_by_budget([{**d, "metrics": {}} for d in diverged])
+    budget = pick_budget({**div_by_budget, **by_budget})
     if budget is None:
-        return Comparison(**base, ours=None, ours_exact=None, std=None, n=0, delta=None, budget=None,
-                          status="pending", detail=None, reason=c.published.not_reproducible, jobs=[])
-    chosen = by_budget[budget]
+        return Comparison(**base, **empty, budget=None, status="pending", reason=c.published.not_reproducible)
+    chosen = by_budget.get(budget, [])
+    if div_by_budget.get(budget):  # a diverged seed is a result: averaging the survivors would hide it
+        bad = sorted(div_by_budget[budget], key=lambda d: (d["seed"] is None, d["seed"]))
+        jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
+        return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
+                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)))
     also_metrics = next(col.also for col in spec.columns if col.label == c.column)
     also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in also_metrics
             if all(m in r["metrics"] for r in chosen)} or None
     values = [r["metrics"][c.metric] for r in chosen]
-    exact = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else None
+    s = seed_stats(values)
+    exact = s.mean
     is_count = METRICS[c.metric][2]
+    jobs = [r["job"] for r in chosen]
     if printed is None:  # '?': the paper shows it only in a figure or a claim
-        return Comparison(**base, ours=exact, ours_exact=exact, std=std, n=len(values), delta=None, budget=budget,
+        return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=None, budget=budget,
                           status="no-number", detail=chosen[0]["details"].get(c.metric), reason=None,
-                          jobs=[r["job"] for r in chosen], also=also)
-    scale = SCALE[printed.suffix]
+                          jobs=jobs, also=also, values=values, sem=s.sem, ci_low=s.ci_low, ci_high=s.ci_high)
     if is_count:
-        ours = printed.rounds_to(exact)
-        match = ours == printed.value
-        std_u = std / scale if std is not None else None
+        return _compare_count(base, c, printed, s, budget, chosen, also)
+    tol = tolerance(paper, spec, c)
+    if budget != "full":
+        status, note = "not-comparable", f"{budget} budget: never compared with the paper"
     else:
-        ours = exact
-        tol = tolerance(paper, spec, c)
-        match = abs(exact - printed.value) <= tol
-        std_u = std
-    delta = ours - printed.value
+        status, note = seed_verdict(s, printed.value, tol)
+        if status == "differs" and c.published.not_reproducible:
+            status = "not-reproducible"
+    return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=round(exact - printed.value, 6),
+                      budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
+                      reason=c.published.not_reproducible, jobs=jobs, also=also, values=values, sem=s.sem,
+                      ci_low=s.ci_low, ci_high=s.ci_high, tolerance=tol, verdict_note=note)
+
+
+def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, chosen: list[dict], also) -> Comparison:
+    """Counts are exact: equal when rounded as printed, or not (seeds play no part)."""
+    scale = SCALE[printed.suffix]
+    ours = printed.rounds_to(s.mean)
     if budget not in ("full", "static"):
         status = "not-comparable"
-    elif match:
+    elif ours == printed.value:
         status = "reproduced"
     elif c.published.not_reproducible:
         status = "not-reproducible"
     else:
         status = "differs"
-    return Comparison(**base, ours=ours, ours_exact=exact, std=std_u, n=len(values), delta=round(delta, 6),
-                      budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
-                      reason=c.published.not_reproducible, jobs=[r["job"] for r in chosen], also=also)
+    return Comparison(**base, ours=ours, ours_exact=s.mean, std=s.std / scale if s.std is not None else None, n=s.n,
+                      delta=round(ours - printed.value, 6), budget=budget, status=status,
+                      detail=chosen[0]["details"].get(c.metric), reason=c.published.not_reproducible,
+                      jobs=[r["job"] for r in chosen], also=also, values=[r["metrics"][c.metric] / scale for r in chosen])
+
+
+def comparable(rows: list[Comparison]) -> list[Comparison]:
+    """Cells a regression gate can check: a full-budget (or static) number beside a printed one."""
+    return [r for r in rows if r.budget in ("full", "static") and r.delta is not None]
 
 
 def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:
@@ -142,35 +232,151 @@ def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:
 
     Cells the spec marks not-reproducible are known findings, not regressions: they never fail.
     """
-    return [r for r in rows if r.budget in ("full", "static") and r.delta is not None
-            and abs(r.delta) > threshold and r.status != "not-reproducible"]
+    return [r for r in comparable(rows) if abs(r.delta) > threshold and r.status != "not-reproducible"]
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+@dataclass
+class PairCheck:
+    better: str
+    worse: str
+    section: str | None
+    published_gain: float | None  # in the claimed direction, printed unit: from the two published cells
+    gain: float | None  # ours, same direction (positive: the claim's way)
+    p: float | None  # two-sided Welch t-test
+    d: float | None  # Cohen's d in the claimed direction (pooled std); None when both cells have no spread
+    n_better: int
+    n_worse: int
+    verdict: str
+    detail: str
 
 
 @dataclass
 class ClaimCheck:
     table: str
     text: str
-    better: str
-    worse: str
-    verdict: str  # holds | does-not-hold | pending | not-comparable
+    column: str
+    published_gain: str | None  # as printed in the paper's text (e.g. "1.94")
+    gain_of: str  # what the printed gain is of: each pair, their max ("at most"), their mean ("on average")
+    pairs: list[PairCheck]
+    verdict: str
     detail: str
+
+    @property
+    def better(self) -> str:
+        return "; ".join(p.better for p in self.pairs)
+
+    @property
+    def worse(self) -> str:
+        return "; ".join(p.worse for p in self.pairs)
+
+
+def claim_verdict(better: Comparison | None, worse: Comparison | None, published_gain: float | None,
+                  tol: float, alpha: float = ALPHA) -> tuple[str, str, dict]:
+    """One row pair of a claim ("``better`` beats ``worse``"), on the seeds of both cells:
+
+    - pending: a cell not measured, measured only under a short budget, diverged, or with fewer than
+      2 seeds (the test needs a spread on each side); the note says which;
+    - Welch's t-test (two-sided, unequal variances) on the two cells' seeds, significance p < 0.05;
+      the gain is our difference of means in the claimed direction (positive: the claim's way), with
+      Cohen's d (difference of means over the pooled std);
+    - holds: significant in the claimed direction and our gain >= the published gain - tolerance;
+    - holds, smaller: significant in the claimed direction, gain smaller than that;
+    - reversed: significant the other way;
+    - not significant: p >= 0.05.
+
+    The published gain is the difference of the two published cells (the paper's own table), in the
+    claimed direction; the tolerance is the cells' accuracy tolerance.
+    """
+    from scipy import stats
+
+    stats_out = {"gain": None, "p": None, "d": None}
+    missing = [c for c in (better, worse) if c is None or c.status == "pending"]
+    if missing:
+        return "pending", "not measured: " + ", ".join(c.row if c else "no such cell" for c in missing), stats_out
+    short = [c for c in (better, worse) if c.budget != "full"]
+    if short:
+        return "pending", "short budget: " + ", ".join(f"{c.row} ({c.budget})" for c in short), stats_out
+    bad = [c for c in (better, worse) if c.status == "diverged"]
+    if bad:
+        return "pending", "diverged: " + ", ".join(c.row for c in bad), stats_out
+    few = [c for c in (better, worse) if len(c.values) < 2]
+    if few:
+        return "pending", "n < 2: " + ", ".join(f"{c.row} (n={len(c.values)})" for c in few), stats_out
+    sign = 1 if METRICS[better.metric][1] else -1  # errors: lower is better
+    a, b = better.values, worse.values
+    gain = sign * (statistics.fmean(a) - statistics.fmean(b))
+    va, vb = statistics.variance(a), statistics.variance(b)
+    if va == 0 and vb == 0:  # no spread on either side: the difference is exact
+        p = 0.0 if gain != 0 else 1.0
+    else:
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    pooled = math.sqrt(((len(a) - 1) * va + (len(b) - 1) * vb) / (len(a) + len(b) - 2))
+    d = gain / pooled if pooled > 0 else None
+    stats_out = {"gain": round(gain, 6), "p": p, "d": d}
+    if p >= alpha:
+        return "not significant", f"p = {p:.3g} >= {alpha}", stats_out
+    if gain < 0:
+        return "reversed", f"significant the other way (p = {p:.3g})", stats_out
+    if published_gain is None or gain >= published_gain - tol - 1e-9:
+        return "holds", f"p = {p:.3g}", stats_out
+    return "holds, smaller", f"gain {gain:.2f} < published {published_gain:.2f} - {tol:g}", stats_out
+
+
+def overall_verdict(verdicts: list[str]) -> str:
+    """A claim over several pairs: reversed if any pair is; else pending if any is; else not significant
+    if any is; else holds, smaller if any is; else holds (every pair must hold for "every depth")."""
+    for v in ("reversed", "pending", "not significant", "holds, smaller"):
+        if v in verdicts:
+            return v
+    return "holds"
 
 
 def check_claims(paper: Paper, rows: list[Comparison]) -> list[ClaimCheck]:
     out = []
     for name, spec in paper.tables.items():
+        if not spec.claims:
+            continue
         cells = {(r.section, r.row, r.column): r for r in rows if r.table == name}
+        if not cells:  # the table was not compared (diff of another table)
+            continue
         for claim in spec.claims:
-            a = cells.get((claim.section, claim.better, claim.column))
-            b = cells.get((claim.section, claim.worse, claim.column))
-            if a is None or b is None or a.ours is None or b.ours is None:
-                verdict, detail = "pending", "not measured yet"
-            elif a.budget != "full" or b.budget != "full":
-                verdict, detail = "not-comparable", f"short budget ({a.budget}, {b.budget})"
-            else:
-                higher_better = METRICS[a.metric][1]
-                holds = a.ours > b.ours if higher_better else a.ours < b.ours
-                verdict = "holds" if holds else "does-not-hold"
-                detail = f"{claim.better}: {a.ours:.2f} (n={a.n}) vs {claim.worse}: {b.ours:.2f} (n={b.n})"
-            out.append(ClaimCheck(name, claim.text, claim.better, claim.worse, verdict, detail))
+            pairs = []
+            for pair in claim.all_pairs():
+                sec_a, sec_b = pair.sections
+                a = cells.get((sec_a, pair.better, claim.column))
+                b = cells.get((sec_b, pair.worse, claim.column))
+                pub = _published_gain(a, b, claim)
+                tol = next((c.tolerance for c in (a, b) if c is not None and c.tolerance is not None),
+                           paper.spec.tolerance)
+                verdict, detail, st = claim_verdict(a, b, pub, tol)
+                pairs.append(PairCheck(_label(sec_a, pair.better), _label(sec_b, pair.worse), sec_a, pub,
+                                       st["gain"], st["p"], st["d"],
+                                       len(a.values) if a else 0, len(b.values) if b else 0, verdict, detail))
+            verdict = overall_verdict([p.verdict for p in pairs])
+            detail = "; ".join(f"{n} {v}" for v, n in _tally(p.verdict for p in pairs)) + f" (of {len(pairs)} pairs)"
+            out.append(ClaimCheck(name, claim.text, claim.column, claim.published_gain, claim.gain_of, pairs,
+                                  verdict, detail))
     return out
+
+
+def _published_gain(a: Comparison | None, b: Comparison | None, claim) -> float | None:
+    """The pair's gain in the paper's own table; the text's printed gain when a cell has no number."""
+    if a is not None and b is not None and a.published is not None and b.published is not None:
+        sign = 1 if METRICS[a.metric][1] else -1
+        return round(sign * (a.published - b.published), 6)
+    if claim.published_gain is not None and claim.gain_of == "each":
+        return Printed.parse(claim.published_gain).value
+    return None
+
+
+def _label(section: str | None, row: str) -> str:
+    return f"{section} / {row}" if section else row
+
+
+def _tally(verdicts) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    return sorted(counts.items())

@@ -420,6 +420,20 @@ class Database:
                                       "train_top1_err": p.train_top1_err, "train_loss": p.train_loss})
         return out
 
+    def diverged_for(self, config_keys: Iterable[str]) -> list[dict]:
+        """Diverged jobs of these configurations, each with the error of its last run
+        ("loss became nan at epoch E"): a result to show, never a number (``results_for`` skips them)."""
+        keys = list(set(config_keys))
+        out: dict[str, dict] = {}
+        with self.Session() as s:
+            for i in range(0, len(keys), 500):
+                q = (select(Job, Run.error).outerjoin(Run, Run.job_id == Job.id)
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "diverged").order_by(Job.id, Run.id))
+                for job, error in s.execute(q):  # ordered by run id: the last attempt's error wins
+                    out[job.id] = {"job": job.id, "config_key": job.config_key, "budget": job.budget,
+                                   "seed": job.seed, "kind": job.kind, "error": error}
+        return list(out.values())
+
     # --- benchmarks -----------------------------------------------------------------------
     def put_benchmark(self, row: dict) -> None:
         with self.Session.begin() as s:

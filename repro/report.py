@@ -1,24 +1,38 @@
 """Markdown reports and figures: every table in the paper's layout, ours beside published.
 
-``reports/<paper>/README.md`` holds each table (published | ours mean ± std (n, budget) | delta |
-status), the spec's assumptions and findings, and links to figures; ``reports/README.md``
-summarises all papers. Cells with no measurement show as pending, never as zero; short-budget
-numbers are labelled with their budget and never called reproductions.
+``reports/<paper>/README.md`` opens with the paper's claims scorecard and the verdict legend, then holds
+each table (published | ours mean ± std (n, 95% interval, budget) | delta | status), the spec's
+assumptions and findings, and links to figures; ``reports/README.md`` summarises all papers. Cells
+with no measurement show as pending, never as zero; short-budget numbers are labelled with their
+budget and never called reproductions. Everything that comes from a spec is escaped (HTML and table
+pipes): a spec is data, never markup.
 """
 from __future__ import annotations
 
+import html
+import inspect
 from collections import Counter
 from pathlib import Path
 
-from .compare import Comparison, compare_paper
+from .compare import ClaimCheck, Comparison, check_claims, claim_verdict, compare_paper, overall_verdict, seed_verdict
 from .db import Database
 from .specs import METRICS, Catalog, Paper, TableSpec, table_rows
 
-STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**", "not-reproducible": "not reproducible",
-               "not-comparable": "not comparable", "pending": "pending", "cited": "cited"}
+STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**",
+               "not-reproducible": "not reproducible", "not-comparable": "not comparable", "pending": "pending",
+               "cited": "cited", "inconclusive": "inconclusive", "diverged": "**diverged**"}
+
+
+def esc(text) -> str:
+    """Spec text as Markdown-safe text: HTML escaped, table pipes escaped, one line."""
+    if text is None:
+        return ""
+    return " ".join(html.escape(str(text), quote=False).replace("|", "\\|").split())
 
 
 def fmt_ours(r: Comparison) -> str:
+    if r.status == "diverged":
+        return f"diverged ({r.budget}): {r.verdict_note}"
     if r.ours is None:
         return "pending" if r.status == "pending" else ""
     if METRICS[r.metric][2]:
@@ -27,8 +41,9 @@ def fmt_ours(r: Comparison) -> str:
         text = f"{r.ours:.{digits}f}{suffix} ({r.ours_exact:,.0f})"
         return text if r.budget == "static" else f"{text} ({r.budget})"
     std = f" ± {r.std:.2f}" if r.std is not None else ""
+    ci = f", 95% CI {r.ci_low:.2f}–{r.ci_high:.2f}" if r.ci_low is not None else ""
     also = "".join(f"; {m} {v:.2f}" for m, v in (r.also or {}).items())
-    return f"{r.ours:.2f}{std} (n={r.n}, {r.budget}{also})"
+    return f"{r.ours:.2f}{std} (n={r.n}{ci}, {r.budget}{also})"
 
 
 def _delta(r: Comparison) -> str:
@@ -37,57 +52,94 @@ def _delta(r: Comparison) -> str:
     return f"{r.delta:+.3f}" if METRICS[r.metric][2] else f"{r.delta:+.2f}"
 
 
+def _status(r: Comparison) -> str:
+    mark = STATUS_MARK.get(r.status, r.status)
+    if r.status in ("differs", "inconclusive") and r.verdict_note and not METRICS[r.metric][2]:
+        return f"{mark}: {r.verdict_note}"
+    return mark
+
+
 def _table_md(paper: Paper, spec: TableSpec, rows: list[Comparison]) -> list[str]:
-    lines = [f"## {spec.title}", ""]
+    lines = [f"## {esc(spec.title)}", ""]
     if spec.caption:
-        lines += [f"*{spec.caption.strip()}*", ""]
+        lines += [f"*{esc(spec.caption)}*", ""]
     if spec.metric_note:
-        lines += [f"Metric: {spec.metric_note.strip()}", ""]
+        lines += [f"Metric: {esc(spec.metric_note)}", ""]
     by_cell = {(r.section, r.row, r.column): r for r in rows}
     columns = [c.label for c in spec.columns]
     settings = sorted({k for row in table_rows(spec) for k in (row.settings or {})})
-    head = [spec.sweep.label if spec.sweep else "Row"] + settings
+    head = [esc(spec.sweep.label) if spec.sweep else "Row"] + [esc(k) for k in settings]
     for c in columns:
-        head += [f"{c}: published", "ours", "Δ", "status"]
+        head += [f"{esc(c)}: published", "ours", "Δ", "status"]
     section = object()
     for row in table_rows(spec):
         if row.section != section:
             section = row.section
             if section:
-                lines += ["", f"**{section}**", ""]
+                lines += ["", f"**{esc(section)}**", ""]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        label = row.label + (f" — cited: {row.cited}" if row.cited else "")
-        cells = [label] + [(row.settings or {}).get(k, "") for k in settings]
+        label = esc(row.label) + (f" — cited: {esc(row.cited)}" if row.cited else "")
+        cells = [label] + [esc((row.settings or {}).get(k, "")) for k in settings]
         for c in columns:
             r = by_cell.get((row.section, row.label, c))
             if r is None:
                 cells += ["", "", "", ""]
                 continue
-            pub = r.printed + (" ⚠" if r.uncertain else "")
-            status = STATUS_MARK.get(r.status, r.status)
-            cells += [pub, fmt_ours(r) if r.status != "cited" else "", _delta(r),
-                      status if r.status != "not-printed" else ""]
+            pub = esc(r.printed) + (" ⚠" if r.uncertain else "")
+            cells += [pub, esc(fmt_ours(r)) if r.status != "cited" else "", _delta(r),
+                      _status(r) if r.status != "not-printed" else ""]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [r for r in rows if r.uncertain or r.reason and r.status in ("not-reproducible", "differs", "pending")]
     if notes:
         lines += [""]
         for r in notes:
             if r.uncertain:
-                lines.append(f"- ⚠ {r.row} / {r.column}: uncertain transcription: {r.uncertain.strip()}")
+                lines.append(f"- ⚠ {esc(r.row)} / {esc(r.column)}: uncertain transcription: {esc(r.uncertain)}")
             if r.reason and r.status != "cited":
-                lines.append(f"- {r.row} / {r.column}: not reproducible: {r.reason.strip()}")
+                lines.append(f"- {esc(r.row)} / {esc(r.column)}: not reproducible: {esc(r.reason)}")
     if spec.claims:
-        from .compare import check_claims
-
-        lines += ["", "Claims:"]
-        for ch in check_claims(paper, rows):
-            if ch.table == spec.table:
-                lines.append(f"- \"{ch.text.strip()}\": **{ch.verdict}** ({ch.detail})")
+        lines += ["", f"Claims on this table: {len(spec.claims)}, judged in the scorecard at the top of this page."]
     if spec.assumptions:
-        lines += ["", "Assumptions:"] + [f"- `{a.id}`: {a.text.strip()}" for a in spec.assumptions]
+        lines += ["", "Assumptions:"] + [f"- `{esc(a.id)}`: {esc(a.text)}" for a in spec.assumptions]
     if spec.findings:
-        lines += ["", "Findings:"] + [f"- {f.strip()}" for f in spec.findings]
+        lines += ["", "Findings:"] + [f"- {esc(f)}" for f in spec.findings]
     return lines + [""]
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "" if x is None else format(x, fmt)
+
+
+def claims_scorecard(checks: list[ClaimCheck]) -> list[str]:
+    """One row per pair; the claim, its printed gain and its overall verdict on the claim's first row."""
+    if not checks:
+        return ["No relative claims are written in this paper's specs.", ""]
+    lines = ["| claim | pair (better vs worse) | published gain | ours | p | d | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for ch in checks:
+        printed = f"{esc(ch.published_gain)} as printed ({'of every pair' if ch.gain_of == 'each' else ch.gain_of})" \
+            if ch.published_gain else ""
+        for i, pc in enumerate(ch.pairs):
+            claim = (f"“{esc(ch.text)}” ({esc(ch.table)}, {esc(ch.column)}): **{ch.verdict}** ({ch.detail})"
+                     + (f"; text: {printed}" if printed else "")) if i == 0 else ""
+            table_gain = _num(pc.published_gain, "+.2f") + (" (table)" if pc.published_gain is not None else "")
+            ours = _num(pc.gain, "+.2f") + (f" (n={pc.n_better}/{pc.n_worse})" if pc.gain is not None else "")
+            verdict = pc.verdict if pc.verdict != "pending" else f"pending: {esc(pc.detail)}"
+            lines.append(f"| {claim} | {esc(pc.better)} vs {esc(pc.worse)} | {table_gain} | {ours} | "
+                         f"{_num(pc.p, '.3g')} | {_num(pc.d, '.2f')} | {verdict} |")
+    return lines + [""]
+
+
+def legend() -> list[str]:
+    """The verdict rules, quoted from the functions that apply them (written once, in compare.py)."""
+    def quote(fn) -> list[str]:
+        return ["> " + line if line else ">" for line in inspect.getdoc(fn).splitlines()]
+
+    return (["<details><summary>How verdicts are decided</summary>", "",
+             "Cells (accuracy and error, full budget; counts are reproduced when equal as rounded in print, "
+             "short budgets are *not comparable*, a cell with a diverged seed is *diverged*):", ""]
+            + quote(seed_verdict) + ["", "Claims, per row pair:", ""] + quote(claim_verdict)
+            + ["", "Claims over several pairs:", ""] + quote(overall_verdict) + ["", "</details>", ""])
 
 
 def _summary(rows: list[Comparison]) -> Counter:
@@ -102,21 +154,23 @@ def render_paper(catalog: Catalog, paper: Paper, db: Database, out: Path) -> tup
     rows = compare_paper(catalog, paper, db)
     s = paper.spec
     counts = _summary(rows)
-    lines = [f"# {s.title}", "", f"{s.authors}. Source text: `shared/papers/{s.source}`. Spec: `specs/{s.paper}/`.", "",
+    lines = [f"# {esc(s.title)}", "", f"{esc(s.authors)}. Source text: `shared/papers/{esc(s.source)}`. "
+             f"Spec: `specs/{esc(s.paper)}/`.", "",
              "Generated by `repro report` from the results database; do not edit by hand. Published numbers are "
              "as printed. Only full-budget runs are compared with the paper; smoke/short runs are labelled with "
              "their budget and marked *not comparable*. Counts use the counter profile named in the spec "
              f"(default `{s.counter_profile}`). ⚠ marks an uncertain transcription.", "",
-             "Cells: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), ""]
+             "Cells: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), "",
+             "## Claims scorecard", ""] + claims_scorecard(check_claims(paper, rows)) + legend()
     if s.findings:
-        lines += ["Findings:"] + [f"- {f.strip()}" for f in s.findings] + [""]
+        lines += ["Findings:"] + [f"- {esc(f)}" for f in s.findings] + [""]
     if s.assumptions:
-        lines += ["Assumptions (paper-wide):"] + [f"- `{a.id}`: {a.text.strip()}" for a in s.assumptions] + [""]
+        lines += ["Assumptions (paper-wide):"] + [f"- `{esc(a.id)}`: {esc(a.text)}" for a in s.assumptions] + [""]
     if s.recipes:
         lines += ["Recipes:"]
         for name, r in s.recipes.items():
             assumed = f" (assumed: {', '.join(r.assumed)})" if r.assumed else ""
-            lines.append(f"- `{name}`: {r.dataset}, {r.epochs} epochs"
+            lines.append(f"- `{esc(name)}`: {r.dataset}, {r.epochs} epochs"
                          + (f" + {r.mixup_extra_epochs} plain" if r.mixup_extra_epochs else "")
                          + (f", {r.iterations} iterations" if r.iterations else "")
                          + f", batch {r.batch_size}, lr {r.lr}, x{r.gamma} at {r.milestones}, "
@@ -127,8 +181,8 @@ def render_paper(catalog: Catalog, paper: Paper, db: Database, out: Path) -> tup
     for name, spec in paper.tables.items():
         if spec.kind == "figure":
             img = figures.curves(paper, spec, db, pdir / "figures")
-            lines += [f"## {spec.title}", "", f"*{(spec.caption or '').strip()}*", ""]
-            lines += [f"![{spec.title}](figures/{img.name})" if img else "No training curves measured yet (pending).", ""]
+            lines += [f"## {esc(spec.title)}", "", f"*{esc(spec.caption)}*", ""]
+            lines += [f"![{esc(spec.title)}](figures/{img.name})" if img else "No training curves measured yet (pending).", ""]
             continue
         lines += _table_md(paper, spec, [r for r in rows if r.table == name])
     img = figures.ours_vs_published(paper, rows, pdir / "figures")

@@ -181,14 +181,57 @@ class Assumption(Strict):
     text: str
 
 
+class ClaimPair(Strict):
+    """One row pair of a claim: ``better`` beats ``worse`` (row labels, in ``section`` when labels repeat)."""
+
+    better: str
+    worse: str
+    section: str | None = None  # the row group of both rows
+    better_section: str | None = None  # the row groups of each, when they differ (CMPE-SE-WRN-22-10 vs SE-WRN-22-10)
+    worse_section: str | None = None
+
+    @property
+    def sections(self) -> tuple[str | None, str | None]:
+        return self.better_section or self.section, self.worse_section or self.section
+
+
 class Claim(Strict):
-    """A claim of the paper the report can check: ``better`` beats ``worse`` on ``column``."""
+    """A claim of the paper the report can check: ``better`` beats ``worse`` on ``column``, for one row
+    pair (``better``/``worse``/``section``) or several (``pairs``: "at every depth" is one claim).
+
+    ``text`` quotes the paper's sentence. ``published_gain`` is the improvement the paper's text prints
+    (e.g. "1.94" for "at most 1.94%"), and ``gain_of`` says what it is of: every pair (``each``), the best
+    pair (``max``), or the pairs' average (``mean``). Each pair's verdict compares our gain with the gain
+    derived from the pair's two published cells; the printed gain is used only where a cell has no number.
+    """
 
     text: str
     column: str
-    better: str  # row label
-    worse: str  # row label
+    better: str | None = None  # row label
+    worse: str | None = None  # row label
     section: str | None = None  # the row group both rows are in, when labels repeat across groups
+    pairs: list[ClaimPair] = Field(default_factory=list)
+    published_gain: str | None = None  # as printed in the text, in the column's unit
+    gain_of: Literal["each", "max", "mean"] = "each"
+
+    @field_validator("published_gain", mode="before")
+    @classmethod
+    def _gain(cls, v):
+        return None if v is None else Printed.parse(v).text
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        single = self.better is not None or self.worse is not None
+        if single == bool(self.pairs):
+            raise ValueError("a claim gives either better/worse (one pair) or pairs (several), not both or neither")
+        if single and (self.better is None or self.worse is None):
+            raise ValueError("a one-pair claim needs both better and worse")
+        return self
+
+    def all_pairs(self) -> list[ClaimPair]:
+        if self.pairs:
+            return list(self.pairs)
+        return [ClaimPair(better=self.better, worse=self.worse, section=self.section)]
 
 
 class Curve(Strict):

@@ -1,0 +1,184 @@
+"""Cell verdicts from seeds, diverged cells, `repro diff` (summary, gates, --against, numbers as numbers)
+and Markdown safety, on the SYNTHETIC seed database of fixtures_seeds.py (never results.db).
+
+The CLI tests run 4 subprocesses (about 8 s of CPU each, mostly importing torch): one module-scoped
+database and spec tree serve them all."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+
+import pytest
+
+from fixtures_seeds import EXPECTED_STATUS, write_seed_fixture, write_seed_specs
+from repro.compare import SeedStats, seed_stats, seed_verdict
+
+
+# --- the rule, alone ------------------------------------------------------------------------
+
+def test_seed_stats_is_the_student_t_interval():
+    s = seed_stats([1.0, 2.0, 3.0])
+    assert (s.n, s.mean, s.std) == (3, 2.0, 1.0)
+    assert s.sem == pytest.approx(1 / math.sqrt(3))
+    assert (s.ci_low, s.ci_high) == pytest.approx((2 - 2.4841, 2 + 2.4841), abs=1e-4)  # t(0.975, 2) = 4.3027
+    one = seed_stats([5.0])
+    assert one.std is None and one.ci_low is None
+
+
+@pytest.mark.parametrize("values, published, status", [
+    ([78.6, 78.64, 78.62], 78.12, "reproduced"),  # 0.50 away: the published value is on the band's edge
+    ([78.0], 78.3, "reproduced"),  # one seed within the tolerance is enough to say reproduced
+    ([79.0], 78.0, "inconclusive"),  # one seed outside: no spread to judge by
+    ([76.0, 76.2, 76.1], 78.22, "differs"),
+    ([77.2, 78.8, 77.6], 78.54, "inconclusive"),  # interval [75.8, 79.9] reaches the band
+    ([77.0, 77.0], 78.0, "differs"),  # no spread at all: the interval is the mean
+])
+def test_seed_verdict(values, published, status):
+    got, note = seed_verdict(seed_stats(values), published, 0.5)
+    assert got == status, note
+
+
+def test_differs_says_how_many_standard_errors():
+    s = SeedStats(3, 76.1, 0.1, 0.1 / math.sqrt(3), 75.85, 76.35)
+    status, note = seed_verdict(s, 78.22, 0.5)
+    assert status == "differs" and "36.7 standard errors" in note
+
+
+# --- the synthetic seed database ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    specs = write_seed_specs(root / "specs")
+    url = f"sqlite:///{root}/synthetic_seeds.db"
+    written = write_seed_fixture(url, specs)
+    return {"root": root, "specs": specs, "url": url, "written": written,
+            "args": ["--specs-dir", str(specs), "--db", url]}
+
+
+def test_fixture_writes_through_the_real_schema(seeds):
+    db = seeds["root"] / "synthetic_seeds.db"
+    with sqlite3.connect(db) as con:
+        states = dict(con.execute("select state, count(*) from jobs group by state").fetchall())
+        errors = [e for (e,) in con.execute("select error from runs where status = 'diverged'")]
+    assert states == {"done": 28, "diverged": 1}  # se-r 17 (+1 diverged), toy 10 trained + 1 profile
+    assert errors == ["loss became nan at epoch 37"]
+
+
+def test_verdicts_through_compare_paper(seeds):
+    from repro.catalog import load_catalog
+    from repro.compare import compare_paper
+    from repro.db import Database
+
+    catalog = load_catalog(seeds["specs"])
+    db = Database(seeds["url"], create=False)
+    rows = [r for slug, t in (("se-r", "table3"), ("toy", "table1"))
+            for r in compare_paper(catalog, catalog.papers[slug], db, [t])]
+    got = {f"{r.paper}/{r.table}/{r.row}/{r.column}": r for r in rows}
+    assert {k: r.status for k, r in got.items()} == EXPECTED_STATUS
+    diverged = got["se-r/table3/SE-R-ResNet101/Accuracy"]
+    assert diverged.ours is None and diverged.delta is None  # never a number
+    assert "1 of 3 seed(s) diverged" in diverged.verdict_note and "epoch 37" in diverged.verdict_note
+    ok = got["se-r/table3/SE-ResNet34/Accuracy"]
+    assert ok.n == 3 and ok.ours == pytest.approx(78.1667, abs=1e-4) and ok.std == pytest.approx(0.152753, abs=1e-6)
+    assert ok.ci_low < ok.ours < ok.ci_high and ok.values == [78.0, 78.3, 78.2]
+
+
+def test_diff_json_summary_and_gates(cli, seeds):
+    proc = cli("diff", "se-r/table3", "toy/table1", "--format", "json", "--fail-over", "0.5", "--fail-on-pending",
+               *seeds["args"])
+    assert proc.returncode == 1, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {f"{r['paper']}/{r['table']}/{r['row']}/{r['column']}": r["status"] for r in rows} == EXPECTED_STATUS
+    by = {(r["table"], r["row"], r["column"]): r for r in rows}
+    cra = by[("table1", "CRA-ResNet-56", "Error")]
+    assert cra["ours"] == 28.1 and cra["std"] == 0.1 and cra["n"] == 3  # numbers as numbers, not 28.0999...
+    assert "28.09999" not in proc.stdout and "0.0999999" not in proc.stdout
+    count = by[("table1", "ResNet-56", "Params")]
+    assert count["ours"] == 858.87 and count["ours_exact"] == 858870 and '"ours_exact": 858870,' in proc.stdout
+    assert by[("table3", "SE-R-ResNet101", "Accuracy")]["ours"] is None
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "5 reproduced, 3 differs, 2 inconclusive, 1 diverged, 1 pending"
+    assert any(line.startswith("regression: toy/table1 CRA-ResNet-56 / Error: ours 28.1 vs 26.36") for line in lines)
+    assert "diverged: se-r/table3 SE-R-ResNet101 / Accuracy: 1 of 3 seed(s) diverged (seed 2: loss became nan at " \
+        "epoch 37)" in lines
+    assert lines[-1] == "fail-on-pending: 1 cell(s) pending"
+
+
+def test_fail_over_on_an_all_pending_table_says_so(cli, seeds, tmp_path):
+    proc = cli("diff", "toy/table1", "--fail-over", "1", "--specs-dir", str(seeds["specs"]),
+               "--db", f"sqlite:///{tmp_path}/empty.db")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "6 pending"  # table format: the summary on stdout
+    assert "fail-over: no comparable cell (6 of 6 pending" in proc.stderr
+
+
+def test_against_compares_two_databases(cli, seeds, tmp_path):
+    other = tmp_path / "other.db"
+    shutil.copy(seeds["root"] / "synthetic_seeds.db", other)
+    with sqlite3.connect(other) as con:  # the "old code" measured ResNet-56 0.3 points worse, one fewer param
+        con.execute("update metrics set value = value + 0.3 where name = 'top1_err' and job_id in "
+                    "(select id from jobs where model = 'resnet56_cifar')")
+        con.execute("update metrics set value = value - 1 where name = 'params'")
+    proc = cli("diff", "toy/table1", "--against", f"sqlite:///{other}", "--fail-over", "0.2", "--format", "json",
+               *seeds["args"])
+    assert proc.returncode == 1, proc.stderr
+    by = {(r["row"], r["column"]): r for r in json.loads(proc.stdout)}
+    assert by[("ResNet-56", "Error")]["change"] == -0.3
+    assert by[("ResNet-56", "Params")]["change"] == 0.001  # printed unit (K): one parameter shows
+    assert by[("CRA-ResNet-56", "Error")]["change"] == 0
+    assert "against: 5 cell(s) in both, 2 changed, 0 changed status" in proc.stderr
+    assert "regression: toy/table1 ResNet-56 / Error: 27.2 vs 27.5 in --against (change -0.3 > 0.2)" in proc.stderr
+    assert "Params" not in proc.stderr.split("regression:", 1)[1].split("\n")[0]
+
+
+# --- Markdown safety (issue 7.10) --------------------------------------------------------------
+
+EVIL_PAPER = """\
+paper: evil
+title: "<script>alert(1)</script>"
+authors: "A <b>bold</b> | author"
+source: none.txt
+findings: ["<iframe src=x></iframe> found"]
+recipes:
+  tiny: {dataset: cifar100, epochs: 4, batch_size: 64, lr: 0.05, weight_decay: 5.0e-4}
+"""
+EVIL_TABLE = """\
+table: table1
+title: "<script>alert(2)</script>"
+caption: "<img src=x onerror=alert(1)>"
+columns:
+  - {label: "Err|or", metric: top1_err}
+defaults: {recipe: tiny}
+rows:
+  - {label: "ResNet | 56", model: resnet56_cifar, values: {"Err|or": "27.25"}}
+assumptions:
+  - {id: "x<y", text: "<a href=javascript:alert(1)>click</a>"}
+"""
+
+
+def test_report_escapes_spec_text_and_opens_with_the_scorecard(cli, seeds):
+    from conftest import write_toy
+
+    write_toy(seeds["specs"], paper="evil", table=EVIL_TABLE, meta=EVIL_PAPER)
+    out = seeds["root"] / "reports"
+    cli("report", "--paper", "evil", "--paper", "toy", "--paper", "se-r", "--out", str(out), *seeds["args"],
+        check=True)
+    page = (out / "evil" / "README.md").read_text()
+    for raw in ("<script>", "<img", "<iframe", "<a href", "<b>"):
+        assert raw not in page
+    assert "# &lt;script&gt;alert(1)&lt;/script&gt;" in page and "*&lt;img src=x onerror=alert(1)&gt;*" in page
+    row = next(line for line in page.splitlines() if line.startswith("| ResNet"))
+    assert row.startswith("| ResNet \\| 56 |") and row.replace("\\|", "").count("|") == 6  # label + 4 cells
+    head = next(line for line in page.splitlines() if line.startswith("| Row |"))
+    assert "Err\\|or: published" in head
+    toy = (out / "toy" / "README.md").read_text()
+    assert toy.index("## Claims scorecard") < toy.index("## Table 1")
+    assert "reversed" in toy and "not significant" in toy and "How verdicts are decided" in toy
+    assert "the 95% Student-t interval of our mean lies entirely outside" in toy  # the legend quotes the rule
+    assert "27.20 ± 0.10 (n=3, 95% CI 26.95–27.45, full" in toy
+    se_r = (out / "se-r" / "README.md").read_text()
+    assert "holds, smaller" in se_r and "diverged (full): 1 of 3 seed(s) diverged (seed 2: loss became nan at epoch 37)" in se_r
+    assert "inconclusive: 95% interval [75.80, 79.94] reaches published ±0.5" in se_r
