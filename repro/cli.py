@@ -57,6 +57,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
         fmt: str = typer.Option("table", "--format", help="dry-run output: table | json"),
         kind: Optional[list[str]] = typer.Option(None, "--kind", help="only jobs of this kind (profile, train, detect)"),
+        max_jobs: int = typer.Option(5000, "--max-jobs", help="refuse to plan more jobs than this in one invocation"),
         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt,
         data_dir: Optional[str] = typer.Option(None, "--data-dir", help="datasets root (default $REPRO_DATA or ./data)"),
         download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
@@ -64,16 +65,15 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         checkpoint_dir: str = typer.Option("checkpoints", "--checkpoint-dir"),
         loader_workers: int = typer.Option(0, "--loader-workers", help="DataLoader worker processes per job")):
     """Expand specs into jobs and run the ones not done yet."""
-    from . import executor as ex
     from .db import Database, db_url
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
-    from .worker import WorkerOptions
 
     try:
         catalog = _catalog(specs_dir)
         budget = parse_budget(budget, epochs)
         resolved = resolve_targets(catalog, targets or [], paper)
-        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds=set(kind) if kind else None)
+        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds=set(kind) if kind else None,
+                    max_jobs=max_jobs)
     except (SpecError, PlanError) as e:
         _fail(str(e))
     if fmt not in ("table", "json"):
@@ -100,6 +100,9 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         if unrunnable:
             raise typer.Exit(1)
         return
+    from . import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
+    from .worker import WorkerOptions
+
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
                           checkpoint_dir=checkpoint_dir, loader_workers=loader_workers)
     slurm = {"timeout_min": slurm_timeout_min, "gpus_per_node": slurm_gpus}
