@@ -99,6 +99,8 @@ def _load_yaml(path: Path) -> Any:
         where = f" line {mark.line + 1}" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise SpecError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    except ValueError as e:  # a scalar the constructor refuses, e.g. an int past Python's 4,300-digit limit
+        raise SpecError(f"{path}: (file): unreadable value: {' '.join(str(e).split())}") from None
     except RecursionError:  # the pure-Python composer recurses per nesting level
         raise SpecError(f"{path}: (file): nested deeper than Python's recursion limit") from None
     finally:

@@ -63,8 +63,10 @@ class ModelFacts:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             pass  # no cache yet, or a torn/garbled one: rebuild it
-        if not isinstance(data, dict) or data.get("version") != self.version:
-            data = {}
+        if not (isinstance(data, dict) and data.get("version") == self.version
+                and isinstance(data.get("models"), list) and isinstance(data.get("profiles"), list)
+                and isinstance(data.get("options"), dict)):
+            data = {}  # another code version, or a file someone edited: trust none of it
         self.models: list[str] | None = data.get("models")
         self.profiles: list[str] | None = data.get("profiles")
         self.options: dict[str, dict] = data.get("options") or {}

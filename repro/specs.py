@@ -57,11 +57,17 @@ def _range_check(lo: float, hi: float, lo_open: bool):
     interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
 
     def check(v):
+        if isinstance(v, str):  # YAML 1.1 reads 1e24 (no dot) as a string; YAML 1.2 and users mean a number
+            try:
+                v = float(v)
+            except ValueError:
+                return v  # not a number: pydantic's type check says so
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return v  # not a number: pydantic's type check says so
+            return v
         bad = (isinstance(v, float) and not math.isfinite(v)) or v < lo or v > hi or (lo_open and v == lo)
         if bad:
-            shown = repr(v) if len(repr(v)) <= 30 else f"{v:.3g}"
+            shown = (f"an integer of ~{int(v.bit_length() * 0.30103)} digits" if isinstance(v, int) and v.bit_length() > 64
+                     else repr(v))
             raise ValueError(f"{shown} is out of range: allowed {interval}")
         return v
 
