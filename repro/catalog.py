@@ -46,6 +46,11 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
+def _short(where: str) -> str:
+    """A field path fit for one line (a 50-deep path is mostly repetition)."""
+    return where if len(where) <= 80 else f"{where[:38]}...{where[-38:]}"
+
+
 def _check_nodes(root: yaml.Node, path: Path) -> None:
     """Walk the composed node graph before constructing anything: duplicate keys (which PyYAML
     accepts silently, the last one winning), nesting depth, and size with aliases expanded."""
@@ -55,17 +60,17 @@ def _check_nodes(root: yaml.Node, path: Path) -> None:
         node, where, depth = stack.pop()
         visited += 1
         if visited > MAX_NODES:
-            raise SpecError(f"{path}: {where or '(top level)'}: more than {MAX_NODES:,} YAML nodes once aliases "
+            raise SpecError(f"{path}: {_short(where) or '(top level)'}: more than {MAX_NODES:,} YAML nodes once aliases "
                             f"are expanded (an alias bomb?)")
         if depth > MAX_DEPTH:
-            raise SpecError(f"{path}: {where}: nested deeper than {MAX_DEPTH} levels")
+            raise SpecError(f"{path}: {_short(where)}: nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key, value in node.value:
                 name = str(key.value) if isinstance(key, yaml.ScalarNode) else "(complex key)"
                 child = f"{where}.{name}" if where else name
                 if name in seen:
-                    raise SpecError(f"{path}: {child}: duplicate key (lines {seen[name]} and "
+                    raise SpecError(f"{path}: {_short(child)}: duplicate key (lines {seen[name]} and "
                                     f"{key.start_mark.line + 1})")
                 seen[name] = key.start_mark.line + 1
                 stack.append((key, child, depth + 1))

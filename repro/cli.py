@@ -65,7 +65,6 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         checkpoint_dir: str = typer.Option("checkpoints", "--checkpoint-dir"),
         loader_workers: int = typer.Option(0, "--loader-workers", help="DataLoader worker processes per job")):
     """Expand specs into jobs and run the ones not done yet."""
-    from .db import Database, db_url
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
 
     try:
@@ -78,6 +77,8 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         _fail(str(e))
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, got {fmt!r}")
+    from .db import Database, db_url  # sqlalchemy costs 0.5 CPU-s: not before the specs are known to be good
+
     url = db_url(db)
     if dry_run:  # a dry run never creates the database
         states = Database(url, create=False).job_states(j.id for j in jobs) if _db_exists(url) else {}

@@ -31,7 +31,7 @@ def code_version() -> str:
     files = []
     for src in SOURCES:
         p = ROOT / src
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     for dist in ("torch", "torchvision", "thop"):

@@ -7,10 +7,12 @@ hangs) and on peak memory, both read from the child's own rusage.
 
 Model-option cases build the model on the meta device, which imports torch once (several CPU-seconds
 on a cold cache); their second command is answered from the model-facts cache and bounded like the rest.
-About 30 s for the whole file on 2 shared cores: ~70 CLI subprocesses of ~0.4 CPU-s each.
+Cost, 2-core CPU: ~75 CLI subprocesses of ~0.6 CPU-s, plus ~8 CPU-s for each of the 6 cold model
+builds (torch and torchvision imports): ~100 CPU-s in all, the price of testing through the real CLI.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,23 +50,32 @@ def cache_dir(tmp_path_factory) -> Path:
     return d
 
 
+# Run the CLI from a small launcher that reports its child's rusage: a child forked straight from
+# pytest would count pytest's own RSS (torch, once another test imported it) as its peak.
+LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump({"rc": proc.returncode, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}, f)
+"""
+
+
 def run_cli(cache: Path, *args: str) -> Result:
-    """The real CLI in a subprocess, with its own CPU time and peak RSS (``os.wait4``)."""
+    """The real CLI in a subprocess, with its own CPU time and peak RSS."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1",
            "REPRO_CACHE_DIR": str(cache)}
     env.pop("REPRO_DB", None)
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryDirectory() as d:
+        usage_file = Path(d) / "usage.json"
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], stdout=out, stderr=err, env=env, cwd=REPO)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            proc.returncode = 0  # reaped above; keeps Popen from waiting again
+        proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(usage_file), sys.executable, "-m", "repro.cli",
+                               *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
         wall = time.monotonic() - t0
-        out.seek(0)
-        err.seek(0)
-        return Result(os.waitstatus_to_exitcode(status), out.read(), err.read(), usage.ru_utime + usage.ru_stime,
-                      wall, usage.ru_maxrss)
+        usage = json.loads(usage_file.read_text())
+    assert proc.returncode == usage["rc"]
+    return Result(usage["rc"], proc.stdout, proc.stderr, usage["cpu"], wall, usage["maxrss_kb"])
 
 
 def _row0(extra: str, model: str = "resnet56_cifar") -> str:
@@ -147,8 +158,8 @@ CASES = {
     "deep-block-mapping": (TABLE, "".join("  " * i + "a:\n" for i in range(60)), ["nested deeper than 50 levels"]),
     "alias-bomb": (TABLE, ALIAS_BOMB, ["YAML nodes once aliases are expanded"]),
     "recursive-alias": (TABLE, "table: &r [*r]\n", ["nested deeper than 50 levels"]),
-    "50-MB-file": (TABLE, TOY_TABLE + "#" + "x" * 50_000_000 + "\n", ["(file): 50,000,", "at most 1,000,000"]),
-    "sweep-of-10^6-points": (TABLE, _sweep("model_kwargs.reduction", "se_resnet56_cifar", n=1_000_000),
+    "50-MB-file": (TABLE, lambda: TOY_TABLE + "#" + "x" * 50_000_000 + "\n", ["(file): 50,000,", "at most 1,000,000"]),
+    "sweep-of-10^6-points": (TABLE, lambda: _sweep("model_kwargs.reduction", "se_resnet56_cifar", n=1_000_000),
                              ["(file):", "at most 1,000,000"]),
     "sweep-over-the-row-cap": (TABLE, _sweep("model_kwargs.reduction", "se_resnet56_cifar", n=2_000),
                                ["sweep.points: List should have at most 1000 items"]),
@@ -158,6 +169,7 @@ CASES = {
 def _write(root: Path, where: str, text) -> Path:
     specs = write_toy(root)
     path = specs / "toy" / where
+    text = text() if callable(text) else text  # the 50 MB ones are built only for their own test
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return path
 
@@ -233,7 +245,7 @@ def test_warm_spec_loading_imports_no_torch_and_a_garbled_cache_is_rebuilt(tmp_p
     (cache_file,) = cache.glob("model-facts-*.json")
     version = cache_file.stem.rsplit("-", 1)[1]
     for garbage in ('{"version": "' + version + '", "models": "resnet56_cifar cra_resnet56_cifar", "profiles": [], '
-                    '"options": {}}', '{"version": "' + version + '", "models": [', ""):
+                    '"options": {}}', '{"version": "' + version + '", "models": ['):  # wrong types; torn
         cache_file.write_text(garbage)
         assert load() == ["1", "True"], garbage
         assert load() == ["1", "False"], garbage
@@ -248,3 +260,25 @@ def test_repo_specs_check_under_one_cpu_second_warm(tmp_path):
     assert r.rc == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "4 paper(s), 515 cells: ok"
     assert r.cpu < 1.5, f"{r.cpu:.2f} CPU-s"  # 1 s measured target, with headroom for a slower runner
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("table: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested deeper than"),
+    ("a: 1\nb: {c: 2, c: 3}\n", "b.c: duplicate key (lines 2 and 2)"),
+    ("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n"
+                                             for i in range(8)), "YAML nodes once aliases are expanded"),
+])
+def test_pure_python_loader_is_as_strict(text, expected, tmp_path, monkeypatch):
+    """Without libyaml, PyYAML's own SafeLoader goes through the same checks (it recurses per nesting
+    level, so deep nesting ends as RecursionError, reported as one line too)."""
+    import yaml
+
+    from repro import catalog
+    from repro.specs import SpecError
+
+    monkeypatch.setattr(catalog, "_Loader", yaml.SafeLoader)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"^" + str(path) + ": .*") as e:
+        catalog._load_yaml(path)
+    assert expected in str(e.value)
