@@ -74,7 +74,6 @@ def run_cli(cache: Path, *args: str) -> Result:
                                *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
         wall = time.monotonic() - t0
         usage = json.loads(usage_file.read_text())
-    assert proc.returncode == usage["rc"]
     return Result(usage["rc"], proc.stdout, proc.stderr, usage["cpu"], wall, usage["maxrss_kb"])
 
 
@@ -244,11 +243,11 @@ def test_warm_spec_loading_imports_no_torch_and_a_garbled_cache_is_rebuilt(tmp_p
     assert load() == ["1", "False"]
     (cache_file,) = cache.glob("model-facts-*.json")
     version = cache_file.stem.rsplit("-", 1)[1]
-    for garbage in ('{"version": "' + version + '", "models": "resnet56_cifar cra_resnet56_cifar", "profiles": [], '
-                    '"options": {}}', '{"version": "' + version + '", "models": ['):  # wrong types; torn
-        cache_file.write_text(garbage)
-        assert load() == ["1", "True"], garbage
-        assert load() == ["1", "False"], garbage
+    # the right version but a wrong type: ``"resnet56_cifar" in "..."`` would be a substring test
+    cache_file.write_text('{"version": "' + version + '", "models": "resnet56_cifar cra_resnet56_cifar", '
+                          '"profiles": [], "options": {}}')
+    assert load() == ["1", "True"]
+    assert load() == ["1", "False"]
 
 
 def test_repo_specs_check_under_one_cpu_second_warm(tmp_path):
