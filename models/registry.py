@@ -123,24 +123,75 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def resolved_kwargs(name: str, **kwargs) -> dict[str, Any]:
-    """Every keyword option of model ``name`` with its default filled in.
+# What building a model with bad option values raises: ValueError/TypeError/AssertionError from our
+# own checks and Python, RuntimeError from torch (a negative width), ZeroDivisionError (reduction 0).
+BUILD_ERRORS = (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError, KeyError, IndexError)
 
-    Jobs are identified by a hash of their resolved description, so ``se_r_resnet50`` and
-    ``se_r_resnet50(reduction=8)`` must resolve to the same options. Unknown options raise.
-    """
+
+def _options(fn) -> tuple[dict[str, Any], set[str], bool]:
     import inspect
 
-    fn = MODELS.get(name) or BACKBONES.get(name)
-    if fn is None:
-        raise ValueError(f"unknown model {name!r}")
     params = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     named = {n for n, p in params.items() if n != "attn_layer"
              and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
-    out = {n: _jsonable(params[n].default) for n in named if params[n].default is not inspect.Parameter.empty}
+    defaults = {n: _jsonable(params[n].default) for n in named if params[n].default is not inspect.Parameter.empty}
+    return defaults, named, takes_any
+
+
+def build_on_meta(name: str, **kwargs) -> None:
+    """Build model ``name`` on the meta device (shapes only: no memory, no init cost) to learn
+    whether it accepts these option values. Raises ``ValueError`` with a one-line reason.
+
+    This is the real check for functions with ``**kwargs``: the options travel down to the
+    backbone or attention that takes them, and whatever takes none raises ``TypeError``.
+    """
+    import re
+
+    import torch
+
+    try:
+        with torch.device("meta"):
+            create(name, **kwargs)
+    except TypeError as e:
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if unexpected:
+            raise ValueError(f"model {name!r} has no option {unexpected[1]!r}") from None
+        raise ValueError(f"model {name!r} rejects its options: {_one_line(e)}") from None
+    except BUILD_ERRORS as e:
+        raise ValueError(f"model {name!r} rejects its options: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def resolved_kwargs(name: str, *, check: bool = True, **kwargs) -> dict[str, Any]:
+    """Every keyword option of model ``name`` with its default filled in.
+
+    Jobs are identified by a hash of their resolved description, so ``se_r_resnet50`` and
+    ``se_r_resnet50(reduction=8)`` must resolve to the same options. Unknown options raise, also
+    for model functions with ``**kwargs``: options beyond the signature are checked by building on
+    the meta device (``check=False`` skips that, for a caller that has just built it).
+    """
+    fn = MODELS.get(name) or BACKBONES.get(name)
+    if fn is None:
+        raise ValueError(f"unknown model {name!r}")
+    out, named, takes_any = _options(fn)
+    extra = {k: v for k, v in kwargs.items() if k not in named}
+    if extra and not takes_any:
+        k = next(iter(extra))
+        raise ValueError(f"model {name!r} has no option {k!r} (options: {', '.join(sorted(named))})")
+    if extra and check:
+        build_on_meta(name, **kwargs)
     for k, v in kwargs.items():
-        if k not in named and not takes_any:
-            raise ValueError(f"model {name!r} has no option {k!r} (options: {', '.join(sorted(named))})")
         out[k] = _jsonable(v)
     return dict(sorted(out.items()))
+
+
+def validated_kwargs(name: str, **kwargs) -> dict[str, Any]:
+    """``resolved_kwargs`` after building the model with exactly these options on the meta device,
+    so that option values are checked too (``depth: 9`` for a 6n+2 ResNet, a negative reduction)."""
+    resolved = resolved_kwargs(name, check=False, **kwargs)
+    build_on_meta(name, **kwargs)
+    return resolved

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .modelcheck import facts
 from .specs import (DATASETS, METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
@@ -33,14 +34,82 @@ def _field_path(loc: tuple) -> str:
     return out
 
 
+# Limits that keep a hostile or mistyped spec file cheap to reject. Our largest spec is 15 KB with
+# ~1,500 nodes and nests 6 deep; anchors are used (csm/table3.yaml), so aliases stay, bounded.
+MAX_SPEC_BYTES = 1_000_000
+MAX_DEPTH = 50
+MAX_NODES = 200_000  # counted with aliases expanded: a billion-laughs file stops here
+
+try:  # libyaml's parser is ~20x faster than PyYAML's pure-Python one and limits nesting itself
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+
+def _short(where: str) -> str:
+    """A field path fit for one line (a 50-deep path is mostly repetition)."""
+    return where if len(where) <= 80 else f"{where[:38]}...{where[-38:]}"
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Walk the composed node graph before constructing anything: duplicate keys (which PyYAML
+    accepts silently, the last one winning), nesting depth, and size with aliases expanded."""
+    stack = [(root, "", 0)]
+    visited = 0
+    while stack:
+        node, where, depth = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise SpecError(f"{path}: {_short(where) or '(top level)'}: more than {MAX_NODES:,} YAML nodes once aliases "
+                            f"are expanded (an alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{path}: {_short(where)}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "(complex key)"
+                child = f"{where}.{name}" if where else name
+                if name in seen:
+                    raise SpecError(f"{path}: {_short(child)}: duplicate key (lines {seen[name]} and "
+                                    f"{key.start_mark.line + 1})")
+                seen[name] = key.start_mark.line + 1
+                stack.append((key, child, depth + 1))
+                stack.append((value, child, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node.value))
+
+
 def _load_yaml(path: Path) -> Any:
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:  # checked before reading: a 50 MB file is rejected in microseconds
+            raise SpecError(f"{path}: (file): {size:,} bytes; a spec file may hold at most {MAX_SPEC_BYTES:,}")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError(f"{path}: (file): cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SpecError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise SpecError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    except ValueError as e:  # a scalar the constructor refuses, e.g. an int past Python's 4,300-digit limit
+        raise SpecError(f"{path}: (file): unreadable value: {' '.join(str(e).split())}") from None
+    except RecursionError:  # the pure-Python composer recurses per nesting level
+        raise SpecError(f"{path}: (file): nested deeper than Python's recursion limit") from None
+    finally:
+        loader.dispose()
 
 
 def _validate(cls, data, path: Path):
@@ -90,18 +159,21 @@ def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
     if not root.is_dir():
         raise SpecError(f"{root}: specs directory not found (set --specs-dir or $REPRO_SPECS)")
     catalog = Catalog(root)
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        catalog.papers[d.name] = load_paper(d)
+    try:
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            catalog.papers[d.name] = load_paper(d)
+    finally:
+        facts().save()  # what was learnt about the models, good or bad, even when a spec failed
     return catalog
 
 
 def _check_references(paper: Paper) -> None:
-    """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells."""
-    import models
-    from .counting import PROFILES
-
+    """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells; and
+    each model must accept its options (checked by building it on the meta device, cached)."""
+    registry = facts()
+    profiles = registry.profile_names()
     meta = paper.path / "paper.yaml"
-    if paper.spec.counter_profile not in PROFILES:
+    if paper.spec.counter_profile not in profiles:
         raise SpecError(f"{meta}: counter_profile: unknown profile {paper.spec.counter_profile!r}")
     for name, r in paper.spec.recipes.items():
         if r.dataset not in DATASETS:
@@ -130,12 +202,8 @@ def _check_references(paper: Paper) -> None:
             prod = cell.production
             if "model" not in prod:
                 raise SpecError(f"{where}: model: missing (no model produces this cell)")
-            if not models.is_known(prod["model"]):
+            if not registry.is_known(prod["model"]):
                 raise SpecError(f"{where}: model: unknown model {prod['model']!r}")
-            try:
-                models.registry.resolved_kwargs(prod["model"], **prod.get("model_kwargs", {}))
-            except ValueError as e:
-                raise SpecError(f"{where}: model_kwargs: {e}") from None
             unknown_train = set(prod.get("train") or {}) - TRAIN_OPTIONS
             if unknown_train:
                 raise SpecError(f"{where}: train: unknown option(s) {sorted(unknown_train)}")
@@ -154,7 +222,11 @@ def _check_references(paper: Paper) -> None:
                 raise SpecError(f"{where}: dataset: missing")
             if dataset not in DATASETS:
                 raise SpecError(f"{where}: dataset: unknown dataset {dataset!r}")
-            if prod.get("counter_profile", paper.spec.counter_profile) not in PROFILES:
+            try:  # the same options plan.cell_config resolves, so that it finds them cached
+                registry.resolve(prod["model"], {"num_classes": DATASETS[dataset][0], **prod.get("model_kwargs", {})})
+            except ValueError as e:
+                raise SpecError(f"{where}: model_kwargs: {e}") from None
+            if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
     for spec in paper.tables.values():
         labels = {(r.section, r.label) for r in table_rows(spec)}

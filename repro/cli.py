@@ -60,6 +60,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
         fmt: str = typer.Option("table", "--format", help="dry-run output: table | json"),
         kind: Optional[list[str]] = typer.Option(None, "--kind", help="only jobs of this kind (profile, train, detect)"),
+        max_jobs: int = typer.Option(5000, "--max-jobs", help="refuse to plan more jobs than this in one invocation"),
         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt,
         data_dir: Optional[str] = typer.Option(None, "--data-dir", help="datasets root (default $REPRO_DATA or ./data)"),
         download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
@@ -78,10 +79,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
                                               help="keep a finished job's checkpoints")):
     """Expand specs into jobs and run the ones not done yet."""
-    from . import executor as ex
-    from .db import Database, db_url
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
-    from .worker import WorkerOptions
 
     if engine not in ("fast", "reference"):
         _fail(f"--engine must be fast or reference, got {engine!r}")
@@ -91,11 +89,14 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         catalog = _catalog(specs_dir)
         budget = parse_budget(budget, epochs)
         resolved = resolve_targets(catalog, targets or [], paper)
-        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds=set(kind) if kind else None)
+        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds=set(kind) if kind else None,
+                    max_jobs=max_jobs)
     except (SpecError, PlanError) as e:
         _fail(str(e))
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, got {fmt!r}")
+    from .db import Database, db_url  # sqlalchemy costs 0.5 CPU-s: not before the specs are known to be good
+
     url = db_url(db)
     if dry_run:  # a dry run never creates the database
         states = Database(url, create=False).job_states(j.id for j in jobs) if _db_exists(url) else {}
@@ -125,6 +126,9 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         n = database.reset_failed(todo, diverged=True)
         if n:
             console.print(f"retrying {n} failed or diverged job(s)", markup=False)
+    from . import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
+    from .worker import WorkerOptions
+
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
                           checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine,
                           precision=precision, compile=compile_, keep_checkpoints=keep_checkpoints)

@@ -16,12 +16,14 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from models.registry import resolved_kwargs
-
+from .modelcheck import facts
 from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
+# All four papers at full budget plan ~300 jobs; a plan 15x that is a typo (--seeds 10000) or a runaway
+# sweep, and writing it to the database would take minutes. ``repro run --max-jobs N`` raises it.
+MAX_JOBS = 5_000
 
 
 class PlanError(Exception):
@@ -95,7 +97,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     recipe = paper.spec.recipes[prod["recipe"]] if "recipe" in prod else None
     dataset = prod.get("dataset") or recipe.dataset
     num_classes, size = DATASETS[dataset]
-    kwargs = resolved_kwargs(prod["model"], **{"num_classes": num_classes, **prod.get("model_kwargs", {})})
+    kwargs = facts().resolve(prod["model"], {"num_classes": num_classes, **prod.get("model_kwargs", {})})
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
         input_size = prod.get("input_size") or [1, 3, size, size]
@@ -152,10 +154,14 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
 
 
 def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full", seeds: int = 1,
-         kinds: set[str] | None = None) -> list[PlannedJob]:
-    """Distinct jobs for the targets, in a stable order (profiles first, then by model)."""
+         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS) -> list[PlannedJob]:
+    """Distinct jobs for the targets, in a stable order (profiles first, then by model).
+
+    Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
         raise PlanError("--seeds must be >= 1")
+    if max_jobs < 1:
+        raise PlanError("--max-jobs must be >= 1")
     jobs: dict[str, PlannedJob] = {}
     for paper, table in targets:
         spec = paper.tables[table]
@@ -167,15 +173,16 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             if config["kind"] == "profile":
                 variants = [(None, "static", config)]
             else:
-                variants = []
-                for seed in range(seeds):
-                    resolved = {**config, "recipe": apply_budget(config["recipe"], budget),
-                                "budget": budget, "seed": seed}
-                    variants.append((seed, budget, resolved))
+                recipe = apply_budget(config["recipe"], budget)  # a generator: --seeds 10**9 meets the cap lazily
+                variants = ((seed, budget, {**config, "recipe": dict(recipe), "budget": budget, "seed": seed})
+                            for seed in range(seeds))
             for seed, b, resolved in variants:
                 jid = job_hash(resolved)
                 job = jobs.get(jid)
                 if job is None:
+                    if len(jobs) >= max_jobs:
+                        raise PlanError(f"{paper.path / (table + '.yaml')}: (plan): more than {max_jobs:,} jobs "
+                                        f"planned by this invocation (--seeds {seeds}); --max-jobs N raises the cap")
                     job = jobs[jid] = PlannedJob(jid, key, config["kind"], config["model"], b, seed, resolved)
                 job.cells.append(cell.key)
     order = {"profile": 0, "train": 1, "detect": 2}

@@ -11,12 +11,13 @@ from ``paper.yaml``: one level of reference.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 METRICS = {
     # name: (kind of job that measures it, higher_is_better, is_count)
@@ -36,6 +37,11 @@ DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "digit
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+# The augmentation names a recipe may list; repro/data.py builds exactly these (one list for both).
+AUGMENTATIONS = ("random_crop_pad4", "hflip", "rotate15", "random_resized_crop", "normalize", "to_unit")
+MAX_EPOCHS = 10_000  # no paper trains longer; a typo like 1e24 must not reach the planner
+MAX_ITERATIONS = 10_000_000
+MAX_ROWS = 1_000  # rows per table and points per sweep: the largest paper table has ~30
 
 
 class SpecError(Exception):
@@ -43,7 +49,39 @@ class SpecError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a string like "inf" must not slip past the range checks below as a float
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _range_check(lo: float, hi: float, lo_open: bool):
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+    def check(v):
+        if isinstance(v, str):  # YAML 1.1 reads 1e24 (no dot) as a string; YAML 1.2 and users mean a number
+            try:
+                v = float(v)
+            except ValueError:
+                return v  # not a number: pydantic's type check says so
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return v
+        bad = (isinstance(v, float) and not math.isfinite(v)) or v < lo or v > hi or (lo_open and v == lo)
+        if bad:
+            shown = (f"an integer of ~{int(v.bit_length() * 0.30103)} digits" if isinstance(v, int) and v.bit_length() > 64
+                     else repr(v))
+            raise ValueError(f"{shown} is out of range: allowed {interval}")
+        return v
+
+    return check
+
+
+def Bounded(kind: type, lo: float, hi: float, *, lo_open: bool = False):
+    """``kind`` limited to a finite range. Checked before conversion (so ``epochs: 1e24`` is reported
+    as written) and after it (numbers given as strings)."""
+    check = _range_check(lo, hi, lo_open)
+    return Annotated[kind, BeforeValidator(check), AfterValidator(check)]
+
+
+Tolerance = Bounded(float, 0, 100)
 
 
 @dataclass(frozen=True)
@@ -104,9 +142,9 @@ class Production(Strict):
     dataset: str | None = None
     recipe: str | None = None
     train: dict[str, Any] | None = None  # training-time options: aux_loss_weights, ...
-    input_size: list[int] | None = None
+    input_size: list[Bounded(int, 1, 4096)] | None = Field(None, min_length=3, max_length=4)
     counter_profile: str | None = None
-    tolerance: float | None = None
+    tolerance: Tolerance | None = None
 
 
 class Column(Production):
@@ -165,7 +203,7 @@ class Sweep(Strict):
     label: str  # the paper's header for the swept quantity, e.g. "Dropout ratio"
     column: str
     set: str  # dotted path into the production: "model_kwargs.aux_dropout", "train.aux_loss_weights"
-    points: list[SweepPoint]
+    points: list[SweepPoint] = Field(max_length=MAX_ROWS)
 
     @field_validator("set")
     @classmethod
@@ -247,7 +285,7 @@ class TableSpec(Strict):
     metric_note: str | None = None
     columns: list[Column] = Field(default_factory=list)
     defaults: Production = Production()
-    rows: list[Row] = Field(default_factory=list)
+    rows: list[Row] = Field(default_factory=list, max_length=MAX_ROWS)
     sweep: Sweep | None = None
     curves: list[Curve] = Field(default_factory=list)  # figures: which cells' curves to draw
     plot_metric: str | None = None
@@ -273,28 +311,71 @@ class TableSpec(Strict):
 
 
 class Recipe(Strict):
-    """A paper's training section, declared once per paper and referenced by name."""
+    """A paper's training section, declared once per paper and referenced by name.
 
+    Every number is range-checked (finite, and within what any paper could mean) so that a typo
+    fails here, with the allowed range, rather than as a job that never ends or never learns.
+    """
+
+    # Field order matters: the schedule checks below read epochs/iterations, validated first.
     dataset: str
-    epochs: int = 0  # 0 for iteration-based recipes
-    batch_size: int
-    lr: float
-    momentum: float = 0.9
+    epochs: Bounded(int, 0, MAX_EPOCHS) = 0  # 0 for iteration-based recipes
+    iterations: Bounded(int, 1, MAX_ITERATIONS) | None = None  # detection recipes count iterations, not epochs
+    mixup_extra_epochs: Bounded(int, 0, MAX_EPOCHS) = 0  # epochs of plain training appended after mixup (cmpe-se)
+    batch_size: Bounded(int, 1, 65_536)
+    lr: Bounded(float, 0, 1e6, lo_open=True)  # 1e6 still allowed: a divergence test needs an absurd lr
+    momentum: Bounded(float, 0, 1) = 0.9
     nesterov: bool = False
-    weight_decay: float
+    weight_decay: Bounded(float, 0, 1)
     milestones: list[int] = Field(default_factory=list)  # epochs (or iterations when per_iteration)
-    gamma: float = 0.1
-    warmup_epochs: float = 0
-    warmup_iterations: int = 0
-    iterations: int | None = None  # detection recipes count iterations, not epochs
+    gamma: Bounded(float, 0, 1, lo_open=True) = 0.1
+    warmup_epochs: Bounded(float, 0, MAX_EPOCHS) = 0
+    warmup_iterations: Bounded(int, 0, MAX_ITERATIONS) = 0
     augment: list[str] = Field(default_factory=list)
     train_split: list[str] = Field(default_factory=lambda: ["train"])
-    mixup_alpha: float = 0.0
-    mixup_extra_epochs: int = 0  # epochs of plain training appended after mixup (cmpe-se)
-    min_size: int | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
+    mixup_alpha: Bounded(float, 0, 100) = 0.0
+    min_size: Bounded(int, 1, 4096) | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
     backbone_checkpoint: str | None = None  # detection: ImageNet-trained backbone weights to start from
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v):
+        unknown = [a for a in v if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}")
+        return v
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, v, info):
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"{v} must be strictly increasing")
+        d = info.data
+        if v and "epochs" in d and "iterations" in d and "mixup_extra_epochs" in d:
+            # milestones count epochs of the whole run (mixup's extra epochs included) or iterations
+            unit, length = ("iterations", d["iterations"]) if d["iterations"] else (
+                "epochs", d["epochs"] + d["mixup_extra_epochs"])
+            if v[0] < 1 or v[-1] > length:
+                raise ValueError(f"{v} must lie within the schedule: allowed [1, {length}] ({unit})")
+        return v
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _warmup_epochs(cls, v, info):
+        epochs = info.data.get("epochs")
+        if epochs and v > epochs:
+            raise ValueError(f"{v:g} is out of range: allowed [0, {epochs}] (the recipe's epochs)")
+        return v
+
+    @field_validator("warmup_iterations")
+    @classmethod
+    def _warmup_iterations(cls, v, info):
+        iterations = info.data.get("iterations")
+        if iterations and v > iterations:
+            raise ValueError(f"{v} is out of range: allowed [0, {iterations}] (the recipe's iterations)")
+        return v
 
     @model_validator(mode="after")
     def _length(self):
@@ -312,7 +393,7 @@ class PaperSpec(Strict):
     authors: str
     source: str
     counter_profile: str = "thop-0.1"
-    tolerance: float = 0.5  # accuracy points within which a full-budget result counts as reproduced
+    tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)

@@ -1,0 +1,140 @@
+"""What the spec checks need to know about the model code, without importing torch every time.
+
+Checking a spec means asking the model registry: is this model known, which counter profiles
+exist, and does the model accept these options (answered by building it on the meta device).
+Importing torch, torchvision and the registry alone costs 3-6 CPU-seconds, and building the
+~155 distinct model configurations of our specs on the meta device another ~30 on 2 cores, so
+the answers are kept in a small JSON file under the user's cache directory (``$REPRO_CACHE_DIR``
+overrides it), keyed by a hash of the model code (``models/**.py``, ``repro/counting.py``) and
+the torch version. A warm cache answers everything without importing torch; any edit to the
+model code starts a new file. Failures are cached too: they are just as deterministic.
+
+A cache that cannot be written (read-only home, full disk) only costs speed, never correctness.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ("models", "repro/counting.py")
+
+
+def code_version() -> str:
+    """A hash of everything whose answers the cache holds: the model code and the torch build."""
+    h = hashlib.sha256()
+    files = []
+    for src in SOURCES:
+        p = ROOT / src
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
+    for f in files:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for dist in ("torch", "torchvision", "thop"):
+        try:
+            h.update(f"{dist}=={metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("REPRO_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("repro"))
+
+
+class ModelFacts:
+    """Known models, counter profiles and checked option sets, for one version of the model code."""
+
+    def __init__(self, path: Path | None = None):
+        self.version = code_version()
+        self.path = path or cache_dir() / f"model-facts-{self.version}.json"
+        self._dirty = False
+        data: dict[str, Any] = {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            pass  # no cache yet, or a torn/garbled one: rebuild it
+        if not (isinstance(data, dict) and data.get("version") == self.version
+                and isinstance(data.get("models"), list) and isinstance(data.get("profiles"), list)
+                and isinstance(data.get("options"), dict)):
+            data = {}  # another code version, or a file someone edited: trust none of it
+        self.models: list[str] | None = data.get("models")
+        self.profiles: list[str] | None = data.get("profiles")
+        self.options: dict[str, dict] = data.get("options") or {}
+
+    def _registry(self) -> None:
+        """Import the model code (torch included): only on a cache miss."""
+        import models
+        from .counting import PROFILES
+
+        if self.models is None:
+            self.models, self.profiles = models.available(), list(PROFILES)
+            self._dirty = True
+
+    def is_known(self, model: str) -> bool:
+        if self.models is None:
+            self._registry()
+        return model in self.models
+
+    def profile_names(self) -> list[str]:
+        if self.profiles is None:
+            self._registry()
+        return self.profiles
+
+    def resolve(self, model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``models.registry.validated_kwargs``: the resolved options (defaults filled in, as hashed
+        into job ids), or ``ValueError`` when the model rejects them; built once per configuration."""
+        key = f"{model} {json.dumps(kwargs, sort_keys=True, default=repr)}"
+        hit = self.options.get(key)
+        if hit is None:
+            self._registry()
+            from models.registry import validated_kwargs
+
+            try:
+                hit = {"ok": validated_kwargs(model, **kwargs)}
+            except ValueError as e:
+                hit = {"error": str(e)}
+            self.options[key] = hit
+            self._dirty = True
+        if "error" in hit:
+            raise ValueError(hit["error"])
+        return dict(hit["ok"])
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # write-then-rename: a concurrent reader sees the old file or the new one, never half
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(data, f, sort_keys=True)
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            self._dirty = False
+        except OSError:
+            pass  # an unwritable cache only costs speed on the next run
+
+
+_FACTS: ModelFacts | None = None
+
+
+def facts() -> ModelFacts:
+    """The process-wide facts (one cache file read per process)."""
+    global _FACTS
+    if _FACTS is None:
+        _FACTS = ModelFacts()
+    return _FACTS
