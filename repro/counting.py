@@ -13,7 +13,16 @@ profile name.
 
 In the 2020 builds, ReLU/MaxPool/Dropout/ZeroPad count 0; AvgPool counts 1 per output
 element; AdaptiveAvgPool counts (prod(in/out)+1) per output element; modules without a rule
-(Sigmoid, Softmax, functional calls) count 0. Only leaf modules carry hooks there.
+(Sigmoid, Softmax, functional calls) count 0.
+
+Summation is part of a build too (read from the wheels' source). 0.0.31.post2001170342 hooks
+leaf modules only, keeps each module's count in a float32 ``torch.zeros(1)`` buffer, adds every
+call's count as ``torch.Tensor([int(ops)])`` (float32) and sums the leaves in float32 in
+``model.modules()`` order, so its printed integer is a float32 sum: ``thop-2001`` runs that
+traversal (``_profile_2001``), and its exact counts equal the real build's output, not the exact
+integer sum. From 0.0.31.post2004101309 on (through 0.0.5 and today's 0.1.x) buffers are float64
+and the tree is summed in Python floats, exact for any realistic count: ``thop-2004`` and
+``thop-0.1`` use today's thop traversal, which sums the same way.
 
 Parameter conventions: ``torch`` counts ``model.parameters()``; ``mxnet`` adds BatchNorm
 running mean/var, which MXNet Gluon lists among a block's parameters (CMPE-SE's counts).
@@ -21,7 +30,6 @@ running mean/var, which MXNet Gluon lists among a block's parameters (CMPE-SE's 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from dataclasses import dataclass
 from typing import Callable
@@ -34,7 +42,8 @@ PARAM_CONVENTIONS = ("torch", "mxnet")
 
 
 def _add(m: nn.Module, ops: float) -> None:
-    m.total_ops += torch.DoubleTensor([float(ops)])
+    # in the buffer's dtype, as the builds did: float32 under thop-2001, float64 otherwise
+    m.total_ops += torch.tensor([int(ops)], dtype=m.total_ops.dtype)
 
 
 def _zero(m, x, y):
@@ -101,28 +110,112 @@ def custom_ops(profile: str) -> dict[type, Callable]:
 
 
 def count_params(model: nn.Module, convention: str = "torch") -> int:
-    """Exact parameter count; shared parameters count once."""
+    """Exact parameter count; shared parameters count once.
+
+    ``mxnet``: Gluon's ``collect_params`` lists every BatchNorm's running mean and variance, and
+    its gamma and beta even when built with ``scale=False, center=False`` (they exist with
+    ``grad_req='null'``): a torch ``affine=False`` BatchNorm has no weight or bias to count, so
+    they are added here (CMPE-SE's input BatchNorm: 2 x 3).
+    """
     n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     if convention == "torch":
         return n
     if convention == "mxnet":
         for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                n += m.running_mean.numel() + m.running_var.numel()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if m.track_running_stats:
+                    n += m.running_mean.numel() + m.running_var.numel()
+                if not m.affine:
+                    n += 2 * m.num_features  # gamma, beta
         return n
     raise ValueError(f"unknown parameter convention {convention!r}; known: {', '.join(PARAM_CONVENTIONS)}")
 
 
+def _is_leaf(m: nn.Module) -> bool:
+    return next(m.children(), None) is None
+
+
+def _profile_2001(model: nn.Module, x: torch.Tensor, ops: dict[type, Callable]) -> float:
+    """thop 0.0.31.post2001170342's ``profile``: leaf hooks, float32 buffers, float32 sum."""
+    handles = []
+
+    def add_hooks(m: nn.Module) -> None:
+        if not _is_leaf(m):
+            return
+        m.register_buffer("total_ops", torch.zeros(1))  # float32, as the build
+        fn = ops.get(type(m))
+        if fn is not None:
+            handles.append(m.register_forward_hook(fn))
+
+    model.apply(add_hooks)
+    try:
+        with torch.no_grad():
+            model(x)
+        total = 0
+        for m in model.modules():
+            if _is_leaf(m):
+                total += m.total_ops  # 0 + float32 tensor, then float32 in-place adds
+    finally:
+        for h in handles:
+            h.remove()
+    return total.item()
+
+
+def _strip_buffers(model: nn.Module) -> None:
+    # thop removes its buffers only from hooked modules; the model must come back as it went in
+    for m in model.modules():
+        for name in ("total_ops", "total_params"):
+            m._buffers.pop(name, None)
+
+
 def count_macs(model: nn.Module, input_size: tuple[int, ...], profile: str) -> int:
-    """MACs of one forward pass on ``torch.zeros(input_size)`` under a counter profile."""
+    """MACs of one forward pass on ``torch.zeros(input_size)`` under a counter profile.
+
+    Counts in place (no copy): the model is returned in its train/eval mode, without thop's buffers.
+    """
     from thop import profile as thop_profile
 
     ops = custom_ops(profile)
-    model = copy.deepcopy(model).eval()  # thop leaves total_ops/total_params buffers behind
-    x = torch.zeros(*input_size)
-    with contextlib.redirect_stdout(io.StringIO()):  # thop prints one line per rule
-        macs, _ = thop_profile(model, inputs=(x,), custom_ops=ops, verbose=False)
+    first = next(iter(model.parameters()), None)
+    x = torch.zeros(*input_size, device=first.device if first is not None else None)  # meta models: meta input
+    training = model.training
+    model.eval()
+    try:
+        if profile == "thop-2001":
+            macs = _profile_2001(model, x, ops)
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):  # thop prints one line per rule
+                macs, _ = thop_profile(model, inputs=(x,), custom_ops=ops, verbose=False)
+    finally:
+        _strip_buffers(model)
+        model.train(training)
     return int(round(macs))
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Build models without drawing their initial weights, where only shapes matter (counting).
+
+    Random init is most of a model's build time and no count depends on a weight's value.
+    ``torch.nn.init``'s functions (what module ``reset_parameters`` and the models' own init loops
+    call) return their tensor untouched inside the block, so weights hold whatever ``torch.empty``
+    gave: never train or compare outputs of a model built here. Counts are unchanged (tested).
+    """
+    from unittest import mock
+
+    def keep(tensor, *args, **kwargs):
+        return tensor
+
+    with contextlib.ExitStack() as stack:
+        for name in _INIT_FUNCTIONS:
+            if hasattr(nn.init, name):
+                stack.enter_context(mock.patch.object(nn.init, name, keep))
+        yield
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ metrics           final numbers of a job (name, value in base units, detail such
 benchmarks        throughput measured by ``repro bench``: job config, model, device name, engine,
                   precision, compiled, batch size, steps, images/s, ms/step, peak memory, projected
                   hours of the full recipe, when, git commit. The GPU-hour estimate uses these.
+model_counts      a cache of counts by model configuration: ``config_key`` is the hash of the
+                  profile-job configuration {model, kwargs, input size, counter profile} (equal to a
+                  profile job's ``config_key``), ``code`` a hash of the model and counting source, ``key``
+                  the hash of both (so a model fix is a cache miss); macs and params. The GPU-hour
+                  estimate fills and reads it instead of building every model on every report.
 curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
                   lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
                   resume.
@@ -37,7 +42,7 @@ import datetime as dt
 import os
 from typing import Any, Iterable
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
                         create_engine, event, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -450,3 +455,35 @@ class Database:
         with self.Session() as s:
             return list(s.scalars(select(Job).order_by(Job.state, Job.kind, Job.model)))
 
+    # --- model counts cache ---------------------------------------------------------------
+    def model_counts(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Cached counts of these configuration keys (missing keys are absent)."""
+        keys = list(set(keys))
+        cols = [c.name for c in ModelCount.__table__.columns]
+        out: dict[str, dict] = {}
+        with self.Session() as s:
+            for i in range(0, len(keys), 500):
+                for row in s.scalars(select(ModelCount).where(ModelCount.key.in_(keys[i:i + 500]))):
+                    out[row.key] = {c: getattr(row, c) for c in cols}
+        return out
+
+    def put_model_counts(self, rows: Iterable[dict]) -> None:
+        """Store counts; a key already cached keeps its row (the key includes the code's hash)."""
+        with self.Session.begin() as s:
+            for row in rows:
+                s.execute(self._insert(ModelCount.__table__).values(created_at=utcnow(), **row)
+                          .on_conflict_do_nothing())
+
+
+class ModelCount(Base):
+    __tablename__ = "model_counts"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    model_kwargs: Mapped[dict] = mapped_column(JSON)
+    input_size: Mapped[list] = mapped_column(JSON)
+    counter_profile: Mapped[str] = mapped_column(String(32))
+    macs: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

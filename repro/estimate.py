@@ -1,36 +1,98 @@
-"""GPU-hours still needed to finish a paper's training cells, with the assumption stated.
+"""GPU-hours still needed to finish a paper's training cells, measured where we can, assumed where not.
 
-Estimate per pending full-budget job: 3 x forward MACs (forward + backward) x images seen /
-sustained throughput. Forward MACs come from the counter (thop-0.1 rules) at the dataset's
-input size. No GPU throughput has been measured in this project yet, so the throughput is an
-assumption: ``REPRO_GPU_TMACS`` (default 60 TMAC/s, about a quarter of an H100's dense
-BF16/TF32 peak in MACs). Small CIFAR models run well below that, so the figure is a lower bound.
+Per pending full-budget training configuration (one seed), in this order of preference:
+
+1. measured: the fastest images/s that ``repro bench`` stored for that configuration on a CUDA device
+   (any engine, precision or compile setting; the ``benchmarks`` table, matched by ``config_key``):
+   hours = images seen / images/s. CPU measurements are not GPU-hours and are ignored;
+2. assumed: 3 x forward MACs (forward + backward) x images seen / a sustained throughput,
+   ``REPRO_GPU_TMACS`` (default 60 TMAC/s, about a quarter of an H100's dense BF16/TF32 peak in
+   MACs). Small 32x32 models rarely sustain it, so this part is a lower bound.
+
+Forward MACs are those of the paper's counter profile at the dataset's input size. They are never
+recomputed per report: the ``model_counts`` table caches them by configuration and code version,
+and a done profile job of the same configuration (a static cell) is used as it is.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from .db import Database
-from .plan import cell_config, config_key
+from .plan import cell_config, config_key, job_hash
 from .specs import Catalog, Paper, table_cells
 
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_347, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
+_REPO = Path(__file__).resolve().parent.parent
 
 
 def throughput_tmacs() -> float:
     return float(os.environ.get("REPRO_GPU_TMACS", "60"))
 
 
-@functools.lru_cache(maxsize=None)
-def forward_macs(model: str, kwargs_json: str, input_size: tuple[int, ...]) -> int:
-    import models
-    from .counting import count_macs
+def counting_code_version() -> str:
+    """Hash of the sources counts depend on (models/ and the counter): a model fix is a cache miss."""
+    h = hashlib.sha256()
+    for path in sorted((_REPO / "models").rglob("*.py")) + [_REPO / "repro" / "counting.py"]:
+        h.update(path.relative_to(_REPO).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
-    return count_macs(models.create(model, **json.loads(kwargs_json)), input_size, "thop-0.1")
+
+def count_config(model: str, model_kwargs: dict, input_size, profile: str) -> dict:
+    """The profile-job configuration of a count (its ``config_key`` is a static cell's, if one exists)."""
+    return {"kind": "profile", "model": model, "model_kwargs": model_kwargs, "input_size": list(input_size),
+            "counter_profile": profile}
+
+
+def forward_macs(db: Database, configs: dict[str, dict]) -> dict[str, int]:
+    """MACs of each count configuration (keyed by its config key): cached, measured, or counted now."""
+    code = counting_code_version()
+    cache_key = {k: job_hash({"config_key": k, "code": code}) for k in configs}
+    cached = db.model_counts(cache_key.values())
+    out = {k: int(cached[ck]["macs"]) for k, ck in cache_key.items() if ck in cached}
+    missing = [k for k in configs if k not in out]
+    for r in db.results_for(missing) if missing else []:
+        if r["kind"] == "profile" and "macs" in r["metrics"]:
+            out[r["config_key"]] = int(r["metrics"]["macs"])
+    rows = []
+    for k in (k for k in configs if k not in out):
+        cfg = configs[k]
+        macs, params = _count(cfg)
+        out[k] = macs
+        rows.append({"key": cache_key[k], "config_key": k, "code": code, "model": cfg["model"],
+                     "model_kwargs": cfg["model_kwargs"], "input_size": cfg["input_size"],
+                     "counter_profile": cfg["counter_profile"], "macs": macs, "params": params})
+    if rows:
+        db.put_model_counts(rows)
+    return out
+
+
+def _count(cfg: dict) -> tuple[int, int]:
+    import models
+    from .counting import count_macs, count_params, skip_init
+
+    with skip_init():
+        model = models.create(cfg["model"], **cfg["model_kwargs"])
+    return count_macs(model, tuple(cfg["input_size"]), cfg["counter_profile"]), count_params(model)
+
+
+def measured_throughput(db: Database, keys) -> dict[str, dict]:
+    """Per configuration key, the fastest CUDA benchmark row (engine/precision/compile as measured)."""
+    keys = set(keys)
+    best: dict[str, dict] = {}
+    for row in db.benchmarks():
+        k = row["config_key"]
+        if k in keys and str(row["device"]).startswith("cuda") and row["img_per_s"] > 0:
+            if k not in best or row["img_per_s"] > best[k]["img_per_s"]:
+                best[k] = row
+    return best
 
 
 def _images(cfg: dict) -> float:
@@ -43,7 +105,39 @@ def _images(cfg: dict) -> float:
     return per_epoch * (r["epochs"] + r.get("mixup_extra_epochs", 0))
 
 
-def estimate_gpu_hours(catalog: Catalog, paper: Paper, db: Database) -> tuple[float, str]:
+def _count_config_of(cfg: dict, profile: str) -> dict:
+    if cfg["kind"] == "detect":
+        return count_config(cfg["model"], cfg["model_kwargs"], DETECTION_INPUT, profile)
+    size = 224 if cfg["dataset"] == "imagenet" else 32
+    return count_config(cfg["model"], cfg["model_kwargs"], (1, 3, size, size), profile)
+
+
+@dataclass
+class Estimate:
+    hours: float
+    pending: int
+    assumed: int
+    measured: dict[str, list[str]] = field(default_factory=dict)  # device -> models it measured
+    profile: str = ""
+
+    @property
+    def note(self) -> str:
+        n_measured = self.pending - self.assumed
+        head = f"{self.pending} pending training configuration(s), one seed each"
+        if n_measured == 0:
+            return (f"{head}: assumed throughput ({throughput_tmacs():g} TMAC/s), not measured on a GPU yet; "
+                    f"3 x forward MACs ({self.profile}) x images seen / {throughput_tmacs():g} TMAC/s sustained "
+                    f"per GPU (small 32x32 models rarely sustain it: read this as a lower bound) = "
+                    f"{self.hours:,.0f} GPU-hours")
+        devices = "; ".join(f"{d} ({len(m)}: {', '.join(sorted(set(m)))})" for d, m in sorted(self.measured.items()))
+        rest = (f"; the other {self.assumed} assumed at {throughput_tmacs():g} TMAC/s (3 x forward MACs, "
+                f"{self.profile}; a lower bound)" if self.assumed else "")
+        return (f"{head}: measured on {devices} by repro bench for {n_measured} of {self.pending} "
+                f"configurations (fastest engine/precision measured, images seen / images/s){rest} = "
+                f"{self.hours:,.0f} GPU-hours")
+
+
+def estimate(catalog: Catalog, paper: Paper, db: Database) -> Estimate:
     configs = {}
     for spec in paper.tables.values():
         for cell in table_cells(paper, spec):
@@ -51,20 +145,23 @@ def estimate_gpu_hours(catalog: Catalog, paper: Paper, db: Database) -> tuple[fl
             if cfg and cfg["kind"] != "profile":
                 configs[config_key(cfg)] = cfg
     done = {r["config_key"] for r in db.results_for(configs) if r["budget"] == "full"}
-    total = 0.0
-    for key, cfg in configs.items():
-        if key in done:
-            continue
-        if cfg["kind"] == "detect":
-            macs = forward_macs(cfg["model"], json.dumps(cfg["model_kwargs"], sort_keys=True), DETECTION_INPUT)
-            macs *= DETECTION_AREA_SCALE
+    pending = {k: cfg for k, cfg in configs.items() if k not in done}
+    profile = paper.spec.counter_profile
+    bench = measured_throughput(db, pending)
+    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench}
+    macs = forward_macs(db, {config_key(c): c for c in counts.values()})
+    seconds, measured = 0.0, defaultdict(list)
+    for k, cfg in pending.items():
+        if k in bench:
+            seconds += _images(cfg) / bench[k]["img_per_s"]
+            measured[bench[k]["device"]].append(cfg["model"])
         else:
-            size = 224 if cfg["dataset"] == "imagenet" else 32
-            macs = forward_macs(cfg["model"], json.dumps(cfg["model_kwargs"], sort_keys=True), (1, 3, size, size))
-        total += 3 * macs * _images(cfg)
-    hours = total / (throughput_tmacs() * 1e12) / 3600
-    note = (f"{len(configs) - len(done)} pending training configuration(s), one seed each; 3 x forward MACs "
-            f"(thop-0.1) x images seen / {throughput_tmacs():g} TMAC/s assumed sustained per GPU (not measured: "
-            f"no GPU was available to this project's sessions yet; small 32x32 models rarely sustain it, so read "
-            f"this as a lower bound) = {hours:,.0f} GPU-hours")
-    return hours, note
+            work = macs[config_key(counts[k])] * (DETECTION_AREA_SCALE if cfg["kind"] == "detect" else 1)
+            seconds += 3 * work * _images(cfg) / (throughput_tmacs() * 1e12)
+    return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts), measured=dict(measured),
+                    profile=profile)
+
+
+def estimate_gpu_hours(catalog: Catalog, paper: Paper, db: Database) -> tuple[float, str]:
+    e = estimate(catalog, paper, db)
+    return e.hours, e.note

@@ -143,10 +143,11 @@ class Heartbeat:
 
 def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
     import models
-    from .counting import count_macs, count_params
+    from .counting import count_macs, count_params, skip_init
 
-    torch.manual_seed(0)
-    model = models.create(spec["model"], **spec["model_kwargs"])
+    # one build serves all three counts; no count depends on a weight's value, so skip the init
+    with skip_init():
+        model = models.create(spec["model"], **spec["model_kwargs"])
     profile = spec["counter_profile"]
     return {"params": (count_params(model, "torch"), "torch"),
             "params_mxnet": (count_params(model, "mxnet"), "mxnet: + BN running mean/var"),
