@@ -60,6 +60,7 @@ class Comparison:
     ci_high: float | None = None
     tolerance: float | None = None  # accuracy points within which the mean counts as reproduced
     verdict_note: str | None = None  # why this status (standard errors away, n too small, diverged epoch)
+    how: str | None = None  # how the runs ran (engine/precision[/compiled] on device): provenance, not identity
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
     if printed is None:  # '?': the paper shows it only in a figure or a claim
         return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=None, budget=budget,
                           status="no-number", detail=chosen[0]["details"].get(c.metric), reason=None,
-                          jobs=jobs, also=also, values=values, sem=s.sem, ci_low=s.ci_low, ci_high=s.ci_high)
+                          jobs=jobs, also=also, values=values, sem=s.sem, ci_low=s.ci_low, ci_high=s.ci_high,
+                          how=how_ran(chosen))
     if is_count:
         return _compare_count(base, c, printed, s, budget, chosen, also)
     tol = tolerance(paper, spec, c)
@@ -201,7 +203,20 @@ def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
     return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=round(exact - printed.value, 6),
                       budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
                       reason=c.published.not_reproducible, jobs=jobs, also=also, values=values, sem=s.sem,
-                      ci_low=s.ci_low, ci_high=s.ci_high, tolerance=tol, verdict_note=note)
+                      ci_low=s.ci_low, ci_high=s.ci_high, tolerance=tol, verdict_note=note, how=how_ran(chosen))
+
+
+def how_ran(chosen: list[dict]) -> str | None:
+    """'fast/bf16 on cuda:NVIDIA H200' for the runs of a cell (several when they differ)."""
+    seen = []
+    for r in chosen:
+        h = r.get("how") or {}
+        if not h.get("engine"):
+            continue
+        text = f"{h['engine']}/{h['precision']}{'/compiled' if h.get('compiled') else ''} on {h.get('device')}"
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen) or None
 
 
 def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, chosen: list[dict], also) -> Comparison:

@@ -401,18 +401,24 @@ class Database:
 
     # --- queries for reports ------------------------------------------------------------
     def results_for(self, config_keys: Iterable[str]) -> list[dict]:
-        """Done jobs of these configurations with their metrics (one dict per job)."""
+        """Done jobs of these configurations with their metrics (one dict per job) and how the run
+        that measured them ran (``how``: engine, precision, compiled, device). One query per 500 keys;
+        job specs are not loaded."""
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
+        cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Metric.name, Metric.value, Metric.detail,
+                Run.engine, Run.precision, Run.compiled, Run.device)
         with self.Session() as s:
             for i in range(0, len(keys), 500):
-                q = (select(Job, Metric).join(Metric, Metric.job_id == Job.id)
+                q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done"))
-                for job, metric in s.execute(q):
-                    d = out.setdefault(job.id, {"job": job.id, "config_key": job.config_key, "budget": job.budget,
-                                                "seed": job.seed, "kind": job.kind, "metrics": {}, "details": {}})
-                    d["metrics"][metric.name] = metric.value
-                    d["details"][metric.name] = metric.detail
+                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q):
+                    d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
+                                             "metrics": {}, "details": {},
+                                             "how": {"engine": engine, "precision": precision, "compiled": compiled,
+                                                     "device": device}})
+                    d["metrics"][name] = value
+                    d["details"][name] = detail
         return list(out.values())
 
     def curves_for(self, job_ids: Iterable[str]) -> dict[str, list[dict]]:

@@ -43,7 +43,8 @@ def fmt_ours(r: Comparison) -> str:
     std = f" ± {r.std:.2f}" if r.std is not None else ""
     ci = f", 95% CI {r.ci_low:.2f}–{r.ci_high:.2f}" if r.ci_low is not None else ""
     also = "".join(f"; {m} {v:.2f}" for m, v in (r.also or {}).items())
-    return f"{r.ours:.2f}{std} (n={r.n}{ci}, {r.budget}{also})"
+    how = f"; {r.how}" if r.how else ""
+    return f"{r.ours:.2f}{std} (n={r.n}{ci}, {r.budget}{also}{how})"
 
 
 def _delta(r: Comparison) -> str:

@@ -99,25 +99,22 @@ def write_seed_fixture(db_url: str, specs_dir=None) -> dict:
         db.add_jobs([job.row()])
         owner = "synthetic-fixture"
         assert db.claim(job.id, owner, dt.datetime(2000, 1, 1))
-        run = db.start_run(job.id, host="synthetic", pid=0, device="synthetic (no training ran)",
-                           versions={"fixture": "synthetic_seeds"})
+        trained = job.kind != "profile"
+        run = db.start_run(job.id, owner, host="synthetic", pid=0, device="synthetic (no training ran)",
+                           versions={"fixture": "synthetic_seeds"},
+                           **({"engine": "fast", "precision": "bf16", "compiled": False} if trained else {}))
         value = seeds[job.seed or 0]
         if job.kind == "profile":
-            db.put_metrics(job.id, run, {"params": (float(value), "synthetic")})
-            db.end_run(run, "done")
-            db.finish_job(job.id, owner, "done")
+            db.complete(job.id, run, owner, {"params": (float(value), "synthetic")})
         elif isinstance(value, str):  # "diverged:E"
             error = f"loss became nan at epoch {value.split(':')[1]}"
-            db.end_run(run, "diverged", error)
-            db.finish_job(job.id, owner, "diverged")
+            db.complete(job.id, run, owner, {}, state="diverged", error=error)
         else:
             metric = "top1_acc" if job.cells[0].startswith("se-r/") else "top1_err"
             metrics = {metric: (value, None)}
             if metric == "top1_err":
                 metrics["top5_err"] = (round(value - 20.0, 6), None)
-            db.put_metrics(job.id, run, metrics)
-            db.end_run(run, "done")
-            db.finish_job(job.id, owner, "done")
+            db.complete(job.id, run, owner, metrics)
         written.append({"job": job.id, "cells": job.cells, "seed": job.seed, "value": value})
     db.dispose()
     return {"url": db_url, "jobs": written, "values": values,
