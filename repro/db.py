@@ -359,6 +359,24 @@ class Database:
                                       "train_top1_err": p.train_top1_err, "train_loss": p.train_loss})
         return out
 
+    def provenance_for(self, job_ids: Iterable[str]) -> dict[str, dict]:
+        """Each job's seed, budget, state and every run with how it ran: one query for a whole report
+        (chunked only to stay under SQLite's bound-parameter limit)."""
+        ids = sorted(set(job_ids))
+        cols = ("id", "status", "device", "engine", "precision", "compiled", "threads", "git_commit", "git_dirty",
+                "host", "started_at", "ended_at", "resumed_from_epoch")
+        out: dict[str, dict] = {}
+        with self.Session() as s:
+            for i in range(0, len(ids), 500):
+                q = (select(Job.id, Job.seed, Job.budget, Job.state, *(getattr(Run, c) for c in cols))
+                     .outerjoin(Run, Run.job_id == Job.id).where(Job.id.in_(ids[i:i + 500]))
+                     .order_by(Job.id, Run.id))
+                for jid, seed, budget, state, *run in s.execute(q):
+                    d = out.setdefault(jid, {"job": jid, "seed": seed, "budget": budget, "state": state, "runs": []})
+                    if run[0] is not None:
+                        d["runs"].append(dict(zip(cols, run)))
+        return out
+
     # --- benchmarks -----------------------------------------------------------------------
     def put_benchmark(self, row: dict) -> None:
         with self.Session.begin() as s:
