@@ -89,13 +89,18 @@ def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str,
 
 
 def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | None:
-    """The paper's panels; one line per model (mean over seeds), the seeds' min-max as a band."""
+    """The figure's PNG, or None (and no stale file) when none of its models has a curve yet."""
     path = out / f"{spec.table}.png"
+    fig = curve_figure(paper, spec, curve_series(paper, spec, db))
+    return _save(fig, path) if fig is not None else _nothing(path)
+
+
+def curve_figure(paper: Paper, spec: TableSpec, series_in: list[tuple[str, str, dict[str, list[dict]]]]):
+    """The paper's panels; one line per model (mean over seeds), the seeds' min-max as a band."""
     layout = layout_for(paper, spec)
-    series = [(i, label, budget, runs) for i, (label, budget, runs) in enumerate(curve_series(paper, spec, db))
-              if runs]
+    series = [(i, label, budget, runs) for i, (label, budget, runs) in enumerate(series_in) if runs]
     if not series:
-        return _nothing(path)
+        return None
     fig, axes = plt.subplots(1, len(layout.panels), figsize=(6.4 * len(layout.panels), 4.2), squeeze=False)
     budgets = {budget for _, _, budget, _ in series}
     for ax, metric in zip(axes[0], layout.panels):
@@ -116,7 +121,7 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
     fig.suptitle(f"{paper.slug} {spec.title}: ours" + (f" ({'/'.join(sorted(short))} budget, not a reproduction)"
                                                         if short else ""))
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def cell_name(r: Comparison, paper: Paper | None = None, width: int = 60) -> str:
@@ -132,11 +137,14 @@ def cell_name(r: Comparison, paper: Paper | None = None, width: int = 60) -> str
 def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None], xlabel: str) -> None:
     """One named tick per cell (never overprints: the figure grows with the cells); hollow = short budget."""
     ys = np.arange(len(rows))[::-1]
-    for y, r, v, e in zip(ys, rows, values, errors):
-        color = STATUS_COLORS.get(r.status, NEUTRAL)
-        full = r.budget in ("full", "static")
-        ax.errorbar(v, y, xerr=e, fmt="o", ms=5, color=color, mfc=color if full else "white", mec=color,
-                    elinewidth=1, capsize=2)
+    groups: dict[tuple[str, bool], list[int]] = {}  # one artist per (status, budget kind): fast to draw
+    for i, r in enumerate(rows):
+        groups.setdefault((r.status, r.budget in ("full", "static")), []).append(i)
+    for (status, full), idx in groups.items():
+        color = STATUS_COLORS.get(status, NEUTRAL)
+        err = [errors[i] or 0.0 for i in idx]
+        ax.errorbar([values[i] for i in idx], ys[idx], xerr=err if any(err) else None, fmt="o", ms=5, color=color,
+                    mfc=color if full else "white", mec=color, elinewidth=1, capsize=2)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(ys, [cell_name(r, paper) for r in rows], fontsize=7)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -148,11 +156,17 @@ def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], er
 
 
 def ours_vs_published(paper: Paper, rows: list[Comparison], out: Path) -> Path | None:
-    """Each measured cell by name: counts as % off the printed value, accuracies as points off (± std)."""
+    """The overview PNG, or None (and no stale file) when no cell with a printed number is measured."""
     path = out / "ours_vs_published.png"
+    fig = ours_vs_published_figure(paper, rows)
+    return _save(fig, path) if fig is not None else _nothing(path)
+
+
+def ours_vs_published_figure(paper: Paper, rows: list[Comparison]):
+    """Each measured cell by name: counts as % off the printed value, accuracies as points off (± std)."""
     measured = [r for r in rows if r.ours is not None and r.published is not None]
     if not measured:
-        return _nothing(path)
+        return None
     counts = [r for r in measured if METRICS[r.metric][2]]
     accs = [r for r in measured if not METRICS[r.metric][2]]
     panels = [p for p in (counts, accs) if p]
@@ -176,4 +190,4 @@ def ours_vs_published(paper: Paper, rows: list[Comparison], out: Path) -> Path |
     fig.legend(handles=handles, loc="upper right", fontsize=8, ncols=min(len(handles), 4))
     fig.suptitle(f"{paper.slug}: ours vs published, by cell", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
-    return _save(fig, path)
+    return fig

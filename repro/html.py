@@ -163,6 +163,7 @@ def render_paper_html(env: Environment, paper: Paper, rows: list[Comparison], pr
         claims=_claims(paper, rows), overview=_png(figdir / "ours_vs_published.png"), generated=generated,
         assumptions=[(a.id, a.text.strip()) for a in paper.spec.assumptions],
         findings=[f.strip() for f in paper.spec.findings])
+    pdir.mkdir(parents=True, exist_ok=True)
     path = pdir / "index.html"
     path.write_text(html)
     return path
