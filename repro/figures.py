@@ -124,14 +124,18 @@ def curve_figure(paper: Paper, spec: TableSpec, series_in: list[tuple[str, str, 
     return fig
 
 
-def cell_name(r: Comparison, paper: Paper | None = None, width: int = 60) -> str:
-    """A point's name on the axis: table, row (with its section), column; long ones shortened.
-    A sweep point's row label is only the swept value, so the sweep's header is put before it."""
+def cell_name(r: Comparison, paper: Paper | None = None, width: int = 72) -> str:
+    """A point's name on the axis: table, row (with its section), column. A long name loses the middle of
+    its row label, never the table or the column that tell two cells of one row apart. A sweep point's
+    row label is only the swept value, so the sweep's header is put before it."""
     sweep = paper.tables[r.table].sweep if paper else None
     row = f"{sweep.label} {r.row}" if sweep and any(p.label == r.row for p in sweep.points) else r.row
     row = f"{r.section} / {row}" if r.section else row
-    name = f"{r.table.replace('table', 'T')} {row} · {r.column}"
-    return name if len(name) <= width else name[:width - 1] + "…"
+    table, column = r.table.replace("table", "T"), r.column
+    room = width - len(table) - len(column) - 4
+    if len(row) > room:
+        row = row[:max(room, 8) // 2] + "…" + row[-(max(room, 8) - max(room, 8) // 2 - 1):]
+    return f"{table} {row} · {column}"
 
 
 def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None], xlabel: str) -> None:
