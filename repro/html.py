@@ -78,9 +78,9 @@ def _run_view(run: dict) -> dict:
 
 
 def _assumptions(paper: Paper, spec: TableSpec, recipe: str | None) -> list[tuple[str, str]]:
-    """What a cell's number rests on where the paper is silent: paper-wide and table assumptions, and the
-    fields its recipe had to assume."""
-    out = [(a.id, a.text.strip()) for a in (*paper.spec.assumptions, *spec.assumptions)]
+    """What a cell's number rests on where the paper is silent, nearest first: the table's assumptions and
+    the fields its recipe had to assume (the paper-wide ones are listed by id beside them)."""
+    out = [(a.id, a.text.strip()) for a in spec.assumptions]
     r = paper.spec.recipes.get(recipe) if recipe else None
     if r is not None and r.assumed:
         out.append((f"recipe {recipe}", "assumed (the paper leaves open): " + ", ".join(r.assumed)))
@@ -89,7 +89,7 @@ def _assumptions(paper: Paper, spec: TableSpec, recipe: str | None) -> list[tupl
 
 def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None, prov: dict[str, dict]) -> dict:
     ci = (getattr(r, "ci_low", None), getattr(r, "ci_high", None))
-    facts = [("budget", r.budget), ("n (seeds or runs)", r.n if r.ours is not None else None),
+    facts = [("budget", r.budget), ("seeds (n)", r.n if r.ours is not None and r.budget != "static" else None),
              ("counter profile / convention", r.detail),
              ("95% interval", f"{ci[0]:.2f} – {ci[1]:.2f}" if None not in ci else None),
              ("tolerance", getattr(r, "tolerance", None)), ("verdict", getattr(r, "verdict_note", None)),
@@ -102,7 +102,8 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
             "sort": "" if r.ours is None else repr(float(r.ours)), "uncertain": bool(r.uncertain),
             "facts": [(k, v) for k, v in facts if v not in (None, "")],
             "jobs": [{**j, "runs": [_run_view(run) for run in j["runs"]]} for j in jobs],
-            "assumptions": _assumptions(paper, spec, recipe)}
+            "assumptions": _assumptions(paper, spec, recipe),
+            "paper_assumptions": [(a.id, a.text.strip()) for a in paper.spec.assumptions]}
 
 
 def _table_view(paper: Paper, spec: TableSpec, rows: list[Comparison], prov: dict[str, dict]) -> dict:
