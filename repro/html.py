@@ -50,8 +50,8 @@ def _num(x: float, digits: int = 2) -> str:
 
 
 def _ours_text(r: Comparison) -> str:
-    if r.ours is None:
-        return "pending" if r.status == "pending" else ""
+    if r.ours is None:  # the status line under it says pending; never a zero
+        return "—" if r.status == "pending" else ""
     if METRICS[r.metric][2]:  # a count: rounded as printed, with its suffix
         digits = len(r.printed.split(".")[1].rstrip("KMG%")) if "." in r.printed else 0
         suffix = r.printed[-1] if r.printed[-1] in "KMG" else ""
