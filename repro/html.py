@@ -77,14 +77,9 @@ def _run_view(run: dict) -> dict:
             "started_at": when(run["started_at"]), "ended_at": when(run["ended_at"])}
 
 
-def _assumptions(paper: Paper, spec: TableSpec, recipe: str | None) -> list[tuple[str, str]]:
-    """What a cell's number rests on where the paper is silent, nearest first: the table's assumptions and
-    the fields its recipe had to assume (the paper-wide ones are listed by id beside them)."""
-    out = [(a.id, a.text.strip()) for a in spec.assumptions]
+def _recipe_assumed(paper: Paper, recipe: str | None) -> str | None:
     r = paper.spec.recipes.get(recipe) if recipe else None
-    if r is not None and r.assumed:
-        out.append((f"recipe {recipe}", "assumed (the paper leaves open): " + ", ".join(r.assumed)))
-    return out
+    return f"recipe {recipe} assumes (the paper leaves open): {', '.join(r.assumed)}" if r and r.assumed else None
 
 
 def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None, prov: dict[str, dict]) -> dict:
@@ -102,8 +97,10 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
             "sort": "" if r.ours is None else repr(float(r.ours)), "uncertain": bool(r.uncertain),
             "facts": [(k, v) for k, v in facts if v not in (None, "")],
             "jobs": [{**j, "runs": [_run_view(run) for run in j["runs"]]} for j in jobs],
-            "assumptions": _assumptions(paper, spec, recipe),
-            "paper_assumptions": [(a.id, a.text.strip()) for a in paper.spec.assumptions]}
+            # the assumptions' texts are on the page once (below the table, at the top): a cell links to them,
+            # so a 200-cell page does not repeat every text 200 times
+            "assumptions": [a.id for a in spec.assumptions], "recipe_assumed": _recipe_assumed(paper, recipe),
+            "paper_assumptions": [a.id for a in paper.spec.assumptions]}
 
 
 def _table_view(paper: Paper, spec: TableSpec, rows: list[Comparison], prov: dict[str, dict]) -> dict:
