@@ -175,18 +175,18 @@ def render_html(catalog: Catalog, db: Database, out: Path, summary: dict[str, li
     prov = db.provenance_for(j for rows in summary.values() for r in rows for j in r.jobs)
     written = [render_paper_html(env, catalog.papers[slug], rows, prov, out, generated)
                for slug, rows in summary.items()]
-    papers = []
+    papers, totals = [], Counter()
     for slug, paper in catalog.papers.items():
         rows = summary.get(slug)
         if rows is None:  # not rendered this time: its counts still come from the database (one query)
             rows = compare_paper(catalog, paper, db)
         counts = Counter(r.status for r in rows if r.status != "not-printed")
+        totals.update(counts)
         papers.append({"slug": slug, "title": paper.spec.title, "authors": paper.spec.authors,
                        "page": (out / slug / "index.html").is_file(), "cells": sum(counts.values()),
                        "statuses": _statuses(counts)})
-    all_statuses = _statuses(sum((Counter(dict((s, n) for s, n, _ in p["statuses"])) for p in papers), Counter()))
     index = out / "index.html"
-    index.write_text(env.get_template("index.html").render(papers=papers, statuses=all_statuses,
+    index.write_text(env.get_template("index.html").render(papers=papers, statuses=_statuses(totals),
                                                            generated=generated))
     return written + [index]
 

@@ -134,6 +134,12 @@ def test_spec_text_is_escaped(tmp_path):
     html = (tmp_path / "out" / "toy" / "index.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html and "<script>alert" not in html
     assert "&lt;b&gt;ResNet-56&lt;/b&gt;" in html and 'data-status="pending"' in html
+    # a status this renderer does not know yet (compare.py may add some) is shown and filterable, not dropped
+    import dataclasses
+
+    render_html(catalog, db, tmp_path / "out", {"toy": [dataclasses.replace(rows[0], status="brand-new")]})
+    html = (tmp_path / "out" / "toy" / "index.html").read_text()
+    assert 'class="status-filter" value="brand-new"' in html and '<td class="cell" data-status="brand-new"' in html
 
 
 def test_ours_vs_published_names_every_point_inside_the_figure(site):
