@@ -445,6 +445,29 @@ class Database:
                                    "seed": job.seed, "kind": job.kind, "error": error}
         return list(out.values())
 
+    def provenance_for(self, job_ids: Iterable[str]) -> dict[str, dict]:
+        """Each job's seed, budget, state and every run with how it ran: one query for a whole report
+        (chunked only to stay under SQLite's bound-parameter limit)."""
+        ids = sorted(set(job_ids))
+        cols = ("id", "status", "device", "engine", "precision", "compiled", "threads", "git_commit", "git_dirty",
+                "host", "started_at", "ended_at", "resumed_from_epoch")
+        # a database made before a column existed has no such column (no migration adds it): read it as NULL
+        from sqlalchemy import inspect, null
+
+        present = {c["name"] for c in inspect(self.engine).get_columns("runs")}
+        out: dict[str, dict] = {}
+        with self.Session() as s:
+            for i in range(0, len(ids), 500):
+                q = (select(Job.id, Job.seed, Job.budget, Job.state,
+                            *(getattr(Run, c) if c in present else null().label(c) for c in cols))
+                     .outerjoin(Run, Run.job_id == Job.id).where(Job.id.in_(ids[i:i + 500]))
+                     .order_by(Job.id, Run.id))
+                for jid, seed, budget, state, *run in s.execute(q):
+                    d = out.setdefault(jid, {"job": jid, "seed": seed, "budget": budget, "state": state, "runs": []})
+                    if run[0] is not None:
+                        d["runs"].append(dict(zip(cols, run)))
+        return out
+
     # --- benchmarks -----------------------------------------------------------------------
     def put_benchmark(self, row: dict) -> None:
         with self.Session.begin() as s:

@@ -1,6 +1,12 @@
-"""Figures for reports (matplotlib, Agg): training curves and ours-vs-published scatter."""
+"""Figures for reports (matplotlib, Agg): training curves in the papers' layout and ours vs published.
+
+Every figure is a PNG file (the Markdown links it, the HTML report inlines it as base64). A figure with
+nothing to draw returns None and removes a stale file of the same name, so a report never shows curves
+the database no longer holds.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -8,11 +14,44 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .compare import Comparison, group_by_budget, pick_budget  # noqa: E402
 from .db import Database  # noqa: E402
 from .plan import cell_config, config_key  # noqa: E402
 from .specs import METRICS, Paper, TableSpec, table_cells  # noqa: E402
+
+# Known statuses; anything else (a status added later) is drawn in a neutral colour, never dropped.
+STATUS_COLORS = {"reproduced": "tab:green", "differs": "tab:red", "not-reproducible": "tab:orange",
+                 "not-comparable": "tab:gray", "inconclusive": "tab:purple", "no-number": "tab:blue"}
+NEUTRAL = "#555555"
+METRIC_LABELS = {"test_top1_err": "test top-1 error (%)", "train_top1_err": "training top-1 error (%)",
+                 "train_loss": "training loss"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a paper draws a curve figure: one panel per metric, the paper's colour per curve."""
+
+    panels: tuple[str, ...] = ("test_top1_err",)
+    colors: tuple[str, ...] | None = None
+
+
+# From the captions in shared/papers: se-r Figs. 3-5 are one panel of test error per epoch, the colours
+# named in each caption (Fig. 3/4: SE-ResNet orange, SE-R-ResNet blue; Fig. 5: red, green); cra Figs. 3
+# and 6 are "training and test error curves" of three models: a training and a test panel side by side.
+LAYOUTS = {
+    ("se-r", "figure3"): Layout(colors=("tab:orange", "tab:blue")),
+    ("se-r", "figure4"): Layout(colors=("tab:orange", "tab:blue")),
+    ("se-r", "figure5"): Layout(colors=("tab:red", "tab:green")),
+    ("cra", "figure3"): Layout(panels=("train_top1_err", "test_top1_err")),
+    ("cra", "figure6"): Layout(panels=("train_top1_err", "test_top1_err")),
+}
+
+
+def layout_for(paper: Paper, spec: TableSpec) -> Layout:
+    return LAYOUTS.get((paper.slug, spec.table), Layout(panels=(spec.plot_metric or "test_top1_err",)))
 
 
 def _cell(paper: Paper, ref: str):
@@ -20,89 +59,139 @@ def _cell(paper: Paper, ref: str):
     return next(c for c in table_cells(paper, paper.tables[table]) if c.row == row and c.column == column)
 
 
-def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | None:
-    """One line per model (mean over seeds), seeds as a min-max band; budget in the legend."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    drew, budgets = False, set()
-    for curve in spec.curves:
-        key = config_key(cell_config(paper, _cell(paper, curve.cell)))
-        by_budget = group_by_budget([r for r in db.results_for([key]) if r["kind"] == "train"])
-        budget = pick_budget(by_budget)
-        if budget is None:
-            continue
-        runs = [c for c in db.curves_for(r["job"] for r in by_budget[budget]).values() if c]
-        if not runs:
-            continue
-        n = min(len(c) for c in runs)
-        y = np.array([[p[spec.plot_metric or "test_top1_err"] for p in c[:n]] for c in runs])
-        epochs = np.arange(1, n + 1)
-        budgets.add(budget)
-        (line,) = ax.plot(epochs, y.mean(0), label=f"{curve.label} ({budget}, n={len(runs)})")
-        if len(runs) > 1:
-            ax.fill_between(epochs, y.min(0), y.max(0), color=line.get_color(), alpha=0.2)
-        drew = True
-    if not drew:
-        plt.close(fig)
-        return None
-    ax.set_xlabel("epoch")
-    ax.set_ylabel({"test_top1_err": "test top-1 error (%)", "train_top1_err": "train top-1 error (%)",
-                   "train_loss": "train loss"}.get(spec.plot_metric or "test_top1_err", spec.plot_metric))
-    short = budgets - {"full"}
-    ax.set_title(f"{paper.slug} {spec.title}: ours" + (f" — {'/'.join(sorted(short))} budget, not a reproduction"
-                                                        if short else ""))
-    ax.legend()
-    ax.grid(alpha=0.3)
-    path = out / f"{spec.table}.png"
-    fig.tight_layout()
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def _nothing(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    return None
+
+
+def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str, str, dict[str, list[dict]]]]:
+    """(label, budget, {job: points}) per curve of a figure: two queries for the whole figure, and only
+    the curves of the budget shown are loaded."""
+    keys = [config_key(cell_config(paper, _cell(paper, c.cell))) for c in spec.curves]
+    by_key: dict[str, list[dict]] = {}
+    for r in db.results_for(keys):
+        if r["kind"] == "train":
+            by_key.setdefault(r["config_key"], []).append(r)
+    chosen = []
+    for curve, key in zip(spec.curves, keys):
+        by_budget = group_by_budget(by_key.get(key, []))
+        budget = pick_budget(by_budget)
+        chosen.append((curve.label, budget, [r["job"] for r in by_budget[budget]] if budget else []))
+    points = db.curves_for(j for _, _, jobs in chosen for j in jobs)
+    return [(label, budget, {j: points[j] for j in jobs if points.get(j)}) for label, budget, jobs in chosen]
+
+
+def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | None:
+    """The figure's PNG, or None (and no stale file) when none of its models has a curve yet."""
+    path = out / f"{spec.table}.png"
+    fig = curve_figure(paper, spec, curve_series(paper, spec, db))
+    return _save(fig, path) if fig is not None else _nothing(path)
+
+
+def curve_figure(paper: Paper, spec: TableSpec, series_in: list[tuple[str, str, dict[str, list[dict]]]]):
+    """The paper's panels; one line per model (mean over seeds), the seeds' min-max as a band."""
+    layout = layout_for(paper, spec)
+    series = [(i, label, budget, runs) for i, (label, budget, runs) in enumerate(series_in) if runs]
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(layout.panels), figsize=(6.4 * len(layout.panels), 4.2), squeeze=False)
+    budgets = {budget for _, _, budget, _ in series}
+    for ax, metric in zip(axes[0], layout.panels):
+        for i, label, budget, runs in series:
+            n = min(len(c) for c in runs.values())  # seeds still running are cut to the common epochs
+            epochs = [p["epoch"] for p in next(iter(runs.values()))[:n]]
+            y = np.array([[p[metric] for p in c[:n]] for c in runs.values()])
+            color = layout.colors[i] if layout.colors and i < len(layout.colors) else f"C{i}"
+            ax.plot(epochs, y.mean(0), color=color, label=f"{label} ({budget}, n={len(runs)})")
+            if len(runs) > 1:
+                ax.fill_between(epochs, y.min(0), y.max(0), color=color, alpha=0.2, lw=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    short = budgets - {"full"}
+    fig.suptitle(f"{paper.slug} {spec.title}: ours" + (f" ({'/'.join(sorted(short))} budget, not a reproduction)"
+                                                        if short else ""))
+    fig.tight_layout()
+    return fig
+
+
+def cell_name(r: Comparison, paper: Paper | None = None, width: int = 72) -> str:
+    """A point's name on the axis: table, row (with its section), column. A long name loses the middle of
+    its row label, never the table or the column that tell two cells of one row apart. A sweep point's
+    row label is only the swept value, so the sweep's header is put before it."""
+    sweep = paper.tables[r.table].sweep if paper else None
+    row = f"{sweep.label} {r.row}" if sweep and any(p.label == r.row for p in sweep.points) else r.row
+    row = f"{r.section} / {row}" if r.section else row
+    table, column = r.table.replace("table", "T"), r.column
+    room = width - len(table) - len(column) - 4
+    if len(row) > room:
+        row = row[:max(room, 8) // 2] + "…" + row[-(max(room, 8) - max(room, 8) // 2 - 1):]
+    return f"{table} {row} · {column}"
+
+
+def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None], xlabel: str) -> None:
+    """One named tick per cell (never overprints: the figure grows with the cells); hollow = short budget."""
+    ys = np.arange(len(rows))[::-1]
+    groups: dict[tuple[str, bool], list[int]] = {}  # one artist per (status, budget kind): fast to draw
+    for i, r in enumerate(rows):
+        groups.setdefault((r.status, r.budget in ("full", "static")), []).append(i)
+    for (status, full), idx in groups.items():
+        color = STATUS_COLORS.get(status, NEUTRAL)
+        err = [errors[i] or 0.0 for i in idx]
+        ax.errorbar([values[i] for i in idx], ys[idx], xerr=err if any(err) else None, fmt="o", ms=5, color=color,
+                    mfc=color if full else "white", mec=color, elinewidth=1, capsize=2)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(ys, [cell_name(r, paper) for r in rows], fontsize=7)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    lo, hi = min(values + [0]), max(values + [0])
+    pad = 0.08 * (hi - lo or 1)
+    ax.set_xlim(lo - pad, hi + pad)
+
+
 def ours_vs_published(paper: Paper, rows: list[Comparison], out: Path) -> Path | None:
-    """Left: counts as ratio ours/published. Right: accuracy-type cells, ours vs published."""
+    """The overview PNG, or None (and no stale file) when no cell with a printed number is measured."""
+    path = out / "ours_vs_published.png"
+    fig = ours_vs_published_figure(paper, rows)
+    return _save(fig, path) if fig is not None else _nothing(path)
+
+
+def ours_vs_published_figure(paper: Paper, rows: list[Comparison]):
+    """Each measured cell by name: counts as % off the printed value, accuracies as points off (± std)."""
     measured = [r for r in rows if r.ours is not None and r.published is not None]
     if not measured:
         return None
     counts = [r for r in measured if METRICS[r.metric][2]]
     accs = [r for r in measured if not METRICS[r.metric][2]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    colors = {"reproduced": "tab:green", "differs": "tab:red", "not-reproducible": "tab:orange",
-              "not-comparable": "tab:gray"}
-    ax = axes[0]
-    for i, r in enumerate(counts):
-        ratio = r.ours / r.published
-        ax.scatter(i, ratio, color=colors.get(r.status, "k"), s=18)
-        if r.status != "reproduced" and abs(ratio - 1) > 0.005:  # name the visible misses
-            ax.annotate(f"{r.table} {r.row[:28]} {r.column}", (i, ratio), fontsize=6, xytext=(3, 2),
-                        textcoords="offset points")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_title("params / MACs: ours ÷ published (rounded as printed)")
-    ax.set_xlabel("cell")
-    ax.set_ylabel("ratio")
-    ax = axes[1]
-    for r in accs:
-        full = r.budget == "full"
-        ax.scatter(r.published, r.ours, facecolors=colors.get(r.status, "k") if full else "none",
-                   edgecolors=colors.get(r.status, "k"), s=22)
+    panels = [p for p in (counts, accs) if p]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": [len(p) + 3 for p in panels]},
+                             figsize=(9, 1.2 + 0.2 * sum(len(p) + 3 for p in panels)))
+    axes = list(axes[:, 0])
+    if counts:
+        ax = axes.pop(0)
+        _dot_panel(ax, paper, counts, [100 * (r.ours - r.published) / r.published for r in counts], [None] * len(counts),
+                   "ours − published, % of the printed count (rounded as printed)")
+        ax.set_title("parameters and MACs/FLOPs", fontsize=10)
     if accs:
-        lo = min(min(r.published for r in accs), min(r.ours for r in accs))
-        hi = max(max(r.published for r in accs), max(r.ours for r in accs))
-        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-    else:
-        ax.text(0.5, 0.5, "no accuracy cell measured yet\n(all pending)", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax.set_title("accuracy / error (hollow: short budget)")
-    ax.set_xlabel("published")
-    ax.set_ylabel("ours")
-    for status, c in colors.items():
-        axes[1].scatter([], [], color=c, label=status)
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"{paper.slug}: ours vs published")
-    fig.tight_layout()
-    path = out / "ours_vs_published.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        ax = axes.pop(0)
+        _dot_panel(ax, paper, accs, [r.ours - r.published for r in accs], [r.std for r in accs],
+                   "ours − published, points (bar: ± std over seeds)")
+        ax.set_title("accuracy / error / mAP", fontsize=10)
+    shown = sorted({r.status for r in measured}, key=lambda s: (s not in STATUS_COLORS, s))
+    handles = [Line2D([], [], ls="", marker="o", color=STATUS_COLORS.get(s, NEUTRAL), label=s) for s in shown]
+    if any(r.budget not in ("full", "static") for r in measured):
+        handles.append(Line2D([], [], ls="", marker="o", color="k", mfc="white", label="short budget (hollow)"))
+    fig.legend(handles=handles, loc="upper right", fontsize=8, ncols=min(len(handles), 4))
+    fig.suptitle(f"{paper.slug}: ours vs published, by cell", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return fig

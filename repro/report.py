@@ -203,6 +203,9 @@ def render(catalog: Catalog, db: Database, out: Path, papers: list[str]) -> list
         summary[slug] = rows
     if set(papers) == set(catalog.papers):
         written.append(_render_index(catalog, db, out, summary))
+    from .html import render_html  # the HTML pages reuse the comparisons and figures made above
+
+    written += render_html(catalog, db, out, summary)
     return written
 
 

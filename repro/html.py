@@ -1,0 +1,194 @@
+"""The HTML report: ``reports/<paper>/index.html`` per paper and ``reports/index.html``.
+
+Each page is self-contained (CSS, a little vanilla JS and the figures inlined as base64 PNG) so it works
+from a file:// URL and offline. Tables keep the paper's layout (rows x columns, sections) with status
+colours; a header click sorts the rows of each section, status checkboxes filter the cells, and every
+cell expands to its provenance (jobs, runs, seeds, device, engine, precision, compiled, counter profile,
+git commit and dirty flag, the assumptions in force). Jinja2 templates in ``repro/templates`` with
+autoescape on: every spec and database string is escaped.
+
+Performance (issue 8.6): the cells come from the comparisons the Markdown pass already computed, the
+provenance of every job of the report is one query (:meth:`Database.provenance_for`), and the figures
+are the PNG files the Markdown pass wrote (no curve is loaded twice).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from .compare import Comparison, compare_paper
+from .db import Database
+from .specs import METRICS, Catalog, Paper, TableSpec, table_cells, table_rows
+
+# Order of the status filters; statuses not listed here (added later) follow, in a neutral colour.
+STATUS_ORDER = ["reproduced", "differs", "not-reproducible", "inconclusive", "diverged", "not-comparable",
+                "pending", "no-number", "cited"]
+STATUS_LEGEND = {
+    "reproduced": "counts equal when rounded as printed; accuracies within the paper's tolerance (full budget)",
+    "differs": "a measured number that does not match",
+    "not-reproducible": "differs, and the spec explains why no natural construction gives it",
+    "inconclusive": "the seeds cannot tell (too few, or too spread)",
+    "diverged": "training diverged (loss nan/inf)",
+    "not-comparable": "measured under a short budget: never a reproduction",
+    "pending": "nothing measured yet (never shown as zero)",
+    "no-number": "measured; the paper prints no number for it",
+    "cited": "quoted by the paper from other work; nothing to run",
+}
+
+
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("repro", "templates"), autoescape=select_autoescape(["html"]),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def _ours_text(r: Comparison) -> str:
+    if r.ours is None:  # the status line under it says pending; never a zero
+        return "—" if r.status == "pending" else ""
+    if METRICS[r.metric][2]:  # a count: rounded as printed, with its suffix
+        digits = len(r.printed.split(".")[1].rstrip("KMG%")) if "." in r.printed else 0
+        suffix = r.printed[-1] if r.printed[-1] in "KMG" else ""
+        return f"{r.ours:.{digits}f}{suffix}"
+    budget = "" if r.budget == "full" else f", {r.budget}"  # a short budget is said next to its number
+    return f"{r.ours:.2f}" + (f" ± {r.std:.2f}" if r.std is not None else "") + f" (n={r.n}{budget})"
+
+
+def _delta_text(r: Comparison) -> str:
+    if r.delta is None or r.status == "not-comparable":  # a short run's gap to the paper means nothing
+        return ""
+    return f"Δ {r.delta:+.3f}" if METRICS[r.metric][2] else f"Δ {r.delta:+.2f}"
+
+
+def _run_view(run: dict) -> dict:
+    def flag(v):
+        return "" if v is None else ("yes" if v else "no")
+
+    def when(t):
+        return t.isoformat(sep=" ", timespec="seconds") if isinstance(t, dt.datetime) else (t or "")
+
+    return {**run, "compiled": flag(run["compiled"]), "git_dirty": flag(run["git_dirty"]),
+            "started_at": when(run["started_at"]), "ended_at": when(run["ended_at"])}
+
+
+def _recipe_assumed(paper: Paper, recipe: str | None) -> str | None:
+    r = paper.spec.recipes.get(recipe) if recipe else None
+    return f"recipe {recipe} assumes (the paper leaves open): {', '.join(r.assumed)}" if r and r.assumed else None
+
+
+def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None, prov: dict[str, dict]) -> dict:
+    ci = (getattr(r, "ci_low", None), getattr(r, "ci_high", None))
+    facts = [("budget", r.budget), ("seeds (n)", r.n if r.ours is not None and r.budget != "static" else None),
+             ("counter profile / convention", r.detail),
+             ("95% interval", f"{ci[0]:.2f} – {ci[1]:.2f}" if None not in ci else None),
+             ("tolerance", getattr(r, "tolerance", None)), ("verdict", getattr(r, "verdict_note", None)),
+             ("also measured", "; ".join(f"{m} {v:.2f}" for m, v in (r.also or {}).items()) or None),
+             ("uncertain transcription", r.uncertain), ("cited from" if r.status == "cited" else "why not reproducible",
+                                                        r.reason),
+             ("configuration", r.config_key)]
+    jobs = [prov[j] for j in r.jobs if j in prov]
+    return {"status": r.status, "ours": _ours_text(r), "published": r.printed, "delta": _delta_text(r),
+            "sort": "" if r.ours is None else repr(float(r.ours)), "uncertain": bool(r.uncertain),
+            "facts": [(k, v) for k, v in facts if v not in (None, "")],
+            "jobs": [{**j, "runs": [_run_view(run) for run in j["runs"]]} for j in jobs],
+            # the assumptions' texts are on the page once (below the table, at the top): a cell links to them,
+            # so a 200-cell page does not repeat every text 200 times
+            "assumptions": [a.id for a in spec.assumptions], "recipe_assumed": _recipe_assumed(paper, recipe),
+            "paper_assumptions": [a.id for a in paper.spec.assumptions]}
+
+
+def _table_view(paper: Paper, spec: TableSpec, rows: list[Comparison], prov: dict[str, dict]) -> dict:
+    by_cell = {(r.section, r.row, r.column): r for r in rows}
+    recipes = {(c.section, c.row, c.column): c.production.get("recipe") for c in table_cells(paper, spec)}
+    columns = [c.label for c in spec.columns]
+    settings = sorted({k for row in table_rows(spec) for k in (row.settings or {})})
+    sections: list[dict] = []
+    for row in table_rows(spec):
+        if not sections or sections[-1]["name"] != row.section:
+            sections.append({"name": row.section, "rows": []})
+        cells = []
+        for c in columns:
+            r = by_cell.get((row.section, row.label, c))
+            cells.append(None if r is None or r.status == "not-printed"
+                         else _cell_view(paper, spec, r, recipes.get((row.section, row.label, c)), prov))
+        sections[-1]["rows"].append({"label": row.label, "cited": row.cited, "note": row.note,
+                                     "settings": [(row.settings or {}).get(k, "") for k in settings],
+                                     "cells": cells})
+    return {"id": spec.table, "title": spec.title, "caption": (spec.caption or "").strip(),
+            "metric_note": (spec.metric_note or "").strip(), "head": spec.sweep.label if spec.sweep else "Row",
+            "settings": settings, "columns": columns, "sections": sections,
+            "n_cells": sum(1 for s in sections for row in s["rows"] for c in row["cells"] if c),
+            "assumptions": [(a.id, a.text.strip()) for a in spec.assumptions],
+            "findings": [f.strip() for f in spec.findings]}
+
+
+def _png(path: Path) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
+
+
+def _claims(paper: Paper, rows: list[Comparison]) -> list[dict]:
+    from .compare import check_claims
+
+    return [{"table": paper.tables[ch.table].title, "text": ch.text.strip(), "verdict": ch.verdict,
+             "detail": ch.detail} for ch in check_claims(paper, rows)]
+
+
+def _statuses(counts: Counter) -> list[tuple[str, int, str]]:
+    order = STATUS_ORDER + sorted(set(counts) - set(STATUS_ORDER))
+    return [(s, counts[s], STATUS_LEGEND.get(s, "")) for s in order if counts.get(s)]
+
+
+def render_paper_html(env: Environment, paper: Paper, rows: list[Comparison], prov: dict[str, dict], out: Path,
+                      generated: str) -> Path:
+    pdir = out / paper.slug
+    figdir = pdir / "figures"
+    blocks = []
+    for name, spec in paper.tables.items():
+        if spec.kind == "figure":
+            blocks.append({"figure": True, "id": name, "title": spec.title, "caption": (spec.caption or "").strip(),
+                           "src": _png(figdir / f"{name}.png")})
+        else:
+            blocks.append(_table_view(paper, spec, [r for r in rows if r.table == name], prov))
+    shown = [r for r in rows if r.status != "not-printed"]
+    html = env.get_template("paper.html").render(
+        paper=paper.spec, blocks=blocks, statuses=_statuses(Counter(r.status for r in shown)),
+        claims=_claims(paper, rows), overview=_png(figdir / "ours_vs_published.png"), generated=generated,
+        assumptions=[(a.id, a.text.strip()) for a in paper.spec.assumptions],
+        findings=[f.strip() for f in paper.spec.findings])
+    pdir.mkdir(parents=True, exist_ok=True)
+    path = pdir / "index.html"
+    path.write_text(html)
+    return path
+
+
+def render_html(catalog: Catalog, db: Database, out: Path, summary: dict[str, list[Comparison]]) -> list[Path]:
+    """Write the HTML pages of the papers in ``summary`` (their comparisons, already computed) and the
+    index of every paper in the catalog."""
+    env = _env()
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    prov = db.provenance_for(j for rows in summary.values() for r in rows for j in r.jobs)
+    written = [render_paper_html(env, catalog.papers[slug], rows, prov, out, generated)
+               for slug, rows in summary.items()]
+    papers, totals = [], Counter()
+    for slug, paper in catalog.papers.items():
+        rows = summary.get(slug)
+        if rows is None:  # not rendered this time: its counts still come from the database (one query)
+            rows = compare_paper(catalog, paper, db)
+        counts = Counter(r.status for r in rows if r.status != "not-printed")
+        totals.update(counts)
+        papers.append({"slug": slug, "title": paper.spec.title, "authors": paper.spec.authors,
+                       "page": (out / slug / "index.html").is_file(), "cells": sum(counts.values()),
+                       "statuses": _statuses(counts)})
+    index = out / "index.html"
+    index.write_text(env.get_template("index.html").render(papers=papers, statuses=_statuses(totals),
+                                                           generated=generated))
+    return written + [index]
+
+
+__all__ = ["render_html", "render_paper_html", "STATUS_ORDER"]
