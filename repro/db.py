@@ -235,10 +235,27 @@ class Database:
         for attempt in range(attempts):
             try:
                 Base.metadata.create_all(self.engine)
+                self._add_new_columns()
                 return
             except (OperationalError, ProgrammingError) as e:
-                if "already exists" not in str(e) or attempt == attempts - 1:
+                if ("already exists" not in str(e) and "duplicate column" not in str(e)) or attempt == attempts - 1:
                     raise
+
+    def _add_new_columns(self) -> None:
+        """A database made by an older version lacks columns added since (all nullable, provenance):
+        add them, so old results stay readable and new runs record everything. Nothing is dropped."""
+        from sqlalchemy import inspect, text
+
+        insp = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            missing = [c for c in table.columns if c.name not in have and c.nullable]
+            if not missing:
+                continue
+            with self.engine.begin() as con:
+                for col in missing:
+                    kind = col.type.compile(dialect=self.engine.dialect)
+                    con.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -98,16 +98,18 @@ def interrupted(tmp: Path, specs: Path, data: Path, epochs_done: int = 2) -> tup
     db, ckpt = tmp / "r.db", tmp / "ckpt"
     proc = subprocess.Popen(run_args(specs, db, data, ckpt), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
+    deadline, recorded = time.time() + 600, 0
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if q(db, "select count(*) from checkpoints")[0][0] >= epochs_done:
+            recorded = q(db, "select count(*) from checkpoints")[0][0]
+            if recorded >= epochs_done:
                 break
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError:  # the schema is not there yet
             pass
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert recorded >= epochs_done, f"only {recorded} checkpoint(s) recorded before the deadline"
     assert q(db, "select state from jobs") == [("running",)]
     return db, ckpt
 
@@ -193,7 +195,7 @@ def test_a_frozen_worker_that_lost_its_lease_writes_nothing_more(tmp_path, tiny_
     lease = {"REPRO_LEASE_SECONDS": "2", "REPRO_HEARTBEAT_SECONDS": "0.5"}
     frozen = subprocess.Popen(run_args(specs, db, tiny_cifar10, ckpt), env={**ENV, **lease}, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while time.time() < deadline:
         try:
             if q(db, "select count(*) from curve_points")[0][0] >= 1:
