@@ -382,7 +382,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         _fail(str(e))
     if fmt not in ("table", "json", "csv"):
         _fail(f"--format must be table, json or csv, got {fmt!r}")
-    database = Database(db)
+    database = Database(_check_db(db, write=False), create=False)  # read-only: never creates one
     rows = []
     for p, t in resolved:
         rows += [r for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
@@ -446,7 +446,13 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     """Jobs by state (never creates a database: a missing one is an error)."""
     from .db import Database
 
-    jobs = Database(_check_db(db, write=False), create=False).jobs_by_state()
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    url = _check_db(db, write=False)
+    try:
+        jobs = Database(url, create=False).jobs_by_state()
+    except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
+        _fail(f"{url} is not a repro results database ({str(e.orig).splitlines()[0]})")
     rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, STATUS_COLUMNS)
@@ -549,6 +555,8 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
         c = measure(model, size, profile)
     except ValueError as e:
         _fail(str(e))
+    except TypeError as e:  # a bare backbone has no default class count
+        _fail(f"{name}: {e} (pass --num-classes N)" if "num_classes" in str(e) else str(e))
     d = {"model": name, "params": c.params, "params_mxnet": c.params_mxnet, "macs": c.macs, "profile": c.profile,
          "input_size": list(c.input_size), **{k: v for k, v in models.MODEL_INFO.get(name, {}).items() if v}}
     fmt = Format.json if as_json else fmt
