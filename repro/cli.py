@@ -266,19 +266,20 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
         loader_workers: int = typer.Option(0, "--loader-workers", min=0, metavar="N",
                                            help="DataLoader worker processes per job")):
     """Expand specs into jobs and run the ones not done yet."""
+    # what needs no spec (and no torch import) is checked first: seconds must not precede a typo
+    if executor not in EXECUTORS:
+        _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    url = _check_db(db, write=not dry_run, must_exist=False)
+
     from . import executor as ex
     from .db import Database, resolve
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
     from .worker import WorkerOptions
 
-    # everything that needs no spec is checked first: seconds of spec loading must not precede a typo
-    if executor not in EXECUTORS:
-        _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     try:
         budget = parse_budget(budget, epochs)
     except PlanError as e:
         _fail(str(e))
-    url = _check_db(db, write=not dry_run, must_exist=False)
     try:
         catalog = _catalog(specs_dir)
         resolved = resolve_targets(catalog, targets or [], paper)
@@ -363,7 +364,7 @@ def _kinds(jobs) -> str:
 
 # --- diff, report, status -----------------------------------------------------------------
 
-@app.command()
+@app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0"))
 def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
          paper: Optional[str] = typer.Option(None, "--paper"),
          fmt: str = typer.Option("table", "--format", help="table | json | csv"),
@@ -422,10 +423,10 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
            out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
            db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
+    url = _check_db(db, write=False)
+
     from .db import Database, resolve
     from .report import render
-
-    url = _check_db(db, write=False)
     try:
         catalog = _catalog(specs_dir)
     except SpecError as e:
