@@ -92,17 +92,17 @@ def _version() -> str:
     import subprocess
     from importlib import metadata
 
-    from .db import project_root
-
     try:
         version = metadata.version("repro")
     except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
         version = "unknown"
-    try:
-        git = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        git = ""
+    checkout, git = Path(__file__).resolve().parent.parent, ""
+    if (checkout / ".git").exists():  # an installed copy has no commit to report
+        try:
+            git = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     return f"repro {version}" + (f" (git {git})" if git else "")
 
 
@@ -535,7 +535,8 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
 
 @models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
 def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name from `repro models list`"),
-                num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, metavar="N"),
+                num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, metavar="N",
+                                                   help="classes of the last layer (a bare backbone needs it)"),
                 input_size: str = typer.Option("1,3,32,32", "--input-size", metavar="N,C,H,W", help="e.g. 1,3,224,224"),
                 profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
                                             help="thop-2001 | thop-2004 | thop-0.1"),
