@@ -471,8 +471,9 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
 def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
     """Validate every spec; one line per paper, or the first error and exit code 2.
 
-    A cell is a number the paper prints (or a '?' it shows only graphically), the same count as the
-    "cells" column of reports/README.md; entries printed as '-' are not cells."""
+    A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
+    the paper prints as a number (or a '?' shown only graphically) or cites; a '-' the paper prints
+    is not a cell, and numbers read off figure specs are counted apart."""
     from .specs import table_cells
 
     try:
@@ -481,22 +482,28 @@ def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
         _fail(str(e))
     rows = []
     for slug, p in catalog.papers.items():
-        entries = [c for t in p.tables.values() for c in table_cells(p, t)]
-        cells = [c for c in entries if c.published.value != "-"]  # compare.py's `not-printed`
-        rows.append({"paper": slug, "spec_files": len(p.tables),
-                     "tables": sum(1 for t in p.tables.values() if t.kind == "table"),
-                     "figures": sum(1 for t in p.tables.values() if t.kind == "figure"),
-                     "cells": len(cells), "dashes": len(entries) - len(cells),
+        tables = [t for t in p.tables.values() if t.kind == "table"]
+        entries = [c for t in tables for c in table_cells(p, t)]
+        cells = [c for c in entries if _is_cell(c)]
+        rows.append({"paper": slug, "spec_files": len(p.tables), "tables": len(tables),
+                     "figures": len(p.tables) - len(tables), "cells": len(cells), "dashes": len(entries) - len(cells),
+                     "figure_numbers": sum(len(table_cells(p, t)) for t in p.tables.values() if t.kind != "table"),
                      "uncertain": sum(1 for c in cells if c.published.uncertain), "status": "ok"})
     if fmt != Format.table:
         _emit(rows, fmt, list(rows[0]) if rows else ["paper"])
         return
     for r in rows:
         extra = "".join([f", {r['dashes']} printed as '-' (not cells)" if r["dashes"] else "",
+                         f", {r['figure_numbers']} more in figures" if r["figure_numbers"] else "",
                          f", {r['uncertain']} flagged uncertain" if r["uncertain"] else ""])
         files = f"{r['spec_files']} spec file(s)" + (f" ({r['figures']} figure(s))" if r["figures"] else "")
         console.print(f"{r['paper']}: {files}, {r['cells']} published cells{extra}: ok")
     console.print(f"{len(rows)} paper(s), {sum(r['cells'] for r in rows)} cells: ok")
+
+
+def _is_cell(cell) -> bool:
+    """compare.py's rule: a '-' is `not-printed` unless the cell is cited (the report skips those)."""
+    return bool(cell.cited) or cell.published.value != "-"
 
 
 @models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))

@@ -171,7 +171,7 @@ def test_specs_check_counts_cells_as_the_report_does(toy, cli):
     assert "toy: 1 spec file(s), 5 published cells, 1 printed as '-' (not cells): ok" in check.stdout
     [row] = json.loads(cli("specs", "check", "--specs-dir", toy["specs"], "--format", "json", check=True).stdout)
     assert row == {"paper": "toy", "spec_files": 1, "tables": 1, "figures": 0, "cells": 5, "dashes": 1,
-                   "uncertain": 0, "status": "ok"}
+                   "figure_numbers": 0, "uncertain": 0, "status": "ok"}
     out = toy["root"] / "reports"
     cli("report", "--specs-dir", toy["specs"], "--db", toy["db"], "--out", str(out), check=True)
     line = next(x for x in (out / "README.md").read_text().splitlines() if x.startswith("| [toy]"))
