@@ -1,9 +1,18 @@
-"""The ``repro`` command line. It parses options and calls the library; nothing else lives here."""
+"""The ``repro`` command line. It parses options and calls the library; nothing else lives here.
+
+Bad input is refused before anything is written or any spec is loaded: option values are checked
+when parsed (choices, ranges, ``--device``), the database URL and its driver before the first query.
+Every refusal is one line ``error: ...`` on stderr with exit code 2.
+"""
 from __future__ import annotations
 
+import csv
 import json
+import os
+import re
 import sys
 from collections import Counter
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -13,21 +22,71 @@ from rich.table import Table
 
 from .specs import SpecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Reproduce paper tables: specs -> jobs -> results.db -> reports.")
-specs_app = typer.Typer(no_args_is_help=True, help="Validate and inspect table specs.")
-models_app = typer.Typer(no_args_is_help=True, help="List and inspect registered models.")
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: tiny fakes in the real on-disk formats.")
+def _examples(*lines: str) -> str:
+    """An epilog click prints as written (the \\b paragraph is not rewrapped)."""
+    return "\b\n" + ("Examples:\n" if len(lines) > 1 else "Example:\n") + "\n".join(f"  {x}" for x in lines)
+
+
+# -h as well as --help; completion on (--install-completion); a bare `repro` prints help and exits 0
+# (click >= 8.2 exits 2 on `no_args_is_help`, so the callbacks below do it themselves).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+# rich_markup_mode=None: help text is printed literally (a `'.[postgres]'` in it would be eaten as
+# markup) and flags are shown as flags, without typer's `<bool>` metavar.
+_TYPER = dict(context_settings=CONTEXT, rich_markup_mode=None, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=True, help="Reproduce paper tables: specs -> jobs -> results.db -> reports.",
+                  epilog=_examples("repro run se-r/table1 && repro diff se-r/table1"), **_TYPER)
+specs_app = typer.Typer(help="Validate and inspect table specs.", epilog=_examples("repro specs check"), **_TYPER)
+models_app = typer.Typer(help="List and inspect registered models.", epilog=_examples("repro models list --paper cra"),
+                         **_TYPER)
+data_app = typer.Typer(help="Datasets: tiny fakes in the real on-disk formats.",
+                       epilog=_examples("repro data fake cifar100 /tmp/tiny"), **_TYPER)
 app.add_typer(specs_app, name="specs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 
-console = Console()
+# Output is literal text: `[budget full]` and `[thop-2004]` are not Rich markup, and numbers are not
+# recoloured (highlight=False).
+console = Console(markup=False, highlight=False)
 if not console.is_terminal:  # piped output: do not squeeze tables into 80 columns
-    console = Console(width=200)
+    console = Console(width=200, markup=False, highlight=False)
 
-DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL (default $REPRO_DB or sqlite:///results.db)")
-SpecsOpt = typer.Option(None, "--specs-dir", help="specs directory (default $REPRO_SPECS or the repo's specs/)")
+DbOpt = typer.Option(None, "--db", metavar="URL",
+                     help="SQLAlchemy URL (default $REPRO_DB or sqlite:///<repo>/results.db)")
+SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR", help="specs directory (default $REPRO_SPECS or <repo>/specs)")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Kind(str, Enum):
+    profile = "profile"
+    train = "train"
+    detect = "detect"
+
+
+class Engine_(str, Enum):  # the trainer's Engine is the class; this is the option's choice
+    fast = "fast"
+    reference = "reference"
+
+
+class Precision(str, Enum):
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+BenchResultFields = ("job", "model", "dataset", "device", "engine", "precision", "compiled", "batch_size", "steps",
+                     "img_per_s", "ref_img_per_s", "ratio", "ms_per_step", "peak_mem_mb", "projected_hours",
+                     "data_img_per_s", "ref_data_img_per_s", "data_ratio", "config_key")
+
+
+def FormatOpt(what: str = "output"):
+    return typer.Option(Format.table, "--format", help=f"{what} format")
+
+
+EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
 
 
 def _fail(msg: str) -> None:
@@ -37,71 +96,237 @@ def _fail(msg: str) -> None:
 
 def _catalog(specs_dir):
     from .catalog import load_catalog
+    from .db import resolve
 
-    return load_catalog(specs_dir)
+    return load_catalog(resolve("specs", specs_dir))
+
+
+# --- the root command: --version, bare `repro` --------------------------------------------
+
+def _version() -> str:
+    import subprocess
+    from importlib import metadata
+
+    try:
+        version = metadata.version("repro")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        version = "unknown"
+    checkout, git = Path(__file__).resolve().parent.parent, ""
+    if (checkout / ".git").exists():  # an installed copy has no commit to report
+        try:
+            git = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"repro {version}" + (f" (git {git})" if git else "")
+
+
+def _help_when_bare(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(_version())
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_show_version,
+                                       help="print the package version and git commit, then exit")):
+    _help_when_bare(ctx)
+
+
+for _sub in (specs_app, models_app, data_app):
+    _sub.callback(invoke_without_command=True)(_help_when_bare)
+
+
+# --- input checks, before any work -------------------------------------------------------
+
+def _device(value: str) -> str:
+    """``--device``: refused at parse time unless auto, cpu, cuda or cuda:N; a GPU that is not there
+    is refused before any job is claimed (a job would otherwise be left `running`)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N", param_hint="'--device'")
+    if value.startswith("cuda"):
+        import torch
+
+        index = int(value.partition(":")[2] or 0)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            have = f"{count} GPU(s) visible" if count else "no GPU visible (torch.cuda.is_available() is False)"
+            raise typer.BadParameter(f"{value!r}: {have}; use --device cpu or auto", param_hint="'--device'")
+    return value
+
+
+def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True) -> str:
+    """The database URL, checked without creating anything: parsed, its driver importable, and for
+    SQLite the file writable (its directory too: WAL mode adds files beside it) or, for reading, present
+    and readable. Returns the URL; fails with one line otherwise."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from .db import db_url
+
+    raw = db_url(explicit)
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        _fail(f"database URL {raw!r} is not a URL (a SQLite file is sqlite:///path/to/file.db; "
+              f"PostgreSQL postgresql+psycopg://user@host/db)")
+    shown = url.render_as_string(hide_password=True)
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        _fail(f"database URL {shown}: unknown database kind {url.drivername!r} (use sqlite:///PATH or "
+              f"postgresql+psycopg://...)")
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        hint = ("; PostgreSQL needs pip install -e '.[postgres]' and a postgresql+psycopg:// URL"
+                if dialect.name == "postgresql" else "")
+        _fail(f"database URL {shown}: driver {url.get_driver_name()!r} is not installed ({e}){hint}")
+    if dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
+        _check_sqlite_file(Path(url.database), write=write, must_exist=must_exist)
+    return raw
+
+
+def _check_sqlite_file(path: Path, *, write: bool, must_exist: bool) -> None:
+    import tempfile
+
+    if not path.exists():
+        if not write:
+            if must_exist:
+                _fail(f"no database at {path} (`repro run` creates it; or point --db/$REPRO_DB at one)")
+            return
+        if not path.parent.is_dir():
+            _fail(f"cannot create the database {path}: directory {path.parent} does not exist")
+    try:  # opening is not creating: O_RDWR on an existing file, an unnamed temporary file in the directory
+        os.close(os.open(path, os.O_RDWR if write else os.O_RDONLY))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        _fail(f"the database {path} is {'read-only' if write else 'unreadable'} ({e.strerror})")
+    if write:
+        try:
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            _fail(f"cannot write the database {path}: directory {path.parent} is not writable ({e.strerror})")
+
+
+# --- printing data: one helper for table | json | csv ------------------------------------
+
+def _plain(value):
+    """Numbers as numbers: integers without a fraction, floats in their shortest repr (21.655)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _text(value, for_csv: bool = False) -> str:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):  # CSV keeps a list parseable; a table shows it for reading
+        return json.dumps(value) if for_csv else ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _emit(rows: list[dict], fmt: Format, columns: list[str], title: str | None = None) -> None:
+    if fmt == Format.json:
+        print(json.dumps([{k: _plain(r.get(k)) for k in columns} for r in rows], indent=1))
+    elif fmt == Format.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(columns)
+        out.writerows([_text(r.get(k), for_csv=True) for k in columns] for r in rows)
+    else:
+        t = Table(title=title)
+        for col in columns:
+            t.add_column(col)
+        for r in rows:
+            t.add_row(*(_text(r.get(k)) for k in columns))
+        console.print(t)
 
 
 # --- run --------------------------------------------------------------------------------
 
-@app.command()
-def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>, or <table> with --paper"),
-        paper: Optional[str] = typer.Option(None, "--paper", help="paper of bare table names"),
-        budget: str = typer.Option("full", "--budget", help="full | smoke"),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="shorten schedules to N epochs (budget epochs-N)"),
+@app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
+                            "repro run cra --dry-run --format json"))
+def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<paper>, <paper>/<table>, or <table> with --paper"),
+        paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+        budget: str = typer.Option("full", "--budget", metavar="BUDGET", help="full | smoke"),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
+                                             help="shorten schedules to N epochs (budget epochs-N)"),
         seeds: int = typer.Option(
-            1, "--seeds", help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
+            1, "--seeds", min=1, metavar="N",
+            help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
             "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
             "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
-        workers: int = typer.Option(1, "--workers", help="worker processes (or Slurm tasks)"),
+        workers: int = typer.Option(1, "--workers", min=1, metavar="N", help="worker processes (or Slurm tasks)"),
         executor: str = typer.Option("local", "--executor", help="local | slurm | submitit-local | submitit-debug"),
         slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition"),
         slurm_gpus: int = typer.Option(1, "--slurm-gpus", help="GPUs per Slurm task"),
         slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
-        fmt: str = typer.Option("table", "--format", help="dry-run output: table | json"),
-        kind: Optional[list[str]] = typer.Option(None, "--kind", help="only jobs of this kind (profile, train, detect)"),
-        max_jobs: int = typer.Option(5000, "--max-jobs", help="refuse to plan more jobs than this in one invocation"),
+        fmt: Format = FormatOpt("dry-run output"),
+        kind: Optional[list[Kind]] = typer.Option(None, "--kind", metavar="KIND",
+                                                  help="only jobs of this kind: profile | train | detect (repeatable)"),
+        max_jobs: int = typer.Option(5000, "--max-jobs", min=1, metavar="N",
+                                     help="refuse to plan more jobs than this in one invocation"),
         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt,
-        data_dir: Optional[str] = typer.Option(None, "--data-dir", help="datasets root (default $REPRO_DATA or ./data)"),
+        data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR",
+                                               help="datasets root (default $REPRO_DATA or <repo>/data)"),
         download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-        checkpoint_dir: str = typer.Option("checkpoints", "--checkpoint-dir"),
-        loader_workers: Optional[int] = typer.Option(None, "--loader-workers",
+        device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
+                                   help="auto | cpu | cuda | cuda:N"),
+        checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir", metavar="DIR",
+                                                     help="training checkpoints (default <repo>/checkpoints)"),
+        loader_workers: Optional[int] = typer.Option(None, "--loader-workers", min=0, metavar="N",
                                                      help="DataLoader worker processes per job (default: 0, "
                                                           "or a share of the CPU cores for ImageNet)"),
-        engine: str = typer.Option("fast", "--engine", help="fast (device-resident 32x32 data, batched "
-                                   "augmentation) | reference (torchvision transforms + DataLoader)"),
-        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, "
-                                                "fp32 on CPU); recorded with each run, never part of the job"),
+        engine: Engine_ = typer.Option("fast", "--engine", help="fast (device-resident 32x32 data, batched "
+                                       "augmentation) | reference (torchvision transforms + DataLoader)"),
+        precision: Optional[Precision] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on "
+                                                      "CUDA, fp32 on CPU); recorded with each run, never part of the job"),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed "
                                           "jobs are always retried)"),
         keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
                                               help="keep a finished job's checkpoints")):
     """Expand specs into jobs and run the ones not done yet."""
+    # what needs no spec (and no torch import) is checked first: seconds must not precede a typo
+    if executor not in EXECUTORS:
+        _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    url = _check_db(db, write=not dry_run, must_exist=False)
+
     from .plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
 
-    if engine not in ("fast", "reference"):
-        _fail(f"--engine must be fast or reference, got {engine!r}")
-    if precision not in (None, "bf16", "fp32"):
-        _fail(f"--precision must be bf16 or fp32, got {precision!r}")
+    try:
+        budget = parse_budget(budget, epochs)
+    except PlanError as e:
+        _fail(str(e))
     try:
         catalog = _catalog(specs_dir)
-        budget = parse_budget(budget, epochs)
         resolved = resolve_targets(catalog, targets or [], paper)
-        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds=set(kind) if kind else None,
+        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds={k.value for k in kind} if kind else None,
                     max_jobs=max_jobs)
     except (SpecError, PlanError) as e:
         _fail(str(e))
-    if fmt not in ("table", "json"):
-        _fail(f"--format must be table or json, got {fmt!r}")
-    from .db import Database, db_url  # sqlalchemy costs 0.5 CPU-s: not before the specs are known to be good
+    from .db import Database, resolve  # sqlalchemy costs 0.5 CPU-s: not before the specs are known to be good
 
-    url = db_url(db)
     if dry_run:  # a dry run never creates the database
-        states = Database(url, create=False).job_states(j.id for j in jobs) if _db_exists(url) else {}
+        states = {}
+        if _db_exists(url):
+            states = Database(url, create=False).job_states(j.id for j in jobs)
+        else:
+            print(f"note: no database at {url} yet: every job is new", file=sys.stderr)
         _print_plan(jobs, states, resolved, fmt)
         return
+    data_dir = str(resolve("data", data_dir))
+    checkpoint_dir = str(resolve("checkpoints", checkpoint_dir))
     database = Database(url)
     states = database.job_states(j.id for j in jobs)
     database.sync_published(*published_rows(catalog, resolved))
@@ -111,7 +336,7 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     diverged = 0 if retry_failed else sum(1 for j in jobs if states.get(j.id) == "diverged")
     console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done"
                   + (f" ({diverged} diverged; --retry-failed runs them again)" if diverged else "")
-                  + f", {len(todo)} to run [budget {budget}] -> {url}", markup=False)
+                  + f", {len(todo)} to run [budget {budget}] -> {url}")
     unrunnable = {}
     if not download:
         todo, unrunnable = split_missing_data(todo, data_dir)
@@ -125,19 +350,20 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
     if retry_failed:
         n = database.reset_failed(todo, diverged=True)
         if n:
-            console.print(f"retrying {n} failed or diverged job(s)", markup=False)
+            console.print(f"retrying {n} failed or diverged job(s)")
     from . import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
     from .worker import WorkerOptions
 
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
-                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine,
-                          precision=precision, compile=compile_, keep_checkpoints=keep_checkpoints)
+                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine.value,
+                          precision=precision.value if precision else None, compile=compile_,
+                          keep_checkpoints=keep_checkpoints)
     slurm = {"timeout_min": slurm_timeout_min, "gpus_per_node": slurm_gpus}
     if slurm_partition:
         slurm["partition"] = slurm_partition
     eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm)
     report = ex.run(todo, wopts, eopts, console)
-    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed", markup=False)
+    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
     for jid, msg in report.failed.items():
         print(f"{'diverged' if msg.startswith('loss became') else 'failed'} {jid}: {msg}", file=sys.stderr)
     if report.failed or unrunnable:
@@ -151,23 +377,23 @@ def _db_exists(url: str) -> bool:
     return True
 
 
-def _print_plan(jobs, states, resolved, fmt):
+PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "cells"]
+
+
+def _print_plan(jobs, states, resolved, fmt: Format):
     papers = {}
     for p, t in resolved:
         papers.setdefault(p.slug, []).append(t)
     rows = [{"job": j.id, "kind": j.kind, "model": j.model, "seed": j.seed, "budget": j.budget,
              "cells": j.cells, "state": states.get(j.id, "new")} for j in jobs]
-    if fmt == "json":
-        print(json.dumps(rows, indent=1))
+    if fmt != Format.table:
+        _emit(rows, fmt, PLAN_COLUMNS)
         return
-    t = Table(title="plan", show_lines=False)
-    for col in ("job", "kind", "model", "seed", "state", "cells"):
-        t.add_column(col)
-    for r in rows:
+    for r in rows:  # the table shows a few cells per job, not all of them
         cells = r["cells"]
-        shown = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
-        t.add_row(r["job"], r["kind"], r["model"], "-" if r["seed"] is None else str(r["seed"]), r["state"], shown)
-    console.print(t)
+        r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
+        r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(rows, fmt, ["job", "kind", "model", "seed", "state", "cells"], title="plan")
     for slug, tables in papers.items():
         mine = [j for j in jobs if any(c.startswith(slug + "/") for c in j.cells)]
         done = sum(1 for j in mine if states.get(j.id) == "done")
@@ -179,73 +405,74 @@ def _kinds(jobs) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(Counter(j.kind for j in jobs).items()))
 
 
-@app.command()
+@app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
+                            "repro bench cra/table4 --precision bf16 --compile --format json"))
 def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
           paper: Optional[str] = typer.Option(None, "--paper", help="paper of bare table names"),
           steps: int = typer.Option(20, "--steps", min=1, help="timed optimizer steps per job"),
-          engine: str = typer.Option("fast", "--engine", help="fast | reference"),
-          precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU)"),
+          engine: Engine_ = typer.Option("fast", "--engine", help="fast | reference"),
+          precision: Optional[Precision] = typer.Option(None, "--precision",
+                                                        help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU)"),
           compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-          vs: Optional[str] = typer.Option(None, "--vs", help="reference: also time the reference loop, print the ratio"),
-          device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-          fmt: str = typer.Option("table", "--format", help="table | json"),
+          vs: Optional[Engine_] = typer.Option(None, "--vs", help="reference: also time the reference loop, "
+                                               "print the ratio"),
+          device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
+                                     help="auto | cpu | cuda | cuda:N"),
+          fmt: Format = FormatOpt(),
           db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
-    """Time N steps of each training job's exact recipe on synthetic data of the real shape.
-
-    Example: repro bench se-r/table3 --steps 20 --vs reference
-    """
+    """Time N steps of each training job's exact recipe on synthetic data of the real shape."""
     from .bench import bench_job
     from .db import Database
     from .plan import PlanError, plan, resolve_targets
     from .trainer import Engine
     from .worker import device_name, git_state, pick_device
 
-    if engine not in ("fast", "reference"):
-        _fail(f"--engine must be fast or reference, got {engine!r}")
-    if precision not in (None, "bf16", "fp32"):
-        _fail(f"--precision must be bf16 or fp32, got {precision!r}")
-    if vs not in (None, "reference"):
-        _fail(f"--vs takes only 'reference', got {vs!r}")
-    if fmt not in ("table", "json"):
-        _fail(f"--format must be table or json, got {fmt!r}")
+    if vs is not None and vs.value != "reference":
+        _fail(f"--vs takes only 'reference', got {vs.value!r}")
+    url = _check_db(db, write=True, must_exist=False)
     try:
         catalog = _catalog(specs_dir)
         jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
     except (SpecError, PlanError) as e:
         _fail(str(e))
     dev = pick_device(device)
-    eng = Engine.for_device(dev, engine, precision, compile_)
+    if os.environ.get("REPRO_THREADS"):
+        import torch
+
+        torch.set_num_threads(max(1, int(os.environ["REPRO_THREADS"])))
+    eng = Engine.for_device(dev, engine.value, precision.value if precision else None, compile_)
     label = device_name(dev)
-    database = Database(db)
+    database = Database(url)
     commit = git_state()[0]
     results = []
     for job in jobs:
-        r = bench_job(job, eng, dev, steps, label, vs == "reference")
+        r = bench_job(job, eng, dev, steps, label, vs is not None)
         results.append(r)
         row = r.row()
         database.put_benchmark({k: row[k] for k in ("job_id", "config_key", "model", "device", "engine", "precision",
                                                      "compiled", "batch_size", "steps", "img_per_s", "ms_per_step",
                                                      "peak_mem_mb", "projected_hours") if k in row}
                                | {"job_id": r.job, "config": job.spec, "git_commit": commit})
-        if fmt == "table":
+        if fmt.value == "table":
             ratio = (f"; reference {r.ref_img_per_s:,.1f} img/s, ratio {r.ratio:.2f}x; data path alone "
                      f"{r.data_img_per_s:,.0f} vs {r.ref_data_img_per_s:,.0f} img/s, ratio {r.data_ratio:.1f}x"
                      if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
             print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
                   f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
                   f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
-    if fmt == "json":
-        print(json.dumps([r.row() for r in results], indent=1))
+    if fmt.value != "table":
+        _emit([r.row() for r in results], fmt, list(BenchResultFields))
     elif not results:
         print("no training jobs in these targets", file=sys.stderr)
 
 
 # --- diff, report, status -----------------------------------------------------------------
 
-@app.command()
+@app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
+                            "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
 def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
          paper: Optional[str] = typer.Option(None, "--paper"),
-         fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+         fmt: Format = FormatOpt(),
          fail_over: Optional[float] = typer.Option(
              None, "--fail-over", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
@@ -269,13 +496,13 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         _fail(str(e))
     if fmt not in ("table", "json", "csv"):
         _fail(f"--format must be table, json or csv, got {fmt!r}")
-    if against is not None and not _db_exists(db_url(against)):
-        _fail(f"--against: no database at {against}")
+    if against is not None:
+        against = _check_db(against, write=False)
 
     def compared(database):
         return [r for p, t in resolved for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
 
-    rows = compared(Database(db))
+    rows = compared(Database(_check_db(db, write=False), create=False))  # read-only: never creates one
     if against is None:
         records = [_diff_record(r) for r in rows]
         columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
@@ -283,7 +510,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
                  fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
                  r.budget or "", r.status] for r in rows]
     else:
-        records = _against_records(rows, compared(Database(db_url(against), create=False)))
+        records = _against_records(rows, compared(Database(against, create=False)))
         columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
         text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _plain(a["ours"]),
                  _plain(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
@@ -422,14 +649,15 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
     return bool(bad)
 
 
-@app.command()
-def report(paper: Optional[list[str]] = typer.Option(None, "--paper", help="paper(s); default all"),
-           out: Path = typer.Option(Path("reports"), "--out", help="output directory"),
+@app.command(epilog=_examples("repro report --paper se-r    # writes <repo>/reports/se-r/README.md"))
+def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
+           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
            db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
-    from .db import Database
-    from .report import render
+    url = _check_db(db, write=False)
 
+    from .db import Database, resolve
+    from .report import render
     try:
         catalog = _catalog(specs_dir)
     except SpecError as e:
@@ -437,54 +665,82 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", help="pape
     for p in paper or []:
         if p not in catalog.papers:
             _fail(f"unknown paper {p!r}; known: {', '.join(catalog.papers)}")
-    written = render(catalog, Database(db), out, paper or list(catalog.papers))
+    written = render(catalog, Database(url, create=False), resolve("reports", out), paper or list(catalog.papers))
     for path in written:
         console.print(f"wrote {path}")
 
 
-@app.command()
-def status(db: Optional[str] = DbOpt):
-    """Jobs by state."""
+STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner"]
+
+
+@app.command(epilog=_examples("repro status", "repro status --format json --db sqlite:///other.db"))
+def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
+    """Jobs by state (never creates a database: a missing one is an error)."""
     from .db import Database
 
-    jobs = Database(db).jobs_by_state()
-    counts = {}
-    for j in jobs:
-        counts[j.state] = counts.get(j.state, 0) + 1
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    url = _check_db(db, write=False)
+    try:
+        jobs = Database(url, create=False).jobs_by_state()
+    except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
+        _fail(f"{url} is not a repro results database ({str(e.orig).splitlines()[0]})")
+    rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
+    if fmt != Format.table:
+        _emit(rows, fmt, STATUS_COLUMNS)
+        return
+    counts = Counter(j.state for j in jobs)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
-    t = Table()
-    for col in ("job", "state", "kind", "model", "budget", "seed", "progress", "owner"):
-        t.add_column(col)
-    for j in jobs:
-        t.add_row(j.id, j.state, j.kind, j.model, j.budget, "-" if j.seed is None else str(j.seed),
-                  j.progress or "", j.owner or "")
-    console.print(t)
+    for r in rows:
+        r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(rows, fmt, STATUS_COLUMNS)
 
 
 # --- specs, models, data -----------------------------------------------------------------
 
-@specs_app.command("check")
-def specs_check(specs_dir: Optional[str] = SpecsOpt):
-    """Validate every spec; one line per paper, or the first error and exit code 2."""
+@specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
+def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+    """Validate every spec; one line per paper, or the first error and exit code 2.
+
+    A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
+    the paper prints as a number (or a '?' shown only graphically) or cites; a '-' the paper prints
+    is not a cell, and numbers read off figure specs are counted apart."""
     from .specs import table_cells
 
     try:
         catalog = _catalog(specs_dir)
     except SpecError as e:
         _fail(str(e))
-    total = 0
+    rows = []
     for slug, p in catalog.papers.items():
-        cells = [c for t in p.tables.values() for c in table_cells(p, t)]
-        total += len(cells)
-        flagged = sum(1 for c in cells if c.published.uncertain)
-        console.print(f"{slug}: {len(p.tables)} spec file(s), {len(cells)} published cells"
-                      f"{f', {flagged} flagged uncertain' if flagged else ''}: ok")
-    console.print(f"{len(catalog.papers)} paper(s), {total} cells: ok")
+        tables = [t for t in p.tables.values() if t.kind == "table"]
+        entries = [c for t in tables for c in table_cells(p, t)]
+        cells = [c for c in entries if _is_cell(c)]
+        rows.append({"paper": slug, "spec_files": len(p.tables), "tables": len(tables),
+                     "figures": len(p.tables) - len(tables), "cells": len(cells), "dashes": len(entries) - len(cells),
+                     "figure_numbers": sum(len(table_cells(p, t)) for t in p.tables.values() if t.kind != "table"),
+                     "uncertain": sum(1 for c in cells if c.published.uncertain), "status": "ok"})
+    if fmt != Format.table:
+        _emit(rows, fmt, list(rows[0]) if rows else ["paper"])
+        return
+    for r in rows:
+        extra = "".join([f", {r['dashes']} printed as '-' (not cells)" if r["dashes"] else "",
+                         f", {r['figure_numbers']} more in figures" if r["figure_numbers"] else "",
+                         f", {r['uncertain']} flagged uncertain" if r["uncertain"] else ""])
+        files = f"{r['spec_files']} spec file(s)" + (f" ({r['figures']} figure(s))" if r["figures"] else "")
+        console.print(f"{r['paper']}: {files}, {r['cells']} published cells{extra}: ok")
+    console.print(f"{len(rows)} paper(s), {sum(r['cells'] for r in rows)} cells: ok")
 
 
-@models_app.command("list")
-def models_list(paper: Optional[str] = typer.Option(None, "--paper", help="only models this paper's specs use"),
-                specs_dir: Optional[str] = SpecsOpt):
+def _is_cell(cell) -> bool:
+    """compare.py's rule: a '-' is `not-printed` unless the cell is cited (the report skips those)."""
+    return bool(cell.cited) or cell.published.value != "-"
+
+
+@models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))
+def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
+                                                    help="only models this paper's specs use"),
+                specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import models
     from .specs import table_cells
@@ -493,29 +749,37 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", help="only 
         catalog = _catalog(specs_dir)
     except SpecError as e:
         _fail(str(e))
+    if paper and paper not in catalog.papers:
+        _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
     used: dict[str, set[str]] = {}
     for slug, p in catalog.papers.items():
         for spec in p.tables.values():
             for cell in table_cells(p, spec):
                 if "model" in cell.production:
                     used.setdefault(cell.production["model"], set()).add(slug)
-    t = Table()
-    for col in ("model", "used by", "backbone", "attention"):
-        t.add_column(col)
+    rows = []
     for name in models.available():
         info = models.MODEL_INFO.get(name, {"backbone": name, "attention": "(any)"})
-        papers = used.get(name, set())
+        papers = sorted(used.get(name, set()))
         if paper and paper not in papers:
             continue
-        t.add_row(name, ", ".join(sorted(papers)), info.get("backbone") or "", info.get("attention") or "")
-    console.print(t)
+        rows.append({"model": name, "used by": papers, "backbone": info.get("backbone") or "",
+                     "attention": info.get("attention") or ""})
+    if fmt == Format.table:
+        for r in rows:
+            r["used by"] = ", ".join(r["used by"])
+    _emit(rows, fmt, ["model", "used by", "backbone", "attention"])
 
 
-@models_app.command("show")
-def models_show(name: str, num_classes: Optional[int] = typer.Option(None, "--num-classes"),
-                input_size: str = typer.Option("1,3,32,32", "--input-size", help="e.g. 1,3,224,224"),
-                profile: str = typer.Option("thop-2004", "--profile", help="thop-2001 | thop-2004 | thop-0.1"),
-                as_json: bool = typer.Option(False, "--json")):
+@models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
+def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name from `repro models list`"),
+                num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, metavar="N",
+                                                   help="classes of the last layer (a bare backbone needs it)"),
+                input_size: str = typer.Option("1,3,32,32", "--input-size", metavar="N,C,H,W", help="e.g. 1,3,224,224"),
+                profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
+                                            help="thop-2001 | thop-2004 | thop-0.1"),
+                fmt: Format = FormatOpt(),
+                as_json: bool = typer.Option(False, "--json", help="the same as --format json")):
     """Parameters and MACs of one model."""
     import models
     from .counting import measure
@@ -524,21 +788,31 @@ def models_show(name: str, num_classes: Optional[int] = typer.Option(None, "--nu
         _fail(f"unknown model {name!r}; see `repro models list`")
     try:
         size = tuple(int(x) for x in input_size.split(","))
+    except ValueError:
+        _fail(f"--input-size {input_size!r}: expected integers like 1,3,32,32")
+    try:
         model = models.create(name, num_classes=num_classes)
         c = measure(model, size, profile)
     except ValueError as e:
         _fail(str(e))
+    except TypeError as e:  # a bare backbone has no default class count
+        _fail(f"{name}: {e} (pass --num-classes N)" if "num_classes" in str(e) else str(e))
     d = {"model": name, "params": c.params, "params_mxnet": c.params_mxnet, "macs": c.macs, "profile": c.profile,
          "input_size": list(c.input_size), **{k: v for k, v in models.MODEL_INFO.get(name, {}).items() if v}}
-    if as_json:
-        print(json.dumps(d, indent=1))
+    fmt = Format.json if as_json else fmt
+    if fmt == Format.json:  # one object, not a list of one
+        print(json.dumps({k: _plain(v) for k, v in d.items()}, indent=1))
+    elif fmt == Format.csv:
+        _emit([d], fmt, list(d))
     else:
         console.print(f"{name}: {c.params:,} parameters ({c.params / 1e6:.3f}M; {c.params_mxnet:,} counting BN "
                       f"running stats), {c.macs:,} MACs ({c.macs / 1e9:.3f}G) at {list(size)} [{profile}]")
 
 
-@data_app.command("fake")
-def data_fake(dataset: str, directory: Path):
+@data_app.command("fake", epilog=_examples("repro data fake cifar100 /tmp/tiny && "
+                                           "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny"))
+def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="cifar10 | cifar100 | svhn | ..."),
+              directory: Path = typer.Argument(..., metavar="DIRECTORY")):
     """Write a tiny dataset in the real on-disk format under DIRECTORY."""
     from .data import FAKES
 
@@ -548,12 +822,45 @@ def data_fake(dataset: str, directory: Path):
     console.print(f"wrote a tiny {dataset} to {path} (use --data-dir {directory})")
 
 
+def _usage_errors() -> tuple[type, ...]:
+    """typer >= 0.2x vendors click and raises its own exception classes; older typer raises click's."""
+    errors: list[type] = [getattr(typer, "TyperException", None)]
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(e for e in errors if e is not None)
+
+
 def main() -> None:
     try:
-        app()
+        # standalone_mode=False: usage errors reach us, to be printed as one line, not a box
+        code = app(standalone_mode=False)
+    except _usage_errors() as e:  # bad option value, unknown command or option: exit 2
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        code = e.exit_code
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        code = 1
     except SpecError as e:  # pragma: no cover - commands catch their own
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    except BrokenPipeError:  # `repro ... | head`: the reader left; stop quietly
+        code = 141
+    _quiet_exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_exit(code: int) -> None:
+    """Exit without a BrokenPipeError at the interpreter's final flush when the reader of stdout left
+    (`repro ... | head`): stdout is pointed at /dev/null first, as the Python docs on SIGPIPE advise."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = code or 141
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ class RichProgress:
     """Progress for one in-process worker: one bar per training job (epoch, loss, ETA)."""
 
     def __init__(self, console: Console):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+        # markup=False: "[smoke, seed 0]" in a description is text, not a Rich style tag
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                            TextColumn("{task.fields[info]}", markup=False),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
         self.tasks: dict[str, int] = {}
 
