@@ -244,6 +244,15 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
             self._create_schema()
+        else:  # an existing database of an older version: add the new (nullable) columns if we may
+            from sqlalchemy.exc import SQLAlchemyError
+
+            path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+            try:
+                if path is None or (path != ":memory:" and os.path.exists(path)):  # never create a file here
+                    self._add_new_columns()
+            except SQLAlchemyError:
+                pass
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def _create_schema(self, attempts: int = 5) -> None:
@@ -266,7 +275,10 @@ class Database:
         from sqlalchemy import inspect, text
 
         insp = inspect(self.engine)
+        tables = set(insp.get_table_names())
         for table in Base.metadata.sorted_tables:
+            if table.name not in tables:  # a table new since then: create_all makes it, a reader skips it
+                continue
             have = {c["name"] for c in insp.get_columns(table.name)}
             missing = [c for c in table.columns if c.name not in have and c.nullable]
             if not missing:
