@@ -244,13 +244,15 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
             self._create_schema()
-        else:  # an existing database of an older version: add the new (nullable) columns if we may
+        else:  # an existing database of an older version: add the new tables and columns if we may
+            from sqlalchemy import inspect
             from sqlalchemy.exc import SQLAlchemyError
 
             path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
             try:
-                if path is None or (path != ":memory:" and os.path.exists(path)):  # never create a file here
-                    self._add_new_columns()
+                if (path is None or (path != ":memory:" and os.path.exists(path))) \
+                        and inspect(self.engine).has_table("jobs"):  # never create a file or a database here
+                    self._create_schema()
             except SQLAlchemyError:
                 pass
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
