@@ -49,11 +49,27 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
         budget: str = typer.Option("full", "--budget", help="full | smoke"),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="shorten schedules to N epochs (budget epochs-N)"),
         seeds: int = typer.Option(1, "--seeds", help="seeds per cell"),
-        workers: int = typer.Option(1, "--workers", help="worker processes (or Slurm tasks)"),
+        workers: Optional[int] = typer.Option(None, "--workers",
+                                              help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
+        jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="local workers sharing one GPU"),
         executor: str = typer.Option("local", "--executor", help="local | slurm | submitit-local | submitit-debug"),
+        detach: bool = typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
+        lease_seconds: int = typer.Option(180, "--lease-seconds",
+                                          help="take over a job whose owner sent no heartbeat for this long"),
+        threads: Optional[int] = typer.Option(None, "--threads",
+                                              help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
         slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition"),
-        slurm_gpus: int = typer.Option(1, "--slurm-gpus", help="GPUs per Slurm task"),
+        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus",
+                                                 help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
+        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", help="CPUs per Slurm task"),
+        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", help="memory per Slurm task, e.g. 16G"),
+        slurm_account: Optional[str] = typer.Option(None, "--slurm-account"),
+        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos"),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint"),
+        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt",
+                                                      help="any other sbatch option as KEY=VALUE (repeatable)"),
         slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min"),
+        log_dir: str = typer.Option("submitit_logs", "--log-dir", help="Slurm/submitit task logs"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
         fmt: str = typer.Option("table", "--format", help="dry-run output: table | json"),
         kind: Optional[list[str]] = typer.Option(None, "--kind", help="only jobs of this kind (profile, train, detect)"),
@@ -101,12 +117,19 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
             raise typer.Exit(1)
         return
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
-                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers)
-    slurm = {"timeout_min": slurm_timeout_min, "gpus_per_node": slurm_gpus}
-    if slurm_partition:
-        slurm["partition"] = slurm_partition
-    eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm)
-    report = ex.run(todo, wopts, eopts, console)
+                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers,
+                          lease_seconds=lease_seconds, threads=threads)
+    try:
+        slurm = ex.SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
+                                account=slurm_account, qos=slurm_qos, constraint=slurm_constraint,
+                                timeout_min=slurm_timeout_min, extra=ex.parse_slurm_opts(slurm_opt))
+        eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm, log_dir=log_dir,
+                               jobs_per_gpu=jobs_per_gpu, detach=detach)
+        report = ex.run(todo, wopts, eopts, console)
+    except ex.ExecError as e:
+        _fail(str(e))
+    if detach:
+        return
     console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
     for jid, msg in report.failed.items():
         print(f"failed {jid}: {msg}", file=sys.stderr)
@@ -115,10 +138,9 @@ def run(targets: list[str] = typer.Argument(None, help="<paper>, <paper>/<table>
 
 
 def _db_exists(url: str) -> bool:
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        return path in ("", ":memory:") or Path(path).exists()
-    return True
+    from .db import exists
+
+    return exists(url)
 
 
 def _print_plan(jobs, states, resolved, fmt):
@@ -227,14 +249,26 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", help="pape
 
 @app.command()
 def status(db: Optional[str] = DbOpt):
-    """Jobs by state."""
-    from .db import Database
+    """Jobs by state; running jobs with their epoch, host and ETA."""
+    from .db import Database, db_url, exists
+    from .status import running_rows
 
-    jobs = Database(db).jobs_by_state()
-    counts = {}
-    for j in jobs:
-        counts[j.state] = counts.get(j.state, 0) + 1
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    url = db_url(db)
+    if not exists(url):
+        _fail(f"no repro database at {url} (repro run creates it)")
+    database = Database(url, create=False)
+    jobs = database.jobs_by_state()
+    counts = Counter(j.state for j in jobs)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs", markup=False)
+    running = running_rows(database.running())
+    if running:
+        t = Table(title="running")
+        for col in ("job", "kind", "model", "progress", "host", "pid", "elapsed", "ETA", "heartbeat"):
+            t.add_column(col)
+        for r in running:
+            t.add_row(*(r[c] for c in ("job", "kind", "model", "progress", "host", "pid", "elapsed", "eta",
+                                       "heartbeat")))
+        console.print(t)
     t = Table()
     for col in ("job", "state", "kind", "model", "budget", "seed", "progress", "owner"):
         t.add_column(col)
@@ -335,6 +369,13 @@ def main() -> None:
     try:
         app()
     except SpecError as e:  # pragma: no cover - commands catch their own
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # a database that cannot be reached is one line, wherever it is opened
+        from .db import DatabaseError
+
+        if not isinstance(e, DatabaseError):
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
