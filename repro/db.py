@@ -38,7 +38,7 @@ import os
 from typing import Any, Iterable
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, select, update)
+                        create_engine, event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -487,5 +487,11 @@ class Database:
                 out[job.id] = {"job": job.id, "kind": job.kind, "model": job.model, "spec": job.spec,
                                "owner": job.owner, "progress": job.progress, "heartbeat_at": job.heartbeat_at,
                                "host": run.host, "pid": run.pid, "started_at": run.started_at,
-                               "resumed_from_epoch": run.resumed_from_epoch}
+                               "resumed_from_epoch": run.resumed_from_epoch, "last_epoch": None}
+            # the curve is written at each epoch's end; the heartbeat's progress lags by up to a beat
+            if out:
+                q = (select(CurvePoint.job_id, func.max(CurvePoint.epoch)).where(CurvePoint.job_id.in_(list(out)))
+                     .group_by(CurvePoint.job_id))
+                for jid, epoch in s.execute(q):
+                    out[jid]["last_epoch"] = epoch
             return list(out.values())

@@ -135,10 +135,7 @@ def slurm_parameters(opts: SlurmOptions, needs_gpu: bool) -> dict:
     """submitit ``update_parameters`` keywords for one Slurm task."""
     gpus = opts.gpus if opts.gpus is not None else (1 if needs_gpu else 0)
     params: dict = {"timeout_min": opts.timeout_min, "slurm_signal_delay_s": opts.signal_delay_s,
-                    "name": "repro", "tasks_per_node": 1, "nodes": 1,
-                    # a campaign task requeues at each time limit until its work is done; submitit's
-                    # default (3 timeouts) would strand long campaigns
-                    "slurm_max_num_timeout": 10_000}
+                    "name": "repro", "tasks_per_node": 1, "nodes": 1}
     if gpus:
         params["gpus_per_node"] = gpus
     if opts.cpus_per_task:
@@ -404,13 +401,19 @@ def _submitit(job_ids, wopts, eopts, db, console) -> WorkerReport:
         wopts = check_shared_paths(wopts, console)
     needs_gpu = wopts.device != "cpu" and any(
         (job := db.get_job(j)) is not None and job.kind in GPU_KINDS for j in job_ids)
-    ex = submitit.AutoExecutor(folder=eopts.log_dir, cluster=cluster)
+    # a campaign task requeues at each time limit until its work is done; submitit's default (3 time
+    # limits, then give up) would strand a long campaign
+    ex = submitit.AutoExecutor(folder=eopts.log_dir, cluster=cluster, slurm_max_num_timeout=10_000)
     if cluster == "slurm":
         ex.update_parameters(**slurm_parameters(eopts.slurm, needs_gpu))
     else:
         ex.update_parameters(timeout_min=eopts.slurm.timeout_min)
     task = CheckpointableSlurmTask()
-    jobs = [ex.submit(task, wopts, job_ids) for _ in range(workers)]
+    try:
+        jobs = [ex.submit(task, wopts, job_ids) for _ in range(workers)]
+    except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own first error line says why
+        first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip())
+        raise ExecError(f"sbatch failed: {first.strip()}") from None
     ids = [j.job_id for j in jobs]
     console.print(f"submitted {len(jobs)} {cluster} task(s): {', '.join(ids)} (logs in {eopts.log_dir})")
     if cluster == "debug":  # debug tasks run in this process, one after the other, when asked

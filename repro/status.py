@@ -50,12 +50,13 @@ def running_rows(running: list[dict], now: dt.datetime | None = None) -> list[di
     rows = []
     for r in running:
         total = total_units(r["spec"])
-        done = units_done(r["progress"])
+        progress = f"epoch {r['last_epoch']}" if r.get("last_epoch") else r["progress"]
+        done = units_done(progress)
         eta = eta_seconds(r["started_at"], now, done, r["resumed_from_epoch"], total)
         beat = r["heartbeat_at"]
         rows.append({"job": r["job"], "kind": r["kind"], "model": r["model"],
-                     "progress": f"{r['progress'] or 'starting'}" + (f" of {total}" if total and r["progress"]
-                                                                    and "/" not in r["progress"] else ""),
+                     "progress": (progress or "starting") + (f" of {total}" if total and progress
+                                                             and "/" not in progress else ""),
                      "host": r["host"], "pid": str(r["pid"]),
                      "elapsed": _hms((now - r["started_at"]).total_seconds()), "eta": _hms(eta),
                      "heartbeat": f"{int((now - beat).total_seconds())} s ago" if beat else "-"})

@@ -67,8 +67,12 @@ def test_slurm_gpus_follow_the_plan_and_options_reach_sbatch():
     assert p["slurm_additional_parameters"] == {"exclude": "node7", "mail-type": "END", "exclusive": True}
     with pytest.raises(ex.ExecError, match="KEY=VALUE"):
         ex.parse_slurm_opts(["=3"])
-    # the flags submitit writes into the batch script
+    # submitit accepts every keyword, and writes these flags into the batch script
+    import submitit
     from submitit.slurm.slurm import _make_sbatch_string
+
+    submitit.AutoExecutor(folder="/tmp/unused", cluster="slurm", slurm_max_num_timeout=10_000) \
+        .update_parameters(**p)
 
     script = _make_sbatch_string(command="x", folder="/tmp/logs", partition="gpu", mem="32G",
                                  additional_parameters=p["slurm_additional_parameters"])

@@ -36,8 +36,11 @@ rows:
   - {label: ResNet-8, model: resnet_cifar, model_kwargs: {depth: 8}, values: {Error: "30.0"}}
 """
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-ENV.pop("REPRO_DB", None)
+def env() -> dict:
+    """The environment of CLI subprocesses, read when called (the Slurm fixture sets SLURM_CONF)."""
+    out = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    out.pop("REPRO_DB", None)
+    return out
 
 
 def specs(root: Path) -> Path:
@@ -52,7 +55,7 @@ def run_args(targets: list[str], specs_dir: Path, url: str, data: Path, ckpt: Pa
 
 
 def start(args: list[str], cwd: Path = REPO) -> subprocess.Popen:
-    return subprocess.Popen(args, env=ENV, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, env=env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def rows(url: str, sql: str, **params) -> list[tuple]:

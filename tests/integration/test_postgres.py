@@ -9,7 +9,7 @@ import sys
 from conftest import REPO
 from repro.db import Database, exists
 
-from .helpers import ENV, rows, run_args, specs, start
+from .helpers import env, rows, run_args, specs, start
 
 
 def _open(url: str) -> None:
@@ -33,7 +33,7 @@ def test_dry_run_on_a_new_empty_database_creates_nothing(postgres, tmp_path):
     url = postgres()
     out = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy/table1", "--dry-run", "--format", "json",
                           "--specs-dir", str(specs(tmp_path / "specs")), "--db", url],
-                         env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+                         env=env(), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert {r["state"] for r in json.loads(out.stdout)} == {"new"}
     assert not exists(url)
@@ -43,7 +43,7 @@ def test_dry_run_on_a_new_empty_database_creates_nothing(postgres, tmp_path):
 def test_missing_database_and_refused_server_are_one_line(postgres):
     missing = postgres().rsplit("/", 1)[0] + "/no_such_db"
     assert not exists(missing)
-    out = subprocess.run([sys.executable, "-m", "repro.cli", "status", "--db", missing], env=ENV, cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "repro.cli", "status", "--db", missing], env=env(), cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     try:
