@@ -250,12 +250,12 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", help="pape
 @app.command()
 def status(db: Optional[str] = DbOpt):
     """Jobs by state; running jobs with their epoch, host and ETA."""
-    from .db import Database, db_url, exists
+    from .db import Database, db_url, exists, safe_url
     from .status import running_rows
 
     url = db_url(db)
     if not exists(url):
-        _fail(f"no repro database at {url} (repro run creates it)")
+        _fail(f"no repro database at {safe_url(url)} (repro run creates it)")
     database = Database(url, create=False)
     jobs = database.jobs_by_state()
     counts = Counter(j.state for j in jobs)

@@ -201,6 +201,17 @@ class DatabaseError(Exception):
 _SCHEMA_LOCK_KEY = 0x7265_7072_6F00  # "repro"
 
 
+def safe_url(url: str) -> str:
+    """``url`` for printing: the password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _where(url) -> str:
     """Where a URL points, for messages (never the password)."""
     if url.get_backend_name() == "sqlite":

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from submitit.helpers import Checkpointable
 
-from .db import Database
+from .db import Database, safe_url
 from .worker import MIN_LEASE_SECONDS, Preempted, Worker, WorkerOptions, WorkerReport, worker_main
 
 EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
@@ -420,7 +420,7 @@ def _submitit(job_ids, wopts, eopts, db, console) -> WorkerReport:
         for j in jobs:
             j.result()
     if eopts.detach:
-        console.print(f"detached: follow with `repro status --db {wopts.db_url}`; cancel with `scancel "
+        console.print(f"detached: follow with `repro status --db {safe_url(wopts.db_url)}`; cancel with `scancel "
                       f"{' '.join(ids)}`" if cluster == "slurm" else "detached")
         db.dispose()
         return WorkerReport()
