@@ -64,7 +64,6 @@ class ExecOptions:
     log_dir: str = "submitit_logs"
     jobs_per_gpu: int = 1
     detach: bool = False  # slurm: submit and return; follow with `repro status`
-    max_restarts: int = 0  # local pool: restart a dead worker this many times in all
     poll_seconds: float = 2.0
 
 
@@ -230,19 +229,8 @@ def _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console) -> WorkerRe
     watched = [start(i) for i in range(workers)]
     if n_gpus and uses_gpus(wopts.device):
         console.print(f"{workers} worker(s) on {n_gpus} GPU(s): {', '.join(devices)}")
-    restarts = eopts.max_restarts
-
-    def restart(dead: _LocalProc) -> _LocalProc | None:
-        nonlocal restarts
-        if restarts <= 0:
-            return None
-        restarts -= 1
-        i = int(dead.name.split()[-1])
-        console.print(f"restarting {dead.name}")
-        return start(i)
-
-    try:
-        return _follow(job_ids, db, watched, console, eopts.poll_seconds, restart)
+    try:  # a dead worker is not restarted: the survivors take its job over (at once, same host)
+        return _follow(job_ids, db, watched, console, eopts.poll_seconds)
     finally:
         for w in watched:
             w.proc.join(timeout=30)  # they end on their own once nothing is left to claim
@@ -251,7 +239,7 @@ def _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console) -> WorkerRe
         db.dispose()
 
 
-def _follow(job_ids, db, watched: list, console, poll: float, restart=None, refresh=None) -> WorkerReport:
+def _follow(job_ids, db, watched: list, console, poll: float, refresh=None) -> WorkerReport:
     """Watch the database until every job is finished or no worker is alive; then summarise."""
     last = None
     while True:
@@ -263,8 +251,6 @@ def _follow(job_ids, db, watched: list, console, poll: float, restart=None, refr
             if not w.alive() and w.fate and not w.reported:
                 w.reported = True
                 print(f"warning: {w.fate}; {len(left)} job(s) not finished", file=sys.stderr)
-                if left and restart is not None and (new := restart(w)) is not None:
-                    watched.append(new)
         alive = [w for w in watched if w.alive()]
         tally = {s: sum(1 for j in job_ids if states.get(j) == s) for s in ("done", "running", "failed", "diverged")}
         line = (", ".join(f"{n} {s}" for s, n in tally.items() if n) or "none started") + \
