@@ -12,14 +12,11 @@ from repro.db import Database, exists
 from .helpers import env, rows, run_args, specs, start
 
 
-def _open(url: str) -> None:
-    Database(url).dispose()
-
-
 def test_six_concurrent_openers_of_an_empty_database(postgres):
     url = postgres()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_open, args=(url,)) for _ in range(6)]
+    # the target is the class itself: the children import repro.db alone, not this test module (torch)
+    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
     for p in procs:
         p.start()
     for p in procs:
