@@ -281,7 +281,7 @@ class Database:
     driver is one ``DatabaseError`` naming the host and the cause, not a traceback mid-run."""
 
     def __init__(self, url: str | None = None, *, create: bool = True):
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
         self.url = db_url(url)
         self.engine: Engine = make_engine(self.url)
@@ -293,7 +293,8 @@ class Database:
                     pass
         except DBAPIError as e:
             self.engine.dispose()
-            raise DatabaseError(f"cannot connect to {_where(self.engine.url)}: {_cause(e)}") from None
+            verb = "connect to" if isinstance(e, (OperationalError, InterfaceError)) else "create the schema in"
+            raise DatabaseError(f"cannot {verb} {_where(self.engine.url)}: {_cause(e)}") from None
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def _create_schema(self, attempts: int = 5) -> None:
