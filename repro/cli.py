@@ -265,11 +265,28 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
             help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
             "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
             "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
-        workers: int = typer.Option(1, "--workers", min=1, metavar="N", help="worker processes (or Slurm tasks)"),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N",
+                                              help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
+        jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
         executor: str = typer.Option("local", "--executor", help="local | slurm | submitit-local | submitit-debug"),
+        detach: bool = typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
+        lease_seconds: Optional[float] = typer.Option(None, "--lease-seconds", metavar="S",
+                                                      help="take over a job whose owner sent no heartbeat for this "
+                                                           "long (default 180, or $REPRO_LEASE_SECONDS)"),
+        threads: Optional[int] = typer.Option(None, "--threads",
+                                              help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
         slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition"),
-        slurm_gpus: int = typer.Option(1, "--slurm-gpus", help="GPUs per Slurm task"),
+        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus",
+                                                 help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
+        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", help="CPUs per Slurm task"),
+        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", help="memory per Slurm task, e.g. 16G"),
+        slurm_account: Optional[str] = typer.Option(None, "--slurm-account"),
+        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos"),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint"),
+        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt",
+                                                      help="any other sbatch option as KEY=VALUE (repeatable)"),
         slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min"),
+        log_dir: str = typer.Option("submitit_logs", "--log-dir", help="Slurm/submitit task logs"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
         fmt: Format = FormatOpt("dry-run output"),
         kind: Optional[list[Kind]] = typer.Option(None, "--kind", metavar="KIND",
@@ -357,12 +374,19 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
                           checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine.value,
                           precision=precision.value if precision else None, compile=compile_,
-                          keep_checkpoints=keep_checkpoints)
-    slurm = {"timeout_min": slurm_timeout_min, "gpus_per_node": slurm_gpus}
-    if slurm_partition:
-        slurm["partition"] = slurm_partition
-    eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm)
-    report = ex.run(todo, wopts, eopts, console)
+                          keep_checkpoints=keep_checkpoints, threads=threads,
+                          **({"lease_seconds": lease_seconds} if lease_seconds is not None else {}))
+    try:
+        slurm = ex.SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
+                                account=slurm_account, qos=slurm_qos, constraint=slurm_constraint,
+                                timeout_min=slurm_timeout_min, extra=ex.parse_slurm_opts(slurm_opt))
+        eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm, log_dir=log_dir,
+                               jobs_per_gpu=jobs_per_gpu, detach=detach)
+        report = ex.run(todo, wopts, eopts, console)
+    except ex.ExecError as e:
+        _fail(str(e))
+    if detach:
+        return
     console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
     for jid, msg in report.failed.items():
         print(f"{'diverged' if msg.startswith('loss became') else 'failed'} {jid}: {msg}", file=sys.stderr)
@@ -371,10 +395,9 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
 
 
 def _db_exists(url: str) -> bool:
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        return path in ("", ":memory:") or Path(path).exists()
-    return True
+    from .db import exists
+
+    return exists(url)
 
 
 PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "cells"]
@@ -671,26 +694,34 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
 
 
 STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner"]
+RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed", "eta", "heartbeat"]
 
 
 @app.command(epilog=_examples("repro status", "repro status --format json --db sqlite:///other.db"))
 def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
-    """Jobs by state (never creates a database: a missing one is an error)."""
-    from .db import Database
-
+    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from .db import Database, exists, safe_url
+    from .status import running_rows
+
     url = _check_db(db, write=False)
+    if not exists(url):
+        _fail(f"no repro database at {safe_url(url)} (repro run creates it)")
     try:
-        jobs = Database(url, create=False).jobs_by_state()
+        database = Database(url, create=False)
+        jobs = database.jobs_by_state()
+        running = running_rows(database.running())
     except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
-        _fail(f"{url} is not a repro results database ({str(e.orig).splitlines()[0]})")
+        _fail(f"{safe_url(url)} is not a repro results database ({str(e.orig).splitlines()[0]})")
     rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, STATUS_COLUMNS)
         return
     counts = Counter(j.state for j in jobs)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    if running:
+        _emit([{c: r[c] for c in RUNNING_COLUMNS} for r in running], fmt, RUNNING_COLUMNS, title="running")
     for r in rows:
         r["seed"] = "-" if r["seed"] is None else r["seed"]
     _emit(rows, fmt, STATUS_COLUMNS)
@@ -849,6 +880,13 @@ def main() -> None:
         code = 2
     except BrokenPipeError:  # `repro ... | head`: the reader left; stop quietly
         code = 141
+    except Exception as e:  # a database that cannot be reached is one line, wherever it is opened
+        from .db import DatabaseError
+
+        if not isinstance(e, DatabaseError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
     _quiet_exit(code if isinstance(code, int) else 0)
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, select, update)
+                        create_engine, event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -234,61 +234,164 @@ def db_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("REPRO_DB") or f"sqlite:///{project_root() / DEFAULTS['db'][0]}"
 
 
+class DatabaseError(Exception):
+    """A database that cannot be reached or used, in one line the CLI prints as ``error: ...``."""
+
+
+# Any fixed 64-bit key: every repro process creating a schema on the same PostgreSQL database
+# takes this lock, so create_all never runs twice at once there.
+_SCHEMA_LOCK_KEY = 0x7265_7072_6F00  # "repro"
+
+
+def safe_url(url: str) -> str:
+    """``url`` for printing: the password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _where(url) -> str:
+    """Where a URL points, for messages (never the password)."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}" if url.database not in (None, "", ":memory:") else "in-memory SQLite"
+    host = url.host or "localhost (socket)"
+    return f"{url.get_backend_name()} at {host}{f':{url.port}' if url.port else ''}/{url.database or ''}"
+
+
+def _cause(e: BaseException) -> str:
+    """The driver's own words, first meaningful line, whitespace collapsed."""
+    orig = getattr(e, "orig", None) or e
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    text = " ".join(lines[:2]) if lines else type(orig).__name__
+    return " ".join(text.split())
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for ``url``; a bad URL or a missing driver is a ``DatabaseError``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    raw = db_url(url)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise DatabaseError(f"--db {raw!r} is not a database URL (e.g. sqlite:///results.db or "
+                            f"postgresql+psycopg://user@host/db)") from None
+    try:
+        engine = create_engine(parsed, future=True)
+    except NoSuchModuleError:
+        raise DatabaseError(f"unknown database backend {parsed.drivername!r} in --db") from None
+    except ModuleNotFoundError as e:
+        fix = "pip install -e '.[postgres]'" if (e.name or "").startswith("psycopg") else f"pip install {e.name}"
+        raise DatabaseError(f"the driver for {parsed.drivername} is not installed (no module {e.name!r}): {fix}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def exists(url: str | None = None) -> bool:
+    """Whether ``url`` holds a repro database (a jobs table), without creating anything: a SQLite
+    file that is absent, or a server database without the table (or without the database), is no."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
+
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":
+            path = engine.url.database
+            if path in (None, "", ":memory:") or not os.path.exists(path):
+                return False
+        try:
+            with engine.connect() as conn:
+                return inspect(conn).has_table("jobs")
+        except OperationalError as e:
+            if "does not exist" in str(e.orig):  # PostgreSQL: the database itself is not there yet
+                return False
+            raise DatabaseError(f"cannot connect to {_where(engine.url)}: {_cause(e)}") from None
+    finally:
+        engine.dispose()
+
+
 class Database:
-    """Thin access layer; the trainer never sees it (it reports through callbacks)."""
+    """Thin access layer; the trainer never sees it (it reports through callbacks).
+
+    Opening checks the connection once, so an unreachable server, a wrong password or a missing
+    driver is one ``DatabaseError`` naming the host and the cause, not a traceback mid-run."""
 
     def __init__(self, url: str | None = None, *, create: bool = True):
-        self.url = db_url(url)
-        self.engine: Engine = create_engine(self.url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        if create:
-            self._create_schema()
-        else:  # an existing database of an older version: add the new tables and columns if we may
-            from sqlalchemy import inspect
-            from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-            path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
-            try:
-                if (path is None or (path != ":memory:" and os.path.exists(path))) \
-                        and inspect(self.engine).has_table("jobs"):  # never create a file or a database here
-                    self._create_schema()
-            except SQLAlchemyError:
-                pass
+        self.url = db_url(url)
+        self.engine: Engine = make_engine(self.url)
+        try:
+            if create:
+                self._create_schema()
+            else:
+                with self.engine.connect():
+                    pass
+                self._upgrade_existing()
+        except DBAPIError as e:
+            self.engine.dispose()
+            verb = "connect to" if isinstance(e, (OperationalError, InterfaceError)) else "create the schema in"
+            raise DatabaseError(f"cannot {verb} {_where(self.engine.url)}: {_cause(e)}") from None
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def _create_schema(self, attempts: int = 5) -> None:
-        """``create_all`` checks then creates; two processes opening a new database at once can
-        both see no table, and the loser gets 'already exists': it simply checks again."""
+        """``create_all`` checks then creates, so two processes opening a new database at once can both
+        see no table. PostgreSQL: an advisory lock held for the transaction serialises them (the loser
+        then finds the tables). SQLite has no such lock; its loser gets 'already exists' and checks again."""
+        from sqlalchemy import text
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(conn)
+                self._add_new_columns(conn)
+            return
         for attempt in range(attempts):
             try:
                 Base.metadata.create_all(self.engine)
-                self._add_new_columns()
+                with self.engine.begin() as conn:
+                    self._add_new_columns(conn)
                 return
             except (OperationalError, ProgrammingError) as e:
                 if ("already exists" not in str(e) and "duplicate column" not in str(e)) or attempt == attempts - 1:
                     raise
 
-    def _add_new_columns(self) -> None:
+    def _upgrade_existing(self) -> None:
+        """A read-only open of a database made by an older version: add the tables and (nullable,
+        provenance) columns added since, if it is a repro database at all; never create a file."""
+        from sqlalchemy import inspect
+        from sqlalchemy.exc import SQLAlchemyError
+
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        try:
+            if (path is None or (path != ":memory:" and os.path.exists(path))) and inspect(self.engine).has_table("jobs"):
+                self._create_schema()
+        except SQLAlchemyError:  # read-only file or no rights: the reader copes with what is there
+            pass
+
+    @staticmethod
+    def _add_new_columns(conn) -> None:
         """A database made by an older version lacks columns added since (all nullable, provenance):
         add them, so old results stay readable and new runs record everything. Nothing is dropped."""
         from sqlalchemy import inspect, text
 
-        insp = inspect(self.engine)
+        insp = inspect(conn)
         tables = set(insp.get_table_names())
         for table in Base.metadata.sorted_tables:
             if table.name not in tables:  # a table new since then: create_all makes it, a reader skips it
                 continue
             have = {c["name"] for c in insp.get_columns(table.name)}
             missing = [c for c in table.columns if c.name not in have and c.nullable]
-            if not missing:
-                continue
-            with self.engine.begin() as con:
-                for col in missing:
-                    kind = col.type.compile(dialect=self.engine.dialect)
-                    con.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+            for col in missing:
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -533,6 +636,39 @@ class Database:
     def jobs_by_state(self) -> list[Job]:
         with self.Session() as s:
             return list(s.scalars(select(Job).order_by(Job.state, Job.kind, Job.model)))
+
+
+    # --- campaign follow-up (executors and ``repro status``) ----------------------------
+    def last_errors(self, ids: Iterable[str]) -> dict[str, str]:
+        """The error of each job's latest attempt that has one (why a job failed or diverged)."""
+        ids = list(ids)
+        out: dict[str, str] = {}
+        with self.Session() as s:
+            for i in range(0, len(ids), 500):
+                q = (select(Run.job_id, Run.error).where(Run.job_id.in_(ids[i:i + 500]), Run.error.is_not(None))
+                     .order_by(Run.id))
+                for jid, error in s.execute(q):
+                    out[jid] = error  # ordered by id: the latest wins
+        return out
+
+    def running(self) -> list[dict]:
+        """Running jobs with their current attempt: host, pid, start, resumed epoch, progress, lease."""
+        with self.Session() as s:
+            q = (select(Job, Run).join(Run, Run.job_id == Job.id)
+                 .where(Job.state == "running", Run.status == "running").order_by(Job.id, Run.id))
+            out: dict[str, dict] = {}
+            for job, run in s.execute(q):
+                out[job.id] = {"job": job.id, "kind": job.kind, "model": job.model, "spec": job.spec,
+                               "owner": job.owner, "progress": job.progress, "heartbeat_at": job.heartbeat_at,
+                               "host": run.host, "pid": run.pid, "started_at": run.started_at,
+                               "resumed_from_epoch": run.resumed_from_epoch, "last_epoch": None}
+            # the curve is written at each epoch's end; the heartbeat's progress lags by up to a beat
+            if out:
+                q = (select(CurvePoint.job_id, func.max(CurvePoint.epoch)).where(CurvePoint.job_id.in_(list(out)))
+                     .group_by(CurvePoint.job_id))
+                for jid, epoch in s.execute(q):
+                    out[jid]["last_epoch"] = epoch
+            return list(out.values())
 
     # --- model counts cache ---------------------------------------------------------------
     def model_counts(self, keys: Iterable[str]) -> dict[str, dict]:

@@ -27,9 +27,12 @@ import torch
 from .checkpoints import LeaseLost
 from .db import Database, utcnow
 
-# a running job whose heartbeat is older than the lease is taken over by another worker
+# A job whose owner stopped beating for LEASE_SECONDS may be taken over by any worker (``--lease-seconds``).
+# A dead owner on another host is only noticed this way; one on this host is noticed at once (pid gone).
+# $REPRO_LEASE_SECONDS / $REPRO_HEARTBEAT_SECONDS shorten both for the fault tests.
 LEASE_SECONDS = float(os.environ.get("REPRO_LEASE_SECONDS", 180))
 HEARTBEAT_SECONDS = float(os.environ.get("REPRO_HEARTBEAT_SECONDS", min(20.0, LEASE_SECONDS / 4)))
+MIN_LEASE_SECONDS = 3 * HEARTBEAT_SECONDS  # a shorter lease would let a live but slow beat be taken over
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +48,8 @@ class WorkerOptions:
     precision: str | None = None  # bf16 | fp32; None: bf16 on CUDA, fp32 on CPU
     compile: bool = False
     keep_checkpoints: bool = False
+    lease_seconds: float = LEASE_SECONDS
+    threads: int | None = None  # torch CPU threads; None: see ``resolve_threads``
 
 
 @dataclass
@@ -101,12 +106,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def this_host() -> str:
+    """The host name in owner strings; ``$REPRO_HOSTNAME`` overrides it (tests fake a second node)."""
+    return os.environ.get("REPRO_HOSTNAME") or socket.gethostname()
+
+
 def owner_is_dead_here(owner: str | None) -> bool:
     """Owner strings are ``host:pid:token``; a same-host owner whose pid is gone is dead."""
     if not owner:
         return False
     host, pid, _ = owner.rsplit(":", 2)
-    return host == socket.gethostname() and not _pid_alive(int(pid))
+    return host == this_host() and not _pid_alive(int(pid))
+
+
+def resolve_threads(opts: WorkerOptions) -> int | None:
+    """Torch CPU threads of a worker: ``--threads``, else ``$REPRO_THREADS``, else the Slurm task's CPUs
+    (``$SLURM_CPUS_PER_TASK``; 1, Slurm's default allocation, inside a Slurm job without it), else None
+    (torch's default: every core). CPU results depend on the thread count, so it is recorded per run."""
+    for value in (opts.threads, os.environ.get("REPRO_THREADS"), os.environ.get("SLURM_CPUS_PER_TASK")):
+        if value not in (None, ""):
+            return max(1, int(value))
+    return 1 if os.environ.get("SLURM_JOB_ID") else None
+
+
+def worker_threads() -> int:
+    """The thread count this process trains with, for the run's provenance."""
+    return torch.get_num_threads()
 
 
 class Heartbeat:
@@ -175,14 +200,15 @@ class Worker:
     def __init__(self, opts: WorkerOptions, progress=None):
         self.opts = opts
         self.db = Database(opts.db_url)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.progress = progress  # optional object with start(job, total), epoch(...), step(...), done(job)
         self.device = pick_device(opts.device)
-        if os.environ.get("REPRO_THREADS"):
-            torch.set_num_threads(max(1, int(os.environ["REPRO_THREADS"])))
+        threads = resolve_threads(opts)
+        if threads is not None:
+            torch.set_num_threads(threads)
 
     def try_claim(self, job_id: str) -> bool:
-        stale = utcnow() - dt.timedelta(seconds=LEASE_SECONDS)
+        stale = utcnow() - dt.timedelta(seconds=self.opts.lease_seconds)
         if self.db.claim(job_id, self.owner, stale):
             return True
         job = self.db.get_job(job_id)
@@ -201,7 +227,7 @@ class Worker:
         engine = Engine.for_device(self.device, self.opts.engine, self.opts.precision, self.opts.compile)
         trains = job.kind in ("train", "detect")
         run_id = self.db.start_run(
-            job_id, self.owner, host=socket.gethostname(), pid=os.getpid(),
+            job_id, self.owner, host=this_host(), pid=os.getpid(),
             device=device_name(self.device) if trains else "cpu", git_commit=commit, git_dirty=dirty,
             versions=versions(), threads=torch.get_num_threads(),
             **({"engine": engine.name if job.kind == "train" else None, "precision": engine.precision,
@@ -312,6 +338,5 @@ class JobFailed(Exception):
 
 
 def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
-    """Entry point for worker processes and Slurm tasks (picklable)."""
-    torch.set_num_threads(max(1, int(os.environ.get("REPRO_THREADS", torch.get_num_threads()))))
+    """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``."""
     return Worker(opts).loop(job_ids)

@@ -1,0 +1,67 @@
+"""Against a real PostgreSQL server (issue 9, items 1-3 and 10)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+
+from conftest import REPO
+from repro.db import Database, exists
+
+from .helpers import env, rows, run_args, specs, start
+
+
+def test_six_concurrent_openers_of_an_empty_database(postgres):
+    url = postgres()
+    ctx = mp.get_context("spawn")
+    # the target is the class itself: the children import repro.db alone, not this test module (torch)
+    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 6  # before: UniqueViolation on pg_type in the losers
+    assert exists(url)
+    assert rows(url, "select count(*) from jobs") == [(0,)]
+
+
+def test_dry_run_on_a_new_empty_database_creates_nothing(postgres, tmp_path):
+    url = postgres()
+    out = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy/table1", "--dry-run", "--format", "json",
+                          "--specs-dir", str(specs(tmp_path / "specs")), "--db", url],
+                         env=env(), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert {r["state"] for r in json.loads(out.stdout)} == {"new"}
+    assert not exists(url)
+    assert rows(url, "select count(*) from information_schema.tables where table_schema = 'public'") == [(0,)]
+
+
+def test_missing_database_and_refused_server_are_one_line(postgres):
+    missing = postgres().rsplit("/", 1)[0] + "/no_such_db"
+    assert not exists(missing)
+    out = subprocess.run([sys.executable, "-m", "repro.cli", "status", "--db", missing], env=env(), cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    try:
+        Database(missing)
+    except Exception as e:
+        assert type(e).__name__ == "DatabaseError" and "127.0.0.1" in str(e) and "no_such_db" in str(e)
+    else:
+        raise AssertionError("opening a missing database must fail")
+
+
+def test_static_and_training_tables_two_invocations_of_two_workers(postgres, tmp_path, fake_cifar100):
+    """Two `repro run --workers 2` at once on one PostgreSQL database: every job runs exactly once."""
+    url = postgres()
+    args = run_args(["stat/table1", "toy/table1"], specs(tmp_path / "specs"), url, fake_cifar100,
+                    tmp_path / "ckpt", "--budget", "epochs-3", "--seeds", "2", "--workers", "2")
+    procs = [start(args) for _ in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert rows(url, "select kind, state, count(*) from jobs group by kind, state order by kind") == \
+        [("profile", "done", 2), ("train", "done", 2)]
+    assert rows(url, "select count(*), count(distinct job_id) from runs where status = 'done'") == [(4, 4)]
+    assert rows(url, "select job_id from runs group by job_id having count(*) > 1") == []
+    assert rows(url, "select count(*) from curve_points") == [(6,)]
+    assert rows(url, "select count(*) from metrics where name = 'params'") == [(2,)]

@@ -1,0 +1,101 @@
+"""Against a real single-node Slurm cluster and PostgreSQL (issue 9, items 4-6 and 10): submission
+with GPUs following the plan, detach and status, scancel of a task mid-training, and a time-limit
+warning (USR2) mid-training that requeues the task and resumes with identical numbers."""
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+
+from .helpers import CURVE, env, rows, run_args, specs, start, wait_for
+
+
+def _slurm_args(targets, tmp_path, url, data, *extra):
+    return run_args(targets, specs(tmp_path / "specs"), url, data, tmp_path / "ckpt", "--executor", "slurm",
+                    "--device", "cpu", "--slurm-cpus", "1", "--log-dir", str(tmp_path / "logs"), *extra)
+
+
+def _task_of(pid: int) -> str:
+    """The Slurm job id of a worker process (root reads any process environment)."""
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"SLURM_JOB_ID="))
+
+
+def test_two_tasks_detached_then_status(slurm, postgres, tmp_path, fake_cifar100):
+    url = postgres()
+    t0 = time.time()
+    out = subprocess.run(_slurm_args(["stat/table1", "toy/table1"], tmp_path, url, fake_cifar100, "--workers", "2",
+                                     "--seeds", "2", "--budget", "epochs-4", "--detach"),
+                         env=env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "submitted 2 slurm task(s)" in out.stdout and "detached" in out.stdout
+    detach_s = time.time() - t0
+    wait_for(url, "select job_id from curve_points")  # a training job is under way
+    status = subprocess.run([sys.executable, "-m", "repro.cli", "status", "--db", url], env=env(), cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    if "running" in status.stdout.splitlines()[0]:  # still training when status looked
+        running = status.stdout.split("running", 2)[2]  # the running table, after the counts line
+        assert re.search(r"epoch [1-4] of 4", running), status.stdout
+        assert socket.gethostname() in running and re.search(r"\d+:\d\d:\d\d", running)
+    wait_for(url, "select 1 from (select count(*) n from jobs where state = 'done') d where n = 4", timeout=400)
+    assert rows(url, "select count(*), count(distinct job_id) from runs where status = 'done'") == [(4, 4)]
+    assert rows(url, "select count(*) from runs") == [(4,)]
+    # both tasks worked (static jobs first, then one training job each is the usual split; at least 2 pids)
+    assert rows(url, "select count(distinct pid) from runs")[0][0] == 2
+    assert detach_s < 120, detach_s
+
+
+def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100):
+    url = postgres()
+    driver = start(_slurm_args(["toy/table1"], tmp_path, url, fake_cifar100, "--workers", "2", "--seeds", "2",
+                               "--budget", "epochs-4"))
+    (pid,) = wait_for(url, "select r.pid from runs r join curve_points c on c.run_id = r.id "
+                           "where r.status = 'running' limit 1")[0]
+    task = _task_of(pid)
+    t_cancel = time.time()
+    subprocess.run(["scancel", task], check=True)
+    out, err = driver.communicate(timeout=400)
+    assert driver.returncode == 0, err
+    assert f"Slurm task {task} cancelled" in out + err
+    assert "ran 2 job(s), 0 failed" in out
+    assert rows(url, "select count(*) from jobs where state = 'done'") == [(2,)]
+    assert rows(url, "select count(*), count(distinct job_id) from runs where status = 'done'") == [(2, 2)]
+    # the cancelled attempt stopped within seconds (SIGTERM -> Preempted), not at the SIGKILL after KillWait
+    ((status, ended),) = rows(url, "select status, extract(epoch from ended_at) from runs where pid = :pid",
+                              pid=pid)
+    assert status == "interrupted"
+    assert float(ended) - t_cancel < 8  # naive UTC timestamps: compare as epoch seconds
+    assert rows(url, "select count(*) from runs where resumed_from_epoch >= 1") == [(1,)]
+
+
+def test_time_limit_warning_requeues_and_resumes_identically(slurm, postgres, tmp_path, fake_cifar100):
+    url = postgres()
+    args = _slurm_args(["toy/table1"], tmp_path, url, fake_cifar100, "--workers", "1", "--budget", "epochs-4")
+    driver = start(args)
+    (pid,) = wait_for(url, "select r.pid from runs r join curve_points c on c.run_id = r.id "
+                           "where r.status = 'running' limit 1")[0]
+    task = _task_of(pid)
+    # what Slurm sends --signal seconds before the time limit (and on preemption): USR2 to the task
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+    out, err = driver.communicate(timeout=400)
+    assert driver.returncode == 0, err
+    assert "ran 1 job(s), 0 failed" in out
+    shown = subprocess.run(["scontrol", "show", "job", task], capture_output=True, text=True).stdout
+    assert "Restarts=1" in shown, shown  # the same task was requeued, not a new submission
+    assert rows(url, "select status from runs order by id") == [("interrupted",), ("done",)]
+    assert rows(url, "select count(*) from runs where resumed_from_epoch >= 1") == [(1,)]
+    # an uninterrupted local run of the same job (same thread count) gives identical numbers
+    clean = f"sqlite:///{tmp_path}/clean.db"
+    ref = subprocess.run(run_args(["toy/table1"], tmp_path / "specs", clean, fake_cifar100, tmp_path / "ckpt2",
+                                  "--budget", "epochs-4"), env=env(), cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    assert rows(url, CURVE) == rows(clean, CURVE) and len(rows(url, CURVE)) == 4
+    q = "select name, value from metrics where name not like '%seconds%' order by name"  # wall time differs
+    assert rows(url, q) == rows(clean, q)
