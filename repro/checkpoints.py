@@ -14,11 +14,11 @@ a finished job's directory is removed unless ``--keep-checkpoints``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import random
-import shutil
 import sys
 import time
 import uuid
@@ -155,5 +155,10 @@ class CheckpointStore:
         self.written = self.written[-KEEP:]
 
     def remove_all(self) -> None:
-        """A finished job's checkpoints (kept with --keep-checkpoints)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """A finished job's checkpoints (kept with --keep-checkpoints): the files this database recorded
+        and the ones moved aside; another database's files in the same folder stay."""
+        for path in {Path(r.path) for r in self.known} | set(self.written) | set(self.directory.glob("*.pt.bad-*")):
+            path.unlink(missing_ok=True)
+        self.clean_stale()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()  # only when nothing else is left in it
