@@ -16,11 +16,13 @@ Choices pinned by the printed counts (thop Jan-2020 rules, profile ``thop-2001``
   8x64d model of the ResNeXt paper (34.43M/5.40G) is kept as ``resnext29_8x64d``.
 - CRA: <8,8> on ResNet/ResNeXt, <4,4> on ShuffleNet/DenseNet/VGG (section III.B). On VGG's 2x2
   conv5 maps the <4,4> pooling replicates pixels: the 15.37M needs a 4x4 GDConv there too.
-- SE: reduction 16 with biases (DenseNet: hidden width 3 on the 12 new maps). Its squeeze is not
-  counted in any CIFAR cell (a counted ``nn.AdaptiveAvgPool2d`` adds 0.27M to SE-ResNet-56's
-  126.56M), so these SE modules pool functionally; see ``cifar_se``. The excitation is a 1x1
-  conv: VGG-16 (315.41M) and ShuffleNet (45.17M) reject Linear (315.64M, 45.79M); the SE-ResNet
-  cells split between the two (see tests/test_models_cra_cifar.py).
+- SE: reduction 16 with biases (DenseNet: hidden width 3 on the 12 new maps), a 1x1-conv
+  excitation and an ``nn.AvgPool2d`` squeeze over the whole map (``squeeze="avgpool"``, as the CIFAR
+  SE codes' ``AvgPool2d(feature_size)``), which the Jan-2020 thop counts as C per call. That
+  construction prints 8 of the 9 SE FLOP cells; SE-ShuffleNet (45.18M vs 45.17M) is the one it
+  misses. The alternatives print fewer: an uncounted (functional) squeeze 7 of 9 (misses SE-ResNet-110
+  C10 and SE-ResNet-56 C100), a counted ``nn.AdaptiveAvgPool2d`` none of the ResNets (+0.27M on
+  SE-ResNet-56), a Linear excitation 5 of 9 or fewer (see tests/test_models_cra_cifar.py).
 - CRA-ShuffleNet's 1.38M/44.92M is not reproduced: the natural placement (CRA on the residual
   branch of every unit) gives 1.15M/44.69M.
 """
@@ -39,11 +41,11 @@ from .registry import attention_layer, register_model
 PAPER = "cra"
 
 
-def cifar_se(*, reduction: int = 16, hidden: int | None = None, excitation: str = "conv"):
-    """The SE of cra's CIFAR models: biases, squeeze pooled functionally (uncounted, as the
-    printed CIFAR FLOPs require: a counted squeeze adds 259,056 MACs to SE-ResNet-56)."""
+def cifar_se(*, reduction: int = 16, hidden: int | None = None, excitation: str = "conv", squeeze: str = "avgpool"):
+    """The SE of cra's CIFAR models: biases, 1x1-conv excitation, ``nn.AvgPool2d`` squeeze (the
+    construction that prints 8 of Table V's 9 SE FLOP cells)."""
     return attention_layer("se", reduction=reduction, hidden=hidden, bias=True, excitation=excitation,
-                           squeeze="functional")
+                           squeeze=squeeze)
 
 
 def cra(size: int):
@@ -59,10 +61,11 @@ def resnet56_cifar(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="resnet_cifar", attention="se")
-def se_resnet56_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
-    """SE-ResNet-56 (r = 16, uncounted squeeze): 860,137 params (C10)."""
+def se_resnet56_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
+    """SE-ResNet-56 (r = 16): 860,137 params (C10)."""
     return resnet_cifar(depth=56, num_classes=num_classes, attn_layer=cifar_se(reduction=reduction,
-                                                                               excitation=excitation))
+                                                                               excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="resnet_cifar", attention="cra")
@@ -78,10 +81,11 @@ def resnet110_cifar(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="resnet_cifar", attention="se")
-def se_resnet110_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
-    """SE-ResNet-110 (r = 16, uncounted squeeze): 1,742,200 params (C10)."""
+def se_resnet110_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
+    """SE-ResNet-110 (r = 16): 1,742,200 params (C10)."""
     return resnet_cifar(depth=110, num_classes=num_classes, attn_layer=cifar_se(reduction=reduction,
-                                                                                excitation=excitation))
+                                                                                excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="resnet_cifar", attention="cra")
@@ -99,10 +103,11 @@ def resnext29_64x8d(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="resnext_cifar", attention="se")
-def se_resnext29_64x8d(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
+def se_resnext29_64x8d(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
     """SE-ResNeXt-29 64x8d (cra Table V): 18,691,482 params (C10)."""
     return resnext_cifar(cardinality=64, base_width=8, num_classes=num_classes,
-                         attn_layer=cifar_se(reduction=reduction, excitation=excitation))
+                         attn_layer=cifar_se(reduction=reduction, excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="resnext_cifar", attention="cra")
@@ -118,10 +123,11 @@ def resnext29_8x64d(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="resnext_cifar", attention="se")
-def se_resnext29_8x64d(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
+def se_resnext29_8x64d(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
     """SE-ResNeXt-29 8x64d (standard width; not Table V's counts): 34,948,506 params (C10)."""
     return resnext_cifar(cardinality=8, base_width=64, num_classes=num_classes,
-                         attn_layer=cifar_se(reduction=reduction, excitation=excitation))
+                         attn_layer=cifar_se(reduction=reduction, excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="resnext_cifar", attention="cra")
@@ -139,10 +145,11 @@ def shufflenet_g3_cifar(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="shufflenet_cifar", attention="se")
-def se_shufflenet_g3_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
-    """SE-ShuffleNet 1x g=3, SE on the residual branch: 1,630,913 params (C100), 45.17M MACs."""
+def se_shufflenet_g3_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
+    """SE-ShuffleNet 1x g=3, SE on the residual branch: 1,630,913 params (C100), 45.18M MACs (printed 45.17M)."""
     return shufflenet_cifar(groups=3, num_classes=num_classes,
-                            attn_layer=cifar_se(reduction=reduction, excitation=excitation))
+                            attn_layer=cifar_se(reduction=reduction, excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="shufflenet_cifar", attention="cra")
@@ -160,10 +167,11 @@ def vgg16_bn_cifar(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="vgg_bn_cifar", attention="se")
-def se_vgg16_bn_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv") -> nn.Module:
+def se_vgg16_bn_cifar(*, num_classes: int, reduction: int = 16, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
     """SE-VGG-16, SE after every conv + BN: 15,530,540 params (C100), 315.41M MACs."""
     return vgg_bn_cifar(config="D", num_classes=num_classes,
-                        attn_layer=cifar_se(reduction=reduction, excitation=excitation))
+                        attn_layer=cifar_se(reduction=reduction, excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="vgg_bn_cifar", attention="cra")
@@ -181,10 +189,11 @@ def densenet_bc100_k12(*, num_classes: int) -> nn.Module:
 
 
 @register_model(paper=PAPER, backbone="densenet_bc_cifar", attention="se")
-def se_densenet_bc100_k12(*, num_classes: int, hidden: int = 3, excitation: str = "conv") -> nn.Module:
+def se_densenet_bc100_k12(*, num_classes: int, hidden: int = 3, excitation: str = "conv",
+        squeeze: str = "avgpool") -> nn.Module:
     """SE-DenseNet-BC-100, SE (hidden width 3) on each layer's 12 new maps: 804,208 params (C100)."""
     return densenet_bc_cifar(depth=100, growth_rate=12, num_classes=num_classes, attn_position="output",
-                             attn_layer=cifar_se(hidden=hidden, excitation=excitation))
+                             attn_layer=cifar_se(hidden=hidden, excitation=excitation, squeeze=squeeze))
 
 
 @register_model(paper=PAPER, backbone="densenet_bc_cifar", attention="cra")

@@ -3,8 +3,8 @@ with SE and with CRA, and ResNet-50 with BAM, CBAM and GALA.
 
 Every model is the ``resnet`` backbone (torchvision layout) with one attention. Counts (params; MACs
 under the ``thop-2001`` profile at 1x3x224x224) are pinned in tests/test_models_cra_imagenet.py;
-all of Tables I-IV match as printed except BAM (25.93M / 4.11G), CBAM (28.07M) and GALA
-(29.42M / 4.13G): see the attention modules' docstrings.
+all of Tables I-IV match as printed except BAM (25.93M / 4.11G) and GALA (29.42M / 4.13G); CBAM's
+28.07M needs its bias-free MLP (``bias=False``): see the attention modules' docstrings.
 
 Names: se-r already registers ``se_resnet34/50/101`` for its CIFAR SE-ResNets, so the ImageNet
 SE models take timm's names ``seresnet50``, ``seresnext50_32x4d``, ...; CRA models are
@@ -112,7 +112,7 @@ def bam_resnet50(*, num_classes: int = 1000, combine: str = "product") -> nn.Mod
 
 @register_model(paper="cra", backbone="resnet", attention="cbam")
 def cbam_resnet50(*, num_classes: int = 1000, bias: bool = True) -> nn.Module:
-    """CBAM-ResNet-50 (official layout): 28.09M / 4.13G (printed 28.07M, which bias=False gives)."""
+    """CBAM-ResNet-50: official layout 28.09M / 4.13G; ``bias=False`` (timm's, cra's spec) 28.07M / 4.13G."""
     return resnet(depth=50, num_classes=num_classes, attn_layer=attention_layer("cbam", bias=bias))
 
 

@@ -233,7 +233,8 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
         lines.append(f"| [{slug}]({slug}/README.md) | {tables} | {cells} | {c_static['reproduced']} | "
                      f"{c_static['not-reproducible']} | {c_static['differs']} | {done} | {pending} | "
                      f"{sum(1 for r in rows if r.status == 'cited')} | {hours:,.0f} |")
-    lines += ["", "GPU-hour estimates (assumptions):"] + notes + [""]
+    lines += ["", "GPU-hour estimates (measured by `repro bench` on a GPU where it has run, assumed otherwise):"]
+    lines += notes + [""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

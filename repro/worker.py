@@ -175,7 +175,7 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
         model = models.create(spec["model"], **spec["model_kwargs"])
     profile = spec["counter_profile"]
     return {"params": (count_params(model, "torch"), "torch"),
-            "params_mxnet": (count_params(model, "mxnet"), "mxnet: + BN running mean/var"),
+            "params_mxnet": (count_params(model, "mxnet"), "mxnet: + BN running mean/var, gamma/beta of non-affine BN"),
             "macs": (count_macs(model, tuple(spec["input_size"]), profile), profile)}
 
 

@@ -27,17 +27,17 @@ PROFILE = "thop-2001"
 GOLDEN = {
     "resnet18": (11_689_512, 1_819_578_368),
     "seresnet18": (11_778_592, 1_820_507_008),
-    "csm_resnet18": (12_435_234, 1_852_682_368),
+    "csm_resnet18": (12_435_234, 1_852_682_240),
     "resnet34": (21_797_672, 3_671_775_232),
-    "seresnet34": (21_958_868, 3_673_473_216),
-    "csm_resnet34": (22_943_831, 3_721_736_256),
-    "csm_resnet50": (43_824_347, 4_895_206_656),
+    "seresnet34": (21_958_868, 3_673_473_024),
+    "csm_resnet34": (22_943_831, 3_721_735_680),
+    "csm_resnet50": (43_824_347, 4_895_206_400),
     "wide_resnet18": (25_875_816, 3_874_383_872),
-    "se_wide_resnet18": (26_074_716, 3_875_907_392),
-    "csm_wide_resnet18": (27_551_198, 3_948_254_912),
-    "sam_resnet50": (41_293_355, 4_884_642_304),
+    "se_wide_resnet18": (26_074_716, 3_875_907_584),
+    "csm_wide_resnet18": (27_551_198, 3_948_254_720),
+    "sam_resnet50": (41_293_355, 4_884_641_792),
     "cam_resnet50": (28_088_024, 4_124_126_976),
-    "csm_reverse_resnet50": (43_824_347, 4_895_206_656),
+    "csm_reverse_resnet50": (43_824_347, 4_895_206_400),
 }
 # Table III (CIFAR-100): the same ResNets with the CIFAR stem; (exact params, exact MACs thop-2001 @32).
 # resnet18_cifar / resnet50_cifar equal the kuangliu/pytorch-cifar ResNet18 / ResNet50 (100 classes).
@@ -46,11 +46,11 @@ GOLDEN_CIFAR = {
     "resnet18_cifar": (11_220_132, 556_757_504),
     "csm_resnet18_cifar": (11_965_854, 567_685_504),
     "resnet34_cifar": (21_328_292, 1_161_556_480),
-    "csm_resnet34_cifar": (22_474_451, 1_178_084_544),
+    "csm_resnet34_cifar": (22_474_451, 1_178_084_608),
     "resnet50_cifar": (23_705_252, 1_305_118_720),
     "csm_resnet50_cifar": (41_972_567, 1_563_747_072),
     "wide_resnet18_cifar": (25_176_036, 1_227_598_592),
-    "csm_wide_resnet18_cifar": (26_851_418, 1_251_985_472),
+    "csm_wide_resnet18_cifar": (26_851_418, 1_251_985_408),
 }
 # Table II's ResNet-50 and ResNet-50+SE rows are cra's resnet50 / seresnet50 (same architecture).
 SHARED_WITH_CRA = ("resnet50", "seresnet50")

@@ -20,7 +20,7 @@ what the BAM paper's ImageNet models and cra's Table III comparison come from:
 - init (official ``ResidualNet`` loop): convs He-normal fan-out, BN weight 1 and bias 0, every
   bias 0; the FCs keep PyTorch's default weight init.
 
-Measured on ResNet-50 (thop-2001, 224x224): 25,915,099 params and 4,196,676,340 MACs; cra's Table III
+Measured on ResNet-50 (thop-2001, 224x224): 25,915,099 params and 4,196,676,352 MACs; cra's Table III
 prints 25.93M and 4.11G. 4.11G is ResNet-50 itself, i.e. what a counter prints when the BAM modules
 are built but never run; no natural placement gives 25.93M (see tests/test_models_cra_imagenet.py).
 """

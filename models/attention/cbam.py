@@ -12,7 +12,8 @@ Choices pinned to the official code (Jongchan/attention-module, ``MODELS/cbam.py
 
 - ``bias=True``: the MLP's two FCs have biases (PyTorch's default there). With them CBAM-ResNet-50
   has 28,089,624 params (28.09M); cra's Table III prints 28.07M, which ``bias=False`` gives
-  (28,073,576). We keep the official layout and report the difference;
+  (28,073,576), the layout of timm's CBAM (``mlp_bias=False``): cra's spec builds that variant
+  (assumption cbam-bias-free);
 - the spatial BN uses ``eps=1e-5, momentum=0.01`` and its weight starts at 0 (the official init
   loop zeroes every BN weight under ``SpatialGate``), so at init ``M_s = sigmoid(0) = 0.5``
   everywhere; ``spatial_bn_init`` pins it;
@@ -22,8 +23,8 @@ Choices pinned to the official code (Jongchan/attention-module, ``MODELS/cbam.py
 Counting: the channel MLP runs twice per call and thop counts both calls. The average pooling is an
 ``nn.AdaptiveAvgPool2d`` module, as SE's squeeze (the official code pools functionally); the max
 pooling and the channel pooling of the spatial branch are functional (the 2020-era thop counts max
-pooling as 0 either way). CBAM-ResNet-50: 4,130,543,564 MACs (thop-2001), cra's 4.13G; with a
-functional average pooling it would be 4,125,009,100, which still rounds to 4.13G.
+pooling as 0 either way). CBAM-ResNet-50: 4,130,543,616 MACs with biases, 4,130,511,616 without
+(thop-2001), both cra's 4.13G.
 """
 from __future__ import annotations
 

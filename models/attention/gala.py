@@ -19,7 +19,7 @@ Choices the paper leaves open, pinned here:
   default init;
 - the squashing is the paper's tanh (the TPU code uses a sigmoid): ``squash`` selects.
 
-Measured on ResNet-50 (thop-2001, 224x224): 29,377,608 params and 4,330,351,659 MACs. cra's Table III
+Measured on ResNet-50 (thop-2001, 224x224): 29,377,608 params and 4,330,351,616 MACs. cra's Table III
 prints 29.42M / 4.13G. The local pathway's 1x1 convs run at full resolution and cost about 0.2G MACs,
 so no GALA with a C -> C/16 local pathway prints 4.13G; the params are 0.04M short as well.
 """

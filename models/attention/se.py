@@ -11,7 +11,9 @@ Every choice that reference implementations disagree on is an explicit argument:
   does not.
 - ``squeeze``: ``"module"`` makes the global average pooling an ``nn.AdaptiveAvgPool2d`` module,
   which the 2020-era thop counters count (se-r's and cra's ImageNet MACs include it);
-  ``"functional"`` pools with ``x.mean``, which no counter sees (cra's CIFAR FLOPs exclude it).
+  ``"functional"`` pools with ``x.mean``, which no counter sees; ``"avgpool"`` is an
+  ``nn.AvgPool2d`` over the whole map (the CIFAR SE codes' ``AvgPool2d(feature_size)``), which the
+  2020-era counters count as 1 per output element, C per call (cra's CIFAR FLOPs: 8 of 9 SE cells).
 - ``excitation``: ``"linear"`` (nn.Linear) or ``"conv"`` (1x1 conv); thop counts them alike
   except under the Jan-2020 rules, so the choice moves some CIFAR FLOP counts by 0.01M.
 """
@@ -27,6 +29,19 @@ def _mean_pool(x):
     return x.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1), invisible to thop
 
 
+class _WholeMapAvgPool(nn.Module):
+    """Global average pooling by an ``nn.AvgPool2d`` sized to the map at each call: the counters
+    dispatch on the exact module type, so the pooling itself must be a plain ``nn.AvgPool2d``."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(1)
+
+    def forward(self, x):
+        self.pool.kernel_size = self.pool.stride = tuple(x.shape[2:])  # one window over the whole map
+        return self.pool(x)  # (N, C, 1, 1)
+
+
 @register_attention("se")
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, *, hidden: int | None = None,
@@ -34,14 +49,15 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         if excitation not in ("linear", "conv"):
             raise ValueError(f"excitation must be 'linear' or 'conv', got {excitation!r}")
-        if squeeze not in ("module", "functional"):
-            raise ValueError(f"squeeze must be 'module' or 'functional', got {squeeze!r}")
+        if squeeze not in ("module", "functional", "avgpool"):
+            raise ValueError(f"squeeze must be 'module', 'functional' or 'avgpool', got {squeeze!r}")
         hidden = hidden if hidden is not None else channels // reduction
         if hidden < 1:
             raise ValueError(f"SE hidden width {channels}//{reduction} is < 1")
         self.context_dim = context_dim
         self.excitation = excitation
-        self.squeeze = nn.AdaptiveAvgPool2d(1) if squeeze == "module" else _mean_pool
+        self.squeeze = {"module": nn.AdaptiveAvgPool2d(1), "functional": _mean_pool,
+                        "avgpool": _WholeMapAvgPool()}[squeeze]
         in_features = channels + context_dim
         if excitation == "linear":
             self.fc1 = nn.Linear(in_features, hidden, bias=bias)

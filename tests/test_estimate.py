@@ -1,0 +1,119 @@
+"""The GPU-hour estimate: cached counts, reused profile jobs, and measured throughput where it exists.
+
+Every database here is a temporary SQLite file; benchmark rows and cached counts are synthetic
+(device ``cuda:SYNTHETIC TEST GPU``, round numbers), never measurements.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from repro import estimate as est
+from repro.catalog import load_catalog
+from repro.db import Database
+from repro.plan import cell_config, config_key, job_hash
+from repro.specs import table_cells
+
+SYNTHETIC_MACS = 10**9  # every model "costs" 1 GMAC forward in the synthetic cache
+GPU = "cuda:SYNTHETIC TEST GPU"
+
+
+@pytest.fixture()
+def db(tmp_path):
+    return Database(f"sqlite:///{tmp_path / 'e.db'}")
+
+
+@pytest.fixture(scope="module")
+def serp():
+    catalog = load_catalog()
+    return catalog, catalog.papers["se-r"]
+
+
+def training_configs(paper) -> dict[str, dict]:
+    out = {}
+    for spec in paper.tables.values():
+        for cell in table_cells(paper, spec):
+            cfg = cell_config(paper, cell)
+            if cfg and cfg["kind"] != "profile":
+                out[config_key(cfg)] = cfg
+    return out
+
+
+def fill_synthetic_cache(db, paper) -> None:
+    code = est.counting_code_version()
+    rows = []
+    for cfg in training_configs(paper).values():
+        c = est._count_config_of(cfg, paper.spec.counter_profile)
+        k = config_key(c)
+        rows.append({"key": job_hash({"config_key": k, "code": code}), "config_key": k, "code": code,
+                     "model": c["model"], "model_kwargs": c["model_kwargs"], "input_size": c["input_size"],
+                     "counter_profile": c["counter_profile"], "macs": SYNTHETIC_MACS, "params": 1})
+    db.put_model_counts(rows)
+
+
+def no_build(cfg):
+    raise AssertionError(f"built {cfg['model']}: the count should have come from the database")
+
+
+def assumed_hours(configs) -> float:
+    return sum(3 * SYNTHETIC_MACS * est._images(c) for c in configs) / (60e12 * 3600)
+
+
+def bench_row(key: str, cfg: dict, device: str, img_per_s: float) -> dict:
+    return {"job_id": "synthetic", "config_key": key, "model": cfg["model"], "config": cfg, "device": device,
+            "engine": "fast", "precision": "bf16", "compiled": False, "batch_size": 128, "steps": 20,
+            "img_per_s": img_per_s, "ms_per_step": 128e3 / img_per_s, "peak_mem_mb": 1.0,
+            "projected_hours": None, "git_commit": None}
+
+
+def test_assumed_estimate_reads_cached_counts_without_building(db, serp, monkeypatch):
+    catalog, paper = serp
+    fill_synthetic_cache(db, paper)
+    monkeypatch.setattr(est, "_count", no_build)
+    e = est.estimate(catalog, paper, db)
+    configs = training_configs(paper)
+    assert (e.pending, e.assumed, e.measured) == (len(configs), len(configs), {})
+    assert e.hours == pytest.approx(assumed_hours(configs.values()))
+    assert "assumed throughput (60 TMAC/s), not measured on a GPU yet" in e.note
+
+
+def test_estimate_switches_to_the_fastest_cuda_measurement(db, serp, monkeypatch):
+    catalog, paper = serp
+    fill_synthetic_cache(db, paper)
+    monkeypatch.setattr(est, "_count", no_build)
+    configs = training_configs(paper)
+    (k1, c1), (k2, c2) = list(configs.items())[:2]
+    db.put_benchmark(bench_row(k1, c1, GPU, 1000.0))
+    db.put_benchmark(bench_row(k1, c1, GPU, 5000.0))  # a faster engine/precision on the same GPU wins
+    db.put_benchmark(bench_row(k2, c2, "cpu (2 cores, 1 threads)", 1e9))  # CPU: not a GPU-hour, ignored
+    e = est.estimate(catalog, paper, db)
+    rest = [c for k, c in configs.items() if k != k1]
+    assert (e.pending, e.assumed) == (len(configs), len(configs) - 1)
+    assert e.measured == {GPU: [c1["model"]]}
+    assert e.hours == pytest.approx(assumed_hours(rest) + est._images(c1) / 5000.0 / 3600)
+    assert f"measured on {GPU} (1: {c1['model']}) by repro bench for 1 of {len(configs)} configurations" in e.note
+    assert f"the other {len(configs) - 1} assumed at 60 TMAC/s" in e.note
+
+
+def test_counts_are_cached_once_and_profile_jobs_reused(db, monkeypatch):
+    cfg = est.count_config("resnet56_cifar", {"num_classes": 10}, (1, 3, 32, 32), "thop-2001")
+    key = config_key(cfg)
+    assert est.forward_macs(db, {key: cfg}) == {key: 126_555_456}  # cra Table V's ResNet-56: 126.56M
+    assert [r["macs"] for r in db.model_counts([job_hash({"config_key": key, "code": est.counting_code_version()})])
+            .values()] == [126_555_456]
+    monkeypatch.setattr(est, "_count", no_build)
+    assert est.forward_macs(db, {key: cfg}) == {key: 126_555_456}
+
+    # a done profile job of the same configuration (a static cell) is used as it is
+    other = est.count_config("resnet110_cifar", {"num_classes": 10}, (1, 3, 32, 32), "thop-2001")
+    other_key = config_key(other)
+    db.add_jobs([{"id": "synthetic-profile", "config_key": other_key, "kind": "profile", "model": other["model"],
+                  "budget": "static", "seed": None, "spec": other}])
+    assert db.claim("synthetic-profile", "test", dt.datetime(2000, 1, 1))
+    run = db.start_run("synthetic-profile", host="test", pid=0, device="cpu", git_commit=None, git_dirty=None,
+                       versions={})
+    db.put_metrics("synthetic-profile", run, {"macs": (123.0, "thop-2001")})
+    db.finish_job("synthetic-profile", "test", "done")
+    assert est.forward_macs(db, {other_key: other}) == {other_key: 123}
+
