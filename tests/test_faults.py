@@ -194,6 +194,23 @@ def test_nan_is_never_stored(tmp_path):
         db.complete("job", 1, "me", {"top1_err": (float("inf"), None)})
 
 
+def freeze_outside_a_transaction(pid: int, db: Path) -> None:
+    """SIGSTOP the worker at a moment it holds no SQLite write lock: a process frozen inside a write
+    transaction blocks every writer (SQLite's rule, and PostgreSQL's for the rows it locked) until it
+    wakes, which is not the scenario; its transactions last milliseconds, so retry until one misses."""
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with sqlite3.connect(db, timeout=0.2, isolation_level=None) as con:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+    raise AssertionError("the worker always held a write lock")
+
+
 def test_a_frozen_worker_that_lost_its_lease_writes_nothing_more(tmp_path, tiny_cifar10, clean):
     specs = make_specs(tmp_path / "specs")
     db, ckpt = tmp_path / "r.db", tmp_path / "ckpt"
@@ -208,7 +225,7 @@ def test_a_frozen_worker_that_lost_its_lease_writes_nothing_more(tmp_path, tiny_
         except sqlite3.OperationalError:
             pass
         time.sleep(0.05)
-    os.kill(frozen.pid, signal.SIGSTOP)
+    freeze_outside_a_transaction(frozen.pid, db)
     try:
         time.sleep(3)  # past the lease: the frozen worker's heartbeat goes stale
         # another host's worker (so the pid check cannot short-cut the lease) takes over and finishes
