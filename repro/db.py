@@ -505,9 +505,11 @@ class Database:
             return run.id
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        """Close our own attempt's row (the job row is released by ``finish_job``/``complete``)."""
+        """Close our own attempt's row (the job row is released by ``finish_job``/``complete``). A worker
+        that lost its lease may find its row already closed as interrupted by the new owner: it says why."""
+        open_states = ["running", "interrupted"] if status == "lost-lease" else ["running"]
         with self.Session.begin() as s:
-            s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+            s.execute(update(Run).where(Run.id == run_id, Run.status.in_(open_states))
                       .values(status=status, error=error, ended_at=utcnow()))
 
     def set_resumed(self, job_id: str, run_id: int, owner: str, epoch: int) -> None:
