@@ -535,8 +535,8 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     else:
         records = _against_records(rows, compared(Database(against, create=False)))
         columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
-        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _plain(a["ours"]),
-                 _plain(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
+        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _cell_text(a["ours"]),
+                 _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
                  a["against_status"]] for a in records]
     _print_records(records, fmt, columns, text)
     out = sys.stdout if fmt == "table" else sys.stderr
@@ -625,7 +625,7 @@ def _row_label(section: str | None, row: str) -> str:
     return f"{section} / {row}" if section else row
 
 
-def _plain(x) -> str:
+def _cell_text(x) -> str:
     return "" if x is None else str(x)
 
 
@@ -706,8 +706,10 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     from .status import running_rows
 
     url = _check_db(db, write=False)
-    if not exists(url):
-        _fail(f"no repro database at {safe_url(url)} (repro run creates it)")
+    if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
+        what = "is not a repro results database (no such table: jobs)" if url.startswith("sqlite") else \
+            "holds no repro database (repro run creates it)"
+        _fail(f"{safe_url(url)} {what}")
     try:
         database = Database(url, create=False)
         jobs = database.jobs_by_state()
