@@ -108,6 +108,9 @@ def test_diff_json_summary_and_gates(cli, seeds):
 
 
 def test_fail_over_on_an_all_pending_table_says_so(cli, seeds, tmp_path):
+    from repro.db import Database
+
+    Database(f"sqlite:///{tmp_path}/empty.db").dispose()  # a results database with nothing measured yet
     proc = cli("diff", "toy/table1", "--fail-over", "1", "--specs-dir", str(seeds["specs"]),
                "--db", f"sqlite:///{tmp_path}/empty.db")
     assert proc.returncode == 0, proc.stderr
