@@ -168,8 +168,8 @@ def run(job_ids: list[str], wopts: WorkerOptions, eopts: ExecOptions, console: C
     if eopts.executor not in EXECUTORS:
         raise ExecError(f"unknown executor {eopts.executor!r}: use {', '.join(EXECUTORS)}")
     if wopts.lease_seconds < MIN_LEASE_SECONDS:
-        raise ExecError(f"--lease-seconds must be at least {MIN_LEASE_SECONDS} (3 heartbeats), "
-                        f"got {wopts.lease_seconds}")
+        raise ExecError(f"--lease-seconds must be at least {MIN_LEASE_SECONDS:g} (3 heartbeats), "
+                        f"got {wopts.lease_seconds:g}")
     if eopts.jobs_per_gpu < 1 or (eopts.workers is not None and eopts.workers < 1):
         raise ExecError("--workers and --jobs-per-gpu must be at least 1")
     db = Database(wopts.db_url)

@@ -111,9 +111,8 @@ def test_counts_are_cached_once_and_profile_jobs_reused(db, monkeypatch):
     db.add_jobs([{"id": "synthetic-profile", "config_key": other_key, "kind": "profile", "model": other["model"],
                   "budget": "static", "seed": None, "spec": other}])
     assert db.claim("synthetic-profile", "test", dt.datetime(2000, 1, 1))
-    run = db.start_run("synthetic-profile", host="test", pid=0, device="cpu", git_commit=None, git_dirty=None,
+    run = db.start_run("synthetic-profile", "test", host="test", pid=0, device="cpu", git_commit=None, git_dirty=None,
                        versions={})
-    db.put_metrics("synthetic-profile", run, {"macs": (123.0, "thop-2001")})
-    db.finish_job("synthetic-profile", "test", "done")
+    db.complete("synthetic-profile", run, "test", {"macs": (123.0, "thop-2001")})
     assert est.forward_macs(db, {other_key: other}) == {other_key: 123}
 

@@ -38,17 +38,15 @@ def write_trained(db: Database, catalog, paper, table: str, seeds: int, budget: 
     db.add_jobs(j.row() for j in jobs)
     for j in jobs:
         assert db.claim(j.id, "fixture", stale_before=dt.datetime(2000, 1, 1))
-        run = db.start_run(j.id, pid=1, versions={"synthetic": "yes"}, **PROVENANCE)
+        run = db.start_run(j.id, "fixture", pid=1, versions={"synthetic": "yes"}, **PROVENANCE)
         err = 21.0 - (1.0 if "se_r" in j.model else 0.0) + rng.gauss(0, 0.3)
         for epoch in range(1, EPOCHS + 1):
             decay = math.exp(-3 * epoch / EPOCHS)
-            db.put_curve_point(j.id, run, dict(epoch=epoch, train_loss=4 * decay, train_top1_err=70 * decay,
+            db.put_curve_point(j.id, run, "fixture", dict(epoch=epoch, train_loss=4 * decay, train_top1_err=70 * decay,
                                                train_top5_err=30 * decay, test_top1_err=err + 50 * decay,
                                                test_top5_err=err / 4 + 20 * decay, lr=0.1, seconds=1.0))
-        db.put_metrics(j.id, run, {"top1_err": (err, None), "top1_acc": (100 - err, None),
-                                   "top5_err": (err / 4, None), "top5_acc": (100 - err / 4, None)})
-        db.end_run(run, "done")
-        db.finish_job(j.id, "fixture", "done")
+        db.complete(j.id, run, "fixture", {"top1_err": (err, None), "top1_acc": (100 - err, None),
+                                           "top5_err": (err / 4, None), "top5_acc": (100 - err / 4, None)})
     return jobs
 
 
@@ -106,7 +104,8 @@ def test_html_provenance_is_one_query_and_loads_no_curves(site):
         render_html(site["catalog"], site["db"], site["out"], {"se-r": site["rows"]})
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert sum("FROM jobs LEFT OUTER JOIN runs" in s for s in statements) == 1
+    # provenance (by job id) is one query; diverged_for (by configuration) is another kind
+    assert sum("FROM jobs LEFT OUTER JOIN runs" in s and "jobs.id IN" in s for s in statements) == 1
     assert not any("curve_points" in s for s in statements)
 
 
@@ -114,7 +113,8 @@ def test_provenance_reads_a_database_older_than_the_engine_columns(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
     db.add_jobs([{"id": "j1", "config_key": "k", "kind": "train", "model": "m", "budget": "full", "seed": 0,
                   "spec": {}}])
-    db.start_run("j1", host="h", pid=1, device="cpu", versions={})
+    assert db.claim("j1", "me", dt.datetime(2000, 1, 1))
+    db.start_run("j1", "me", host="h", pid=1, device="cpu", versions={})
     with db.engine.begin() as conn:  # the runs table as results.db had it before the training engine
         for column in ("engine", "precision", "compiled", "threads"):
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
@@ -124,7 +124,6 @@ def test_provenance_reads_a_database_older_than_the_engine_columns(tmp_path):
 
 def test_spec_text_is_escaped(tmp_path):
     table = ('table: table1\ntitle: "Table 1 <i>x</i>"\ncaption: "<script>alert(1)</script> & co"\n'
-             "defaults: {dataset: cifar100}\n"
              'defaults: {dataset: cifar100}\ncolumns:\n  - {label: Params, metric: params}\nrows:\n'
              '  - {label: "<b>ResNet-56</b>", model: resnet56_cifar, values: {Params: "858.87K"}}\n')
     catalog = load_catalog(write_toy(tmp_path / "specs", table=table))

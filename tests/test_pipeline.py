@@ -63,7 +63,10 @@ def test_smoke_run_is_labelled_and_never_a_reproduction(cli, tmp_path, toy_specs
 
 
 def test_pending_cells_are_never_zero(cli, tmp_path):
+    from repro.db import Database
+
     url = f"sqlite:///{tmp_path}/r.db"
+    Database(url).dispose()  # an empty results database: read-only commands refuse a missing one
     rows = json.loads(cli("diff", "se-r/table3", "--db", url, "--format", "json", check=True).stdout)
     assert len(rows) == 6 and all(r["status"] == "pending" and r["ours"] is None for r in rows)
 
