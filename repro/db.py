@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -340,7 +341,7 @@ class Database:
             raise DatabaseError(f"cannot {verb} {_where(self.engine.url)}: {_cause(e)}") from None
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def _create_schema(self, attempts: int = 5) -> None:
+    def _create_schema(self, attempts: int = 10) -> None:
         """``create_all`` checks then creates, so two processes opening a new database at once can both
         see no table. PostgreSQL: an advisory lock held for the transaction serialises them (the loser
         then finds the tables). SQLite has no such lock; its loser gets 'already exists' and checks again."""
@@ -360,8 +361,11 @@ class Database:
                     self._add_new_columns(conn)
                 return
             except (OperationalError, ProgrammingError) as e:
-                if ("already exists" not in str(e) and "duplicate column" not in str(e)) or attempt == attempts - 1:
+                # another process is creating the same schema: its tables appear, or it holds the lock
+                racing = ("already exists", "duplicate column", "locked", "schema has changed")
+                if not any(r in str(e) for r in racing) or attempt == attempts - 1:
                     raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _upgrade_existing(self) -> None:
         """A read-only open of a database made by an older version: add the tables and (nullable,
