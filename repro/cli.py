@@ -96,7 +96,7 @@ def _fail(msg: str) -> None:
 
 def _catalog(specs_dir):
     from .catalog import load_catalog
-    from .db import resolve
+    from .paths import resolve
 
     return load_catalog(resolve("specs", specs_dir))
 
@@ -169,7 +169,7 @@ def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True) -> 
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    from .db import db_url
+    from .paths import db_url
 
     raw = db_url(explicit)
     try:

@@ -210,29 +210,8 @@ def _finite(values: dict[str, float], what: str) -> None:
         raise ValueError(f"refusing to store non-finite {', '.join(bad)} in the {what}")
 
 
-# Where each default lives under the project root, and the variable that overrides it. One table
-# so that every command resolves a default the same way.
-DEFAULTS = {"db": ("results.db", "REPRO_DB"), "specs": ("specs", "REPRO_SPECS"), "data": ("data", "REPRO_DATA"),
-            "checkpoints": ("checkpoints", None), "reports": ("reports", None)}
-
-
-def project_root() -> Path:
-    """The checkout this package runs from (the directory holding ``specs/``), whatever the current
-    directory: ``repro status`` run from elsewhere must see the same database as from the repo.
-    An installed copy outside a checkout has no such directory and falls back to the current one."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "specs").is_dir() else Path.cwd()
-
-
-def resolve(what: str, explicit: str | os.PathLike | None = None) -> Path:
-    """A default location: the option beats its environment variable beats ``<project root>/<name>``."""
-    name, env = DEFAULTS[what]
-    return Path(explicit or (env and os.environ.get(env)) or project_root() / name)
-
-
-def db_url(explicit: str | None = None) -> str:
-    """``--db`` beats ``$REPRO_DB`` beats ``sqlite:///<project root>/results.db``."""
-    return explicit or os.environ.get("REPRO_DB") or f"sqlite:///{project_root() / DEFAULTS['db'][0]}"
+# path defaults live in a module without SQLAlchemy (fast CLI start-up); re-exported here
+from .paths import DEFAULTS, db_url, project_root, resolve  # noqa: E402,F401
 
 
 class DatabaseError(Exception):
@@ -567,11 +546,11 @@ class Database:
         out: dict[str, dict] = {}
         cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Metric.name, Metric.value, Metric.detail,
                 Run.engine, Run.precision, Run.compiled, Run.device)
-        with self.Session() as s:
+        with self.engine.connect() as s:  # Core rows, no ORM loading: a campaign has 10^5 metric rows
             for i in range(0, len(keys), 500):
                 q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done"))
-                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q):
+                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
                                              "metrics": {}, "details": {},
                                              "how": {"engine": engine, "precision": precision, "compiled": compiled,
@@ -580,15 +559,29 @@ class Database:
                     d["details"][name] = detail
         return list(out.values())
 
-    def curves_for(self, job_ids: Iterable[str]) -> dict[str, list[dict]]:
-        ids = list(job_ids)
-        out: dict[str, list[dict]] = {j: [] for j in ids}
-        with self.Session() as s:
-            q = select(CurvePoint).where(CurvePoint.job_id.in_(ids)).order_by(CurvePoint.job_id, CurvePoint.epoch)
-            for p in s.scalars(q):
-                out[p.job_id].append({"epoch": p.epoch, "test_top1_err": p.test_top1_err,
-                                      "train_top1_err": p.train_top1_err, "train_loss": p.train_loss})
+    def done_configs(self, config_keys: Iterable[str], budget: str) -> set[str]:
+        """The configurations among these with at least one done job of ``budget`` (no metrics read)."""
+        keys, out = list(set(config_keys)), set()
+        with self.engine.connect() as s:
+            for i in range(0, len(keys), 500):
+                q = (select(Job.config_key).distinct()
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done", Job.budget == budget))
+                out.update(s.scalars(q))
         return out
+
+    def curve_summary(self, job_ids: Iterable[str], metrics: Iterable[str]) -> list[dict]:
+        """Per epoch that every one of these jobs has reached: the mean, min and max of each curve
+        metric over the jobs (``<metric>_mean/_min/_max``), aggregated in the database: a figure of
+        a thousand seeds reads a few hundred rows, never every point."""
+        ids, names = sorted(set(job_ids)), list(metrics)
+        if not ids:
+            return []
+        cols = [agg(getattr(CurvePoint, m)).label(f"{m}_{what}") for m in names
+                for what, agg in (("mean", func.avg), ("min", func.min), ("max", func.max))]
+        q = (select(CurvePoint.epoch, *cols).where(CurvePoint.job_id.in_(ids)).group_by(CurvePoint.epoch)
+             .having(func.count() == len(ids)).order_by(CurvePoint.epoch))
+        with self.engine.connect() as s:
+            return [dict(row._mapping) for row in s.execute(q)]
 
     def diverged_for(self, config_keys: Iterable[str]) -> list[dict]:
         """Diverged jobs of these configurations, each with the error of its last run
@@ -615,13 +608,13 @@ class Database:
 
         present = {c["name"] for c in inspect(self.engine).get_columns("runs")}
         out: dict[str, dict] = {}
-        with self.Session() as s:
+        with self.engine.connect() as s:
             for i in range(0, len(ids), 500):
                 q = (select(Job.id, Job.seed, Job.budget, Job.state,
                             *(getattr(Run, c) if c in present else null().label(c) for c in cols))
                      .outerjoin(Run, Run.job_id == Job.id).where(Job.id.in_(ids[i:i + 500]))
                      .order_by(Job.id, Run.id))
-                for jid, seed, budget, state, *run in s.execute(q):
+                for jid, seed, budget, state, *run in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "seed": seed, "budget": budget, "state": state, "runs": []})
                     if run[0] is not None:
                         d["runs"].append(dict(zip(cols, run)))

@@ -144,7 +144,7 @@ def estimate(catalog: Catalog, paper: Paper, db: Database) -> Estimate:
             cfg = cell_config(paper, cell)
             if cfg and cfg["kind"] != "profile":
                 configs[config_key(cfg)] = cfg
-    done = {r["config_key"] for r in db.results_for(configs) if r["budget"] == "full"}
+    done = db.done_configs(configs, "full")
     pending = {k: cfg for k, cfg in configs.items() if k not in done}
     profile = paper.spec.counter_profile
     bench = measured_throughput(db, pending)

@@ -2,25 +2,34 @@
 
 Every figure is a PNG file (the Markdown links it, the HTML report inlines it as base64). A figure with
 nothing to draw returns None and removes a stale file of the same name, so a report never shows curves
-the database no longer holds.
+the database no longer holds. Each PNG carries the hash of what it was drawn from (the numbers, labels,
+statuses and this module's source) in a text chunk: a report redraws only the figures whose inputs
+changed, since drawing is most of a report's time.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+from .compare import Comparison, group_by_budget, pick_budget
+from .db import Database
+from .plan import cell_config, config_key
+from .specs import METRICS, Paper, TableSpec, table_cells
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .compare import Comparison, group_by_budget, pick_budget  # noqa: E402
-from .db import Database  # noqa: E402
-from .plan import cell_config, config_key  # noqa: E402
-from .specs import METRICS, Paper, TableSpec, table_cells  # noqa: E402
+def _pyplot():
+    """matplotlib on the Agg backend, imported only when a figure is drawn (a report whose figures are all
+    up to date never pays its second of import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 # Known statuses; anything else (a status added later) is drawn in a neutral colour, never dropped.
 STATUS_COLORS = {"reproduced": "tab:green", "differs": "tab:red", "not-reproducible": "tab:orange",
@@ -59,10 +68,37 @@ def _cell(paper: Paper, ref: str):
     return next(c for c in table_cells(paper, paper.tables[table]) if c.row == row and c.column == column)
 
 
-def _save(fig, path: Path) -> Path:
+_KEY = "repro-key"  # a PNG text chunk: the hash of everything the figure was drawn from
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    from importlib.metadata import version
+
+    return hashlib.sha256(Path(__file__).read_bytes() + version("matplotlib").encode()).hexdigest()
+
+
+def figure_key(*inputs) -> str:
+    """Hash of a figure's inputs (the numbers, labels and statuses it draws) and of the code that draws it."""
+    blob = json.dumps([_code_version(), *inputs], sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _up_to_date(path: Path, key: str) -> bool:
+    """The PNG on disk was drawn from exactly these inputs (drawing is most of a report's time)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.info.get(_KEY) == key  # the text chunks before the image data: nothing decoded
+    except (OSError, ValueError, SyntaxError):  # missing, truncated or not a PNG: draw it again
+        return False
+
+
+def _save(fig, path: Path, key: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=110, metadata={_KEY: key})
+    _pyplot().close(fig)
     return path
 
 
@@ -71,47 +107,79 @@ def _nothing(path: Path) -> None:
     return None
 
 
-def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str, str, dict[str, list[dict]]]]:
-    """(label, budget, {job: points}) per curve of a figure: two queries for the whole figure, and only
-    the curves of the budget shown are loaded."""
+@dataclass(frozen=True)
+class Curve:
+    """One model's curve over its seeds: per epoch that every seed reached, the mean, min and max of
+    each metric (``<metric>_mean/_min/_max``), and how many seeds (``n``) it summarises."""
+
+    n: int
+    points: list[dict]
+
+    @classmethod
+    def from_runs(cls, runs: dict[str, list[dict]], metrics=tuple(METRIC_LABELS)) -> "Curve":
+        """The same summary from points held in memory ({job: [{epoch, metric: value}]})."""
+        by_epoch: dict[int, list[dict]] = {}
+        for points in runs.values():
+            for p in points:
+                by_epoch.setdefault(p["epoch"], []).append(p)
+        rows = []
+        for epoch in sorted(e for e, ps in by_epoch.items() if len(ps) == len(runs)):
+            row = {"epoch": epoch}
+            for m in metrics:
+                values = [p[m] for p in by_epoch[epoch]]
+                row.update({f"{m}_mean": sum(values) / len(values), f"{m}_min": min(values), f"{m}_max": max(values)})
+            rows.append(row)
+        return cls(len(runs), rows)
+
+
+def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str, str | None, Curve | None]]:
+    """(label, budget, curve) per curve of a figure: one query for the jobs, one aggregate per curve (the
+    database averages the seeds per epoch), and only the curves of the budget shown are read."""
     keys = [config_key(cell_config(paper, _cell(paper, c.cell))) for c in spec.curves]
     by_key: dict[str, list[dict]] = {}
     for r in db.results_for(keys):
         if r["kind"] == "train":
             by_key.setdefault(r["config_key"], []).append(r)
-    chosen = []
+    metrics = layout_for(paper, spec).panels
+    out = []
     for curve, key in zip(spec.curves, keys):
         by_budget = group_by_budget(by_key.get(key, []))
         budget = pick_budget(by_budget)
-        chosen.append((curve.label, budget, [r["job"] for r in by_budget[budget]] if budget else []))
-    points = db.curves_for(j for _, _, jobs in chosen for j in jobs)
-    return [(label, budget, {j: points[j] for j in jobs if points.get(j)}) for label, budget, jobs in chosen]
+        jobs = [r["job"] for r in by_budget[budget]] if budget else []
+        points = db.curve_summary(jobs, metrics) if jobs else []
+        out.append((curve.label, budget, Curve(len(jobs), points) if points else None))
+    return out
 
 
 def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | None:
     """The figure's PNG, or None (and no stale file) when none of its models has a curve yet."""
     path = out / f"{spec.table}.png"
-    fig = curve_figure(paper, spec, curve_series(paper, spec, db))
-    return _save(fig, path) if fig is not None else _nothing(path)
+    series = curve_series(paper, spec, db)
+    key = figure_key("curves", paper.slug, spec.table, spec.title, [(label, budget, c and (c.n, c.points)) for label, budget, c in series])
+    if _up_to_date(path, key):
+        return path
+    fig = curve_figure(paper, spec, series)
+    return _save(fig, path, key) if fig is not None else _nothing(path)
 
 
-def curve_figure(paper: Paper, spec: TableSpec, series_in: list[tuple[str, str, dict[str, list[dict]]]]):
+def curve_figure(paper: Paper, spec: TableSpec, series_in: list[tuple[str, str | None, Curve | None]]):
     """The paper's panels; one line per model (mean over seeds), the seeds' min-max as a band."""
     layout = layout_for(paper, spec)
-    series = [(i, label, budget, runs) for i, (label, budget, runs) in enumerate(series_in) if runs]
+    series = [(i, label, budget, c) for i, (label, budget, c) in enumerate(series_in) if c is not None and c.points]
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(layout.panels), figsize=(6.4 * len(layout.panels), 4.2), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _pyplot().subplots(1, len(layout.panels), figsize=(6.4 * len(layout.panels), 4.2), squeeze=False)
     budgets = {budget for _, _, budget, _ in series}
     for ax, metric in zip(axes[0], layout.panels):
-        for i, label, budget, runs in series:
-            n = min(len(c) for c in runs.values())  # seeds still running are cut to the common epochs
-            epochs = [p["epoch"] for p in next(iter(runs.values()))[:n]]
-            y = np.array([[p[metric] for p in c[:n]] for c in runs.values()])
+        for i, label, budget, c in series:
+            epochs = [p["epoch"] for p in c.points]  # seeds still running are cut to the common epochs
             color = layout.colors[i] if layout.colors and i < len(layout.colors) else f"C{i}"
-            ax.plot(epochs, y.mean(0), color=color, label=f"{label} ({budget}, n={len(runs)})")
-            if len(runs) > 1:
-                ax.fill_between(epochs, y.min(0), y.max(0), color=color, alpha=0.2, lw=0)
+            ax.plot(epochs, [p[f"{metric}_mean"] for p in c.points], color=color, label=f"{label} ({budget}, n={c.n})")
+            if c.n > 1:
+                ax.fill_between(epochs, [p[f"{metric}_min"] for p in c.points], [p[f"{metric}_max"] for p in c.points],
+                                color=color, alpha=0.2, lw=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -140,6 +208,8 @@ def cell_name(r: Comparison, paper: Paper | None = None, width: int = 72) -> str
 
 def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None], xlabel: str) -> None:
     """One named tick per cell (never overprints: the figure grows with the cells); hollow = short budget."""
+    import numpy as np
+
     ys = np.arange(len(rows))[::-1]
     groups: dict[tuple[str, bool], list[int]] = {}  # one artist per (status, budget kind): fast to draw
     for i, r in enumerate(rows):
@@ -162,8 +232,13 @@ def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], er
 def ours_vs_published(paper: Paper, rows: list[Comparison], out: Path) -> Path | None:
     """The overview PNG, or None (and no stale file) when no cell with a printed number is measured."""
     path = out / "ours_vs_published.png"
+    drawn = [(cell_name(r, paper), r.metric, r.status, r.budget, r.ours, r.published, r.std) for r in rows
+             if r.ours is not None and r.published is not None]
+    key = figure_key("ours_vs_published", paper.slug, drawn)
+    if drawn and _up_to_date(path, key):
+        return path
     fig = ours_vs_published_figure(paper, rows)
-    return _save(fig, path) if fig is not None else _nothing(path)
+    return _save(fig, path, key) if fig is not None else _nothing(path)
 
 
 def ours_vs_published_figure(paper: Paper, rows: list[Comparison]):
@@ -174,7 +249,9 @@ def ours_vs_published_figure(paper: Paper, rows: list[Comparison]):
     counts = [r for r in measured if METRICS[r.metric][2]]
     accs = [r for r in measured if not METRICS[r.metric][2]]
     panels = [p for p in (counts, accs) if p]
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": [len(p) + 3 for p in panels]},
+    from matplotlib.lines import Line2D
+
+    fig, axes = _pyplot().subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": [len(p) + 3 for p in panels]},
                              figsize=(9, 1.2 + 0.2 * sum(len(p) + 3 for p in panels)))
     axes = list(axes[:, 0])
     if counts:

@@ -14,11 +14,13 @@ are the PNG files the Markdown pass wrote (no curve is loaded twice).
 from __future__ import annotations
 
 import base64
+import html
 import datetime as dt
 from collections import Counter
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from .compare import Comparison, compare_paper
 from .db import Database
@@ -66,15 +68,35 @@ def _delta_text(r: Comparison) -> str:
     return f"Δ {r.delta:+.3f}" if METRICS[r.metric][2] else f"Δ {r.delta:+.2f}"
 
 
-def _run_view(run: dict) -> dict:
+def _runs_html(jobs: list[dict]) -> Markup:
+    """The rows of a cell's runs table (a row per run of each job; one saying so for a job with none).
+
+    Built here rather than in the template because a campaign's page holds tens of thousands of these
+    rows and Jinja's per-attribute lookups were most of its render time; every value is escaped."""
     def flag(v):
         return "" if v is None else ("yes" if v else "no")
 
     def when(t):
         return t.isoformat(sep=" ", timespec="seconds") if isinstance(t, dt.datetime) else (t or "")
 
-    return {**run, "compiled": flag(run["compiled"]), "git_dirty": flag(run["git_dirty"]),
-            "started_at": when(run["started_at"]), "ended_at": when(run["ended_at"])}
+    def escape(v) -> str:
+        return html.escape(str(v))
+
+    out = []
+    for j in jobs:
+        head = (f'<tr><td><code title="{escape(j["job"])}">{escape(j["job"][:10])}</code> '
+                f'{escape(j["budget"])}/{escape(j["state"])}</td><td>{"" if j["seed"] is None else escape(j["seed"])}</td>')
+        if not j["runs"]:
+            out.append(head + '<td colspan="10">no run recorded</td></tr>')
+        for r in j["runs"]:
+            resumed = f' (resumed at epoch {escape(r["resumed_from_epoch"])})' if r["resumed_from_epoch"] else ""
+            dirty = " dirty" if r["git_dirty"] else ""
+            cols = [f'{escape(r["status"])}{resumed}', escape(r["device"] or ""), escape(r["engine"] or ""),
+                    escape(r["precision"] or ""), flag(r["compiled"]), escape(r["threads"] or ""),
+                    f'<code>{escape((r["git_commit"] or "")[:10])}</code>{dirty}', escape(r["host"] or ""),
+                    escape(when(r["started_at"])), escape(when(r["ended_at"]))]
+            out.append(head + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
+    return Markup("\n".join(out))
 
 
 def _recipe_assumed(paper: Paper, recipe: str | None) -> str | None:
@@ -96,7 +118,7 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
     return {"status": r.status, "ours": _ours_text(r), "published": r.printed, "delta": _delta_text(r),
             "sort": "" if r.ours is None else repr(float(r.ours)), "uncertain": bool(r.uncertain),
             "facts": [(k, v) for k, v in facts if v not in (None, "")],
-            "jobs": [{**j, "runs": [_run_view(run) for run in j["runs"]]} for j in jobs],
+            "jobs": jobs, "runs_html": _runs_html(jobs),
             # the assumptions' texts are on the page once (below the table, at the top): a cell links to them,
             # so a 200-cell page does not repeat every text 200 times
             "assumptions": [a.id for a in spec.assumptions], "recipe_assumed": _recipe_assumed(paper, recipe),
@@ -156,14 +178,14 @@ def render_paper_html(env: Environment, paper: Paper, rows: list[Comparison], pr
         else:
             blocks.append(_table_view(paper, spec, [r for r in rows if r.table == name], prov))
     shown = [r for r in rows if r.status != "not-printed"]
-    html = env.get_template("paper.html").render(
+    page = env.get_template("paper.html").render(
         paper=paper.spec, blocks=blocks, statuses=_statuses(Counter(r.status for r in shown)),
         claims=_claims(paper, rows), overview=_png(figdir / "ours_vs_published.png"), generated=generated,
         assumptions=[(a.id, a.text.strip()) for a in paper.spec.assumptions],
         findings=[f.strip() for f in paper.spec.findings])
     pdir.mkdir(parents=True, exist_ok=True)
     path = pdir / "index.html"
-    path.write_text(html)
+    path.write_text(page)
     return path
 
 

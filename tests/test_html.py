@@ -188,7 +188,7 @@ def test_curve_figures_follow_the_papers_layout(site, tmp_path):
     cra = site["catalog"].papers["cra"]
     points = [{"epoch": e, "train_top1_err": 50.0 / e, "test_top1_err": 30 + 20.0 / e, "train_loss": 1.0}
               for e in range(1, 4)]
-    series = [(label, "full", {label: points}) for label in ("ResNet-110", "SE-ResNet-110", "CRA-ResNet-110")]
+    series = [(label, "full", figures.Curve.from_runs({label: points})) for label in ("ResNet-110", "SE-ResNet-110", "CRA-ResNet-110")]
     fig = figures.curve_figure(cra, cra.tables["figure6"], series)
     assert [ax.get_ylabel() for ax in fig.axes] == ["training top-1 error (%)", "test top-1 error (%)"]
     assert all(len(ax.get_lines()) == 3 for ax in fig.axes)
@@ -197,6 +197,53 @@ def test_curve_figures_follow_the_papers_layout(site, tmp_path):
     stale = tmp_path / "figure6.png"
     stale.write_bytes(b"old")
     assert figures.curves(cra, cra.tables["figure6"], site["db"], tmp_path) is None and not stale.exists()
+
+
+def test_figures_are_redrawn_only_when_what_they_draw_changes(site, tmp_path, monkeypatch):
+    import dataclasses
+
+    paper, rows = site["paper"], site["rows"]
+    drawn = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path, key: drawn.append(path.name) or save(fig, path, key))
+    path = figures.ours_vs_published(paper, rows, tmp_path)
+    curves = figures.curves(paper, paper.tables["figure3"], site["db"], tmp_path)
+    assert drawn == ["ours_vs_published.png", "figure3.png"]
+    first = path.read_bytes()
+    assert figures.ours_vs_published(paper, rows, tmp_path) == path  # same inputs: the file is kept as it is
+    assert figures.curves(paper, paper.tables["figure3"], site["db"], tmp_path) == curves
+    assert len(drawn) == 2 and path.read_bytes() == first
+    i = next(i for i, r in enumerate(rows) if r.ours is not None and r.published is not None)
+    changed = rows[:i] + [dataclasses.replace(rows[i], ours=rows[i].ours + 1)] + rows[i + 1:]
+    figures.ours_vs_published(paper, changed, tmp_path)  # one number moved: drawn again
+    assert drawn[2:] == ["ours_vs_published.png"]
+    path.write_bytes(first[:200])  # a damaged file is drawn again, never trusted
+    figures.ours_vs_published(paper, changed, tmp_path)
+    assert drawn[3:] == ["ours_vs_published.png"] and path.stat().st_size > 1000
+
+
+def test_the_databases_curve_summary_equals_the_seeds_averaged_in_memory(site):
+    """Figures read per-epoch aggregates computed by SQL (mean, min, max over seeds); the same numbers as
+    averaging every seed's points in Python, and epochs that not every seed reached are left out."""
+    from sqlalchemy import select
+
+    from repro.db import CurvePoint
+
+    db, metrics = site["db"], ("train_top1_err", "test_top1_err")
+    jobs = [r["job"] for r in site["db"].results_for([r.config_key for r in site["rows"] if r.table == "table3"])
+            if r["kind"] == "train"][:3]
+    with db.Session() as s:
+        runs = {j: [{"epoch": p.epoch, **{m: getattr(p, m) for m in metrics}}
+                    for p in s.scalars(select(CurvePoint).where(CurvePoint.job_id == j).order_by(CurvePoint.epoch))]
+                for j in jobs}
+    want = figures.Curve.from_runs(runs, metrics).points
+    got = db.curve_summary(jobs, metrics)
+    assert len(jobs) == 3 and [p["epoch"] for p in got] == list(range(1, EPOCHS + 1))
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-9) for k in a)
+    assert got[0]["test_top1_err_min"] < got[0]["test_top1_err_mean"] < got[0]["test_top1_err_max"]
+    runs[jobs[0]] = runs[jobs[0]][:4]  # a seed still running: only the epochs all seeds reached
+    assert [p["epoch"] for p in figures.Curve.from_runs(runs, metrics).points] == [1, 2, 3, 4]
 
 
 def _browser():
