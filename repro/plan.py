@@ -212,13 +212,13 @@ def published_rows(catalog: Catalog, targets: list[tuple[Paper, str]]) -> tuple[
 def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJob], dict[str, tuple[str, int]]]:
     """Jobs whose dataset files are present (or that need none), and per missing dataset the
     error saying how to fix it with the number of jobs it holds back."""
-    from .data import missing
-
     runnable, held, errors = [], {}, {}
     for j in jobs:
         if j.kind == "profile":
             runnable.append(j)
             continue
+        from .data import missing  # torch and torchvision: only when a job reads a dataset
+
         key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
         if key not in errors:
             errors[key] = missing(key[0], data_dir, list(key[1]))
