@@ -161,7 +161,7 @@ REFERENCE = Engine("reference", "fp32", channels_last=False, compile=False)
 
 def bench_job(job, engine: Engine, device: torch.device, steps: int, device_label: str,
               vs_reference: bool) -> BenchResult:
-    from .estimate import _images as images_seen
+    from .estimate import images_seen
 
     spec = job.spec
     img_s, ms, peak = measure(spec, engine, device, steps)

@@ -270,25 +270,25 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
         workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N",
                                               help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
         jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
-        executor: str = typer.Option("local", "--executor", help="local | slurm | submitit-local | submitit-debug"),
+        executor: str = typer.Option("local", "--executor", metavar="EXECUTOR", help="local | slurm | submitit-local | submitit-debug"),
         detach: bool = typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
         lease_seconds: Optional[float] = typer.Option(None, "--lease-seconds", metavar="S",
                                                       help="take over a job whose owner sent no heartbeat for this "
                                                            "long (default 180, or $REPRO_LEASE_SECONDS)"),
-        threads: Optional[int] = typer.Option(None, "--threads",
+        threads: Optional[int] = typer.Option(None, "--threads", metavar="N",
                                               help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
-        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition"),
-        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus",
+        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", metavar="NAME"),
+        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus", metavar="N",
                                                  help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
-        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", help="CPUs per Slurm task"),
-        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", help="memory per Slurm task, e.g. 16G"),
-        slurm_account: Optional[str] = typer.Option(None, "--slurm-account"),
-        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos"),
-        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint"),
-        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt",
+        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", metavar="N", help="CPUs per Slurm task"),
+        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", metavar="MEM", help="memory per Slurm task, e.g. 16G"),
+        slurm_account: Optional[str] = typer.Option(None, "--slurm-account", metavar="NAME"),
+        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", metavar="NAME"),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", metavar="FEATURES"),
+        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt", metavar="KEY=VALUE",
                                                       help="any other sbatch option as KEY=VALUE (repeatable)"),
-        slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min"),
-        log_dir: str = typer.Option("submitit_logs", "--log-dir", help="Slurm/submitit task logs"),
+        slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN", help="Slurm time limit per task, minutes"),
+        log_dir: str = typer.Option("submitit_logs", "--log-dir", metavar="DIR", help="Slurm/submitit task logs"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
         fmt: Format = FormatOpt("dry-run output"),
         kind: Optional[list[Kind]] = typer.Option(None, "--kind", metavar="KIND",
@@ -353,9 +353,10 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
     finished = ("done",) if retry_failed else ("done", "diverged")
     todo = [j for j in jobs if states.get(j.id) not in finished]
     diverged = 0 if retry_failed else sum(1 for j in jobs if states.get(j.id) == "diverged")
+    shown_budget = "static" if all(j.kind == "profile" for j in jobs) else budget  # counts have no budget
     console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done"
                   + (f" ({diverged} diverged; --retry-failed runs them again)" if diverged else "")
-                  + f", {len(todo)} to run [budget {budget}] -> {url}")
+                  + f", {len(todo)} to run [budget {shown_budget}] -> {url}")
     unrunnable = {}
     if not download:
         todo, unrunnable = split_missing_data(todo, data_dir)
@@ -433,8 +434,8 @@ def _kinds(jobs) -> str:
 @app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
                             "repro bench cra/table4 --precision bf16 --compile --format json"))
 def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
-          paper: Optional[str] = typer.Option(None, "--paper", help="paper of bare table names"),
-          steps: int = typer.Option(20, "--steps", min=1, help="timed optimizer steps per job"),
+          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+          steps: int = typer.Option(20, "--steps", min=1, metavar="N", help="timed optimizer steps per job"),
           engine: Engine_ = typer.Option("fast", "--engine", help="fast | reference"),
           precision: Optional[Precision] = typer.Option(None, "--precision",
                                                         help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU)"),
@@ -496,14 +497,14 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
                             "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
 def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
-         paper: Optional[str] = typer.Option(None, "--paper"),
+         paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
          fmt: Format = FormatOpt(),
          fail_over: Optional[float] = typer.Option(
-             None, "--fail-over", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
+             None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
          fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
-             None, "--against", help="a second results database (URL): compare ours with ours there, cell by cell"),
+             None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against).
 

@@ -220,12 +220,17 @@ def _raw(parts: list[Dataset]) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.concatenate(labels).astype(np.int64)))
 
 
+def subset_indices(total: int, n: int | None, seed: int = 0) -> list[int] | None:
+    """The first ``n`` indices of a fixed permutation of ``total`` (the smoke budget's few hundred
+    images), or None for all of them; both data paths take the same images."""
+    if n is None or n >= total:
+        return None
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist()
+
+
 def subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
-    """The first ``n`` images of a fixed permutation (the smoke budget's few hundred images)."""
-    if n is None or n >= len(ds):
-        return ds
-    g = torch.Generator().manual_seed(seed)
-    return Subset(ds, torch.randperm(len(ds), generator=g)[:n].tolist())
+    idx = subset_indices(len(ds), n, seed)
+    return ds if idx is None else Subset(ds, idx)
 
 
 # --- tiny fakes in the real on-disk formats ---------------------------------------------

@@ -95,7 +95,7 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
     return best
 
 
-def _images(cfg: dict) -> float:
+def images_seen(cfg: dict) -> float:
     r = cfg["recipe"]
     if r.get("iterations"):
         return r["iterations"] * r["batch_size"]
@@ -153,11 +153,11 @@ def estimate(catalog: Catalog, paper: Paper, db: Database) -> Estimate:
     seconds, measured = 0.0, defaultdict(list)
     for k, cfg in pending.items():
         if k in bench:
-            seconds += _images(cfg) / bench[k]["img_per_s"]
+            seconds += images_seen(cfg) / bench[k]["img_per_s"]
             measured[bench[k]["device"]].append(cfg["model"])
         else:
             work = macs[config_key(counts[k])] * (DETECTION_AREA_SCALE if cfg["kind"] == "detect" else 1)
-            seconds += 3 * work * _images(cfg) / (throughput_tmacs() * 1e12)
+            seconds += 3 * work * images_seen(cfg) / (throughput_tmacs() * 1e12)
     return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts), measured=dict(measured),
                     profile=profile)
 

@@ -117,8 +117,6 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
-    """The smoke budget's images: the same fixed permutation as ``data.subset`` (seed 0)."""
-    if n is None or n >= len(y):
-        return x, y
-    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
-    return x[idx], y[idx]
+    """The smoke budget's images: the same ones as ``data.subset``."""
+    idx = data.subset_indices(len(y), n)
+    return (x, y) if idx is None else (x[idx], y[idx])

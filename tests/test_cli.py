@@ -150,7 +150,7 @@ def toy(tmp_path_factory):
 
 
 def test_brackets_are_printed_literally(toy, cli):
-    assert "[budget full]" in toy["run"].stdout
+    assert "[budget static]" in toy["run"].stdout  # a plan of counts only: no training budget applies
     show = cli("models", "show", "resnet56_cifar", "--num-classes", "100", check=True)
     assert "[thop-2004]" in show.stdout and show.stdout.rstrip().endswith("[thop-2004]")
 

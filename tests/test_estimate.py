@@ -57,7 +57,7 @@ def no_build(cfg):
 
 
 def assumed_hours(configs) -> float:
-    return sum(3 * SYNTHETIC_MACS * est._images(c) for c in configs) / (60e12 * 3600)
+    return sum(3 * SYNTHETIC_MACS * est.images_seen(c) for c in configs) / (60e12 * 3600)
 
 
 def bench_row(key: str, cfg: dict, device: str, img_per_s: float) -> dict:
@@ -91,7 +91,7 @@ def test_estimate_switches_to_the_fastest_cuda_measurement(db, serp, monkeypatch
     rest = [c for k, c in configs.items() if k != k1]
     assert (e.pending, e.assumed) == (len(configs), len(configs) - 1)
     assert e.measured == {GPU: [c1["model"]]}
-    assert e.hours == pytest.approx(assumed_hours(rest) + est._images(c1) / 5000.0 / 3600)
+    assert e.hours == pytest.approx(assumed_hours(rest) + est.images_seen(c1) / 5000.0 / 3600)
     assert f"measured on {GPU} (1: {c1['model']}) by repro bench for 1 of {len(configs)} configurations" in e.note
     assert f"the other {len(configs) - 1} assumed at 60 TMAC/s" in e.note
 
