@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import datetime as dt
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -68,34 +69,41 @@ def _delta_text(r: Comparison) -> str:
     return f"Δ {r.delta:+.3f}" if METRICS[r.metric][2] else f"Δ {r.delta:+.2f}"
 
 
+def _esc(v) -> str:
+    return html.escape(str(v))
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_cells(status, resumed, device, engine, precision, compiled, threads, commit, dirty, host) -> str:
+    """The cells of a run that repeat across a campaign's runs (same device, engine, commit, host), escaped
+    once per distinct combination."""
+    flag = "" if compiled is None else ("yes" if compiled else "no")
+    cols = [_esc(status) + (f" (resumed at epoch {_esc(resumed)})" if resumed else ""), _esc(device or ""),
+            _esc(engine or ""), _esc(precision or ""), flag, _esc(threads or ""),
+            f"<code>{_esc((commit or '')[:10])}</code>" + (" dirty" if dirty else ""), _esc(host or "")]
+    return "".join(f"<td>{c}</td>" for c in cols)
+
+
+def _when(t) -> str:
+    # an ISO timestamp has nothing to escape; anything else read from a database is escaped
+    return t.isoformat(sep=" ", timespec="seconds") if isinstance(t, dt.datetime) else _esc(t or "")
+
+
 def _runs_html(jobs: list[dict]) -> Markup:
     """The rows of a cell's runs table (a row per run of each job; one saying so for a job with none).
 
     Built here rather than in the template because a campaign's page holds tens of thousands of these
     rows and Jinja's per-attribute lookups were most of its render time; every value is escaped."""
-    def flag(v):
-        return "" if v is None else ("yes" if v else "no")
-
-    def when(t):
-        return t.isoformat(sep=" ", timespec="seconds") if isinstance(t, dt.datetime) else (t or "")
-
-    def escape(v) -> str:
-        return html.escape(str(v))
-
     out = []
     for j in jobs:
-        head = (f'<tr><td><code title="{escape(j["job"])}">{escape(j["job"][:10])}</code> '
-                f'{escape(j["budget"])}/{escape(j["state"])}</td><td>{"" if j["seed"] is None else escape(j["seed"])}</td>')
+        head = (f'<tr><td><code title="{_esc(j["job"])}">{_esc(j["job"][:10])}</code> '
+                f'{_esc(j["budget"])}/{_esc(j["state"])}</td><td>{"" if j["seed"] is None else _esc(j["seed"])}</td>')
         if not j["runs"]:
             out.append(head + '<td colspan="10">no run recorded</td></tr>')
         for r in j["runs"]:
-            resumed = f' (resumed at epoch {escape(r["resumed_from_epoch"])})' if r["resumed_from_epoch"] else ""
-            dirty = " dirty" if r["git_dirty"] else ""
-            cols = [f'{escape(r["status"])}{resumed}', escape(r["device"] or ""), escape(r["engine"] or ""),
-                    escape(r["precision"] or ""), flag(r["compiled"]), escape(r["threads"] or ""),
-                    f'<code>{escape((r["git_commit"] or "")[:10])}</code>{dirty}', escape(r["host"] or ""),
-                    escape(when(r["started_at"])), escape(when(r["ended_at"]))]
-            out.append(head + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
+            cells = _run_cells(r["status"], r["resumed_from_epoch"], r["device"], r["engine"], r["precision"],
+                               r["compiled"], r["threads"], r["git_commit"], bool(r["git_dirty"]), r["host"])
+            out.append(f"{head}{cells}<td>{_when(r['started_at'])}</td><td>{_when(r['ended_at'])}</td></tr>")
     return Markup("\n".join(out))
 
 
