@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 import re
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from conftest import repro, write_toy
+from conftest import REPO, repro, write_toy
 from repro import figures
 from repro.catalog import load_catalog
 from repro.compare import compare_paper
@@ -346,3 +347,31 @@ def test_report_in_a_real_browser(site, tmp_path):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_readmes_screenshot_is_the_real_report(tmp_path):
+    """The picture README.md shows: cra Table V of the report over the project's own results (a copy of
+    results.db), one not-reproducible FLOPs cell's provenance expanded. Regenerate it with
+    ``REPRO_SCREENSHOT=reports/screenshot.png python -m pytest tests/test_html.py -k readme``."""
+    from selenium.webdriver.common.by import By
+
+    shutil.copy(REPO / "results.db", tmp_path / "results.db")
+    catalog = load_catalog()
+    render(catalog, Database(f"sqlite:///{tmp_path / 'results.db'}", create=False), tmp_path / "reports", ["cra"])
+    driver, profile = _browser()
+    try:
+        driver.get((tmp_path / "reports" / "cra" / "index.html").resolve().as_uri())
+        table = driver.find_element(By.CSS_SELECTOR, 'table[data-table="table5"]')
+        cell = table.find_element(By.CSS_SELECTOR, 'td.cell[data-status="not-reproducible"]')
+        cell.find_element(By.CSS_SELECTOR, "details.prov summary").click()
+        body = cell.find_element(By.CSS_SELECTOR, "details.prov .body")
+        assert body.is_displayed() and "thop-2001" in body.text and "why not reproducible" in body.text
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)  # the cell, expanded
+        shot = tmp_path / "screenshot.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    if os.environ.get("REPRO_SCREENSHOT"):
+        shutil.copy(shot, os.environ["REPRO_SCREENSHOT"])
