@@ -469,6 +469,12 @@ class Database:
         if hit != 1:
             raise LeaseLost(f"lost the lease on job {job_id} to another worker")
 
+    def holds(self, job_id: str, owner: str) -> bool:
+        """Whether ``owner`` still holds the job (running, and its owner): a read, no lease renewal."""
+        with self.engine.connect() as s:
+            return s.execute(select(Job.id).where(Job.id == job_id, Job.owner == owner,
+                                                  Job.state == "running")).first() is not None
+
     def finish_job(self, job_id: str, owner: str, state: str) -> bool:
         """Release a job we own with its new state; False when it is no longer ours."""
         with self.Session.begin() as s:

@@ -283,11 +283,22 @@ class Worker:
         except BaseException as e:  # record, release, and re-raise interrupts
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             stopped = isinstance(e, (KeyboardInterrupt, Preempted))
+            if not stopped and self._lost(job_id):
+                # taken over while this worker was stopped or slow: what failed here (a checkpoint file the
+                # new owner cleaned up, say) follows from that. Not a failure of the job: a lost lease.
+                self.db.end_run(run_id, "lost-lease", f"{err} (after losing the lease)")
+                raise LeaseLost(f"lost the lease on job {job_id} to another worker") from e
             self.db.end_run(run_id, "interrupted" if stopped else "failed", err)
             self.db.finish_job(job_id, self.owner, "pending" if stopped else "failed")
             if isinstance(e, (KeyboardInterrupt, SystemExit, Preempted)):
                 raise
             raise JobFailed(job_id, err) from e
+
+    def _lost(self, job_id: str) -> bool:
+        try:
+            return not self.db.holds(job_id, self.owner)
+        except Exception:  # the database is what failed: report the original error as it is
+            return False
 
     def loop(self, job_ids: list[str], wait_for_others: bool = True, poll: float = 2.0) -> WorkerReport:
         """Run every claimable job of ``job_ids``; wait for ones other workers hold."""

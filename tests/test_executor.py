@@ -132,6 +132,37 @@ def test_dead_owner_on_this_host_is_taken_over_at_once(tmp_path, monkeypatch):
     assert Worker(WorkerOptions(db_url=url, device="cpu")).try_claim("j1")
 
 
+def test_an_error_after_losing_the_lease_is_a_lost_lease_not_a_failure(tmp_path, monkeypatch):
+    """A worker stopped long enough to be taken over resumes mid-job; the new owner has meanwhile cleaned
+    the job's checkpoint directory, so its next file operation fails. That attempt ends as lost-lease and
+    the job stays the new owner's; an error while the lease is still held stays a failure."""
+    from repro import worker as wk
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    db = Database(url)
+    _seed_job(db, "j1")
+    _seed_job(db, "j2")
+    a = Worker(WorkerOptions(db_url=url, device="cpu", lease_seconds=60, checkpoint_dir=str(tmp_path / "ck")))
+
+    def taken_over_then_fails(spec):
+        with sqlite3.connect(tmp_path / "r.db") as con:
+            con.execute("update jobs set owner = 'node-z:1:cafe' where id = 'j1'")
+        raise FileNotFoundError("the checkpoint's temporary file is gone")
+
+    monkeypatch.setattr(wk, "run_profile", taken_over_then_fails)
+    report = a.loop(["j1"], wait_for_others=False)
+    assert report.lost == ["j1"] and "j1" not in report.failed
+    job = db.get_job("j1")
+    assert job.owner == "node-z:1:cafe" and job.state == "running"
+    with sqlite3.connect(tmp_path / "r.db") as con:
+        (status, error), = con.execute("select status, error from runs where job_id = 'j1'").fetchall()
+    assert status == "lost-lease" and "after losing the lease" in error and "FileNotFoundError" in error
+
+    monkeypatch.setattr(wk, "run_profile", lambda spec: 1 / 0)
+    report = a.loop(["j2"], wait_for_others=False)
+    assert "ZeroDivisionError" in report.failed["j2"] and db.get_job("j2").state == "failed"
+
+
 def test_lease_option_is_checked(tmp_path, toy_specs, cli):
     out = cli("run", "toy/table1", "--kind", "profile", "--lease-seconds", "5", "--specs-dir", str(toy_specs),
               "--db", f"sqlite:///{tmp_path}/r.db")
