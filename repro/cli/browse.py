@@ -1,0 +1,136 @@
+"""`repro specs check`, `repro models list/show`, `repro data fake`: the catalog, without a database."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..specs import SpecError
+from .common import (_catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
+                     specs_app, SpecsOpt)
+
+
+@specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
+def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+    """Validate every spec; one line per paper, or the first error and exit code 2.
+
+    A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
+    the paper prints as a number (or a '?' shown only graphically) or cites; a '-' the paper prints
+    is not a cell, and numbers read off figure specs are counted apart."""
+    from ..specs import table_cells
+
+    try:
+        catalog = _catalog(specs_dir)
+    except SpecError as e:
+        _fail(str(e))
+    rows = []
+    for slug, p in catalog.papers.items():
+        tables = [t for t in p.tables.values() if t.kind == "table"]
+        entries = [c for t in tables for c in table_cells(p, t)]
+        cells = [c for c in entries if _is_cell(c)]
+        rows.append({"paper": slug, "spec_files": len(p.tables), "tables": len(tables),
+                     "figures": len(p.tables) - len(tables), "cells": len(cells), "dashes": len(entries) - len(cells),
+                     "figure_numbers": sum(len(table_cells(p, t)) for t in p.tables.values() if t.kind != "table"),
+                     "uncertain": sum(1 for c in cells if c.published.uncertain), "status": "ok"})
+    if fmt != Format.table:
+        _emit(rows, fmt, list(rows[0]) if rows else ["paper"])
+        return
+    for r in rows:
+        extra = "".join([f", {r['dashes']} printed as '-' (not cells)" if r["dashes"] else "",
+                         f", {r['figure_numbers']} more in figures" if r["figure_numbers"] else "",
+                         f", {r['uncertain']} flagged uncertain" if r["uncertain"] else ""])
+        files = f"{r['spec_files']} spec file(s)" + (f" ({r['figures']} figure(s))" if r["figures"] else "")
+        console.print(f"{r['paper']}: {files}, {r['cells']} published cells{extra}: ok")
+    console.print(f"{len(rows)} paper(s), {sum(r['cells'] for r in rows)} cells: ok")
+
+
+def _is_cell(cell) -> bool:
+    """compare.py's rule: a '-' is `not-printed` unless the cell is cited (the report skips those)."""
+    return bool(cell.cited) or cell.published.value != "-"
+
+
+@models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))
+def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
+                                                    help="only models this paper's specs use"),
+                specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+    """Registered models, with the papers whose specs use each (named models first, then backbones)."""
+    import models
+    from ..specs import table_cells
+
+    try:
+        catalog = _catalog(specs_dir)
+    except SpecError as e:
+        _fail(str(e))
+    if paper and paper not in catalog.papers:
+        _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
+    used: dict[str, set[str]] = {}
+    for slug, p in catalog.papers.items():
+        for spec in p.tables.values():
+            for cell in table_cells(p, spec):
+                if "model" in cell.production:
+                    used.setdefault(cell.production["model"], set()).add(slug)
+    rows = []
+    for name in models.available():
+        info = models.MODEL_INFO.get(name, {"backbone": name, "attention": "(any)"})
+        papers = sorted(used.get(name, set()))
+        if paper and paper not in papers:
+            continue
+        rows.append({"model": name, "used by": papers, "backbone": info.get("backbone") or "",
+                     "attention": info.get("attention") or ""})
+    if fmt == Format.table:
+        for r in rows:
+            r["used by"] = ", ".join(r["used by"])
+    _emit(rows, fmt, ["model", "used by", "backbone", "attention"])
+
+
+@models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
+def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name from `repro models list`"),
+                num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, metavar="N",
+                                                   help="classes of the last layer (a bare backbone needs it)"),
+                input_size: str = typer.Option("1,3,32,32", "--input-size", metavar="N,C,H,W", help="e.g. 1,3,224,224"),
+                profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
+                                            help="thop-2001 | thop-2004 | thop-0.1"),
+                fmt: Format = FormatOpt(),
+                as_json: bool = typer.Option(False, "--json", help="the same as --format json")):
+    """Parameters and MACs of one model."""
+    import models
+    from ..counting import measure
+
+    if not models.is_known(name):
+        _fail(f"unknown model {name!r}; see `repro models list`")
+    try:
+        size = tuple(int(x) for x in input_size.split(","))
+    except ValueError:
+        _fail(f"--input-size {input_size!r}: expected integers like 1,3,32,32")
+    try:
+        model = models.create(name, num_classes=num_classes)
+        c = measure(model, size, profile)
+    except ValueError as e:
+        _fail(str(e))
+    except TypeError as e:  # a bare backbone has no default class count
+        _fail(f"{name}: {e} (pass --num-classes N)" if "num_classes" in str(e) else str(e))
+    d = {"model": name, "params": c.params, "params_mxnet": c.params_mxnet, "macs": c.macs, "profile": c.profile,
+         "input_size": list(c.input_size), **{k: v for k, v in models.MODEL_INFO.get(name, {}).items() if v}}
+    fmt = Format.json if as_json else fmt
+    if fmt == Format.json:  # one object, not a list of one
+        print(json.dumps({k: _plain(v) for k, v in d.items()}, indent=1))
+    elif fmt == Format.csv:
+        _emit([d], fmt, list(d))
+    else:
+        console.print(f"{name}: {c.params:,} parameters ({c.params / 1e6:.3f}M; {c.params_mxnet:,} counting BN "
+                      f"running stats), {c.macs:,} MACs ({c.macs / 1e9:.3f}G) at {list(size)} [{profile}]")
+
+
+@data_app.command("fake", epilog=_examples("repro data fake cifar100 /tmp/tiny && "
+                                           "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny"))
+def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="cifar10 | cifar100 | svhn | ..."),
+              directory: Path = typer.Argument(..., metavar="DIRECTORY")):
+    """Write a tiny dataset in the real on-disk format under DIRECTORY."""
+    from ..data import FAKES
+
+    if dataset not in FAKES:
+        _fail(f"unknown dataset {dataset!r}; fakes exist for {', '.join(FAKES)}")
+    path = FAKES[dataset](directory)
+    console.print(f"wrote a tiny {dataset} to {path} (use --data-dir {directory})")

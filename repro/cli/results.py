@@ -1,0 +1,253 @@
+"""`repro diff`, `repro report` and `repro status`: reading the results database."""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..specs import SpecError
+from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
+                     SpecsOpt)
+
+
+@app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
+                            "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
+def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
+         paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+         fmt: Format = FormatOpt(),
+         fail_over: Optional[float] = typer.Option(
+             None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
+             "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
+         fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
+         against: Optional[str] = typer.Option(
+             None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
+         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+    """Ours vs paper, cell by cell (or ours vs another database's ours with --against).
+
+    A summary line closes the output (stdout for table, stderr for json and csv).
+    """
+    from ..compare import compare_paper
+    from ..db import Database
+    from ..plan import PlanError, resolve_targets
+    from ..report import fmt_ours
+
+    try:
+        catalog = _catalog(specs_dir)
+        resolved = resolve_targets(catalog, targets, paper)
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    if fmt not in ("table", "json", "csv"):
+        _fail(f"--format must be table, json or csv, got {fmt!r}")
+    if against is not None:
+        against = _check_db(against, write=False)
+
+    def compared(database):
+        return [r for p, t in resolved for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
+
+    rows = compared(Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    if against is None:
+        records = [_diff_record(r) for r in rows]
+        columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
+        text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
+                 fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
+                 r.budget or "", r.status] for r in rows]
+    else:
+        records = _against_records(rows, compared(Database(against, create=False)))
+        columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
+        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _cell_text(a["ours"]),
+                 _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
+                 a["against_status"]] for a in records]
+    _print_records(records, fmt, columns, text)
+    out = sys.stdout if fmt == "table" else sys.stderr
+    print(_diff_summary(rows, records if against else None), file=out)
+    failed = _check_fail_over(rows, records if against else None, fail_over)
+    pending = sum(1 for r in rows if r.status == "pending")
+    if fail_on_pending and pending:
+        print(f"fail-on-pending: {pending} cell(s) pending", file=sys.stderr)
+        failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
+               "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
+               "ci_high", "tolerance", "values", "verdict_note"]
+
+
+def _number(x, count: bool = False):
+    """A number as a reader writes it: counts as integers, other floats at 12 significant digits (a mean of
+    seeds prints 28.1, not 28.099999999999998; 21.655 stays 21.655); lists and dicts element by element."""
+    if isinstance(x, dict):
+        return {k: _number(v, count) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_number(v, count) for v in x]
+    if not isinstance(x, float):
+        return x
+    if count and x.is_integer():
+        return int(x)
+    return float(f"{x:.12g}")
+
+
+def _diff_record(r) -> dict:
+    from ..specs import METRICS
+
+    rec = {k: _number(getattr(r, k)) for k in DIFF_FIELDS}
+    rec["ours_exact"] = _number(r.ours_exact, count=METRICS[r.metric][2])
+    return rec
+
+
+def _against_records(ours: list, theirs: list) -> list[dict]:
+    """Cell by cell, ours (--db) beside the other database's ours; ``change`` is ours minus theirs in the
+    printed unit, unrounded (so a count that moved by one parameter shows)."""
+    from ..specs import SCALE, Printed
+
+    other = {(r.paper, r.table, r.section, r.row, r.column): r for r in theirs}
+    out = []
+    for r in ours:
+        o = other.get((r.paper, r.table, r.section, r.row, r.column))
+        scale = SCALE[Printed.parse(r.printed).suffix] if r.published is not None else 1
+        mine = r.ours_exact / scale if r.ours_exact is not None else None
+        them = o.ours_exact / scale if o is not None and o.ours_exact is not None else None
+        change = round(mine - them, 9) if mine is not None and them is not None else None
+        out.append({"paper": r.paper, "table": r.table, "section": r.section, "row": r.row, "column": r.column,
+                    "metric": r.metric, "printed": r.printed, "published": r.published, "ours": _number(r.ours),
+                    "against": _number(o.ours) if o else None, "change": _number(change), "budget": r.budget,
+                    "against_budget": o.budget if o else None, "n": r.n, "against_n": o.n if o else 0,
+                    "status": r.status, "against_status": o.status if o else "pending"})
+    return out
+
+
+def _print_records(records: list[dict], fmt: str, columns: list[str], text: list[list[str]]) -> None:
+    if fmt == "json":
+        print(json.dumps(records, indent=1, ensure_ascii=False))  # json writes floats at their shortest repr
+        return
+    if fmt == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else DIFF_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for rec in records:
+            w.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else
+                        ("" if v is None else v) for k, v in rec.items()})
+        return
+    from rich.markup import escape
+
+    t = Table(show_lines=False)
+    for col in columns:
+        t.add_column(col)
+    for cells in text:
+        t.add_row(*[escape(c) for c in cells])  # rich markup would eat bracketed text such as "[13]"
+    console.print(t)
+
+
+def _row_label(section: str | None, row: str) -> str:
+    return f"{section} / {row}" if section else row
+
+
+def _cell_text(x) -> str:
+    return "" if x is None else str(x)
+
+
+def _diff_summary(rows: list, against: list[dict] | None) -> str:
+    counts = Counter(r.status for r in rows)
+    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "no cells"
+    if against is None:
+        return text
+    both = [a for a in against if a["change"] is not None]
+    moved = sum(1 for a in both if a["change"] != 0)
+    only_db = sum(1 for a in against if a["ours"] is not None and a["against"] is None)
+    only_other = sum(1 for a in against if a["ours"] is None and a["against"] is not None)
+    status = sum(1 for a in against if a["status"] != a["against_status"])
+    return (f"{text}; against: {len(both)} cell(s) in both, {moved} changed, {status} changed status, "
+            f"{only_db} only in --db, {only_other} only in --against")
+
+
+def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | None) -> bool:
+    """True when a comparable cell is off by more than ``threshold``; says so when nothing was comparable."""
+    from ..compare import comparable, fails_over
+
+    if threshold is None:
+        return False
+    if against is None:
+        checked, bad = comparable(rows), fails_over(rows, threshold)
+        for r in bad:
+            print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {_number(r.ours)} vs {r.printed} "
+                  f"(delta {r.delta:+.4g} > {threshold})", file=sys.stderr)
+        diverged = [r for r in rows if r.status == "diverged" and r.budget == "full"]  # worse than any delta
+        for r in diverged:
+            print(f"diverged: {r.paper}/{r.table} {r.row} / {r.column}: {r.verdict_note}", file=sys.stderr)
+        bad = bad + diverged
+    else:  # both sides full budget (or static), measured in both databases
+        checked = [a for a in against if a["change"] is not None and a["budget"] in ("full", "static")
+                   and a["against_budget"] == a["budget"]]
+        bad = [a for a in checked if abs(a["change"]) > threshold]
+        for a in bad:
+            print(f"regression: {a['paper']}/{a['table']} {a['row']} / {a['column']}: {a['ours']} vs "
+                  f"{a['against']} in --against (change {a['change']:+.4g} > {threshold})", file=sys.stderr)
+    if not checked:
+        pending = sum(1 for r in rows if r.status == "pending")
+        print(f"fail-over: no comparable cell ({pending} of {len(rows)} pending, the rest short-budget, cited or "
+              f"without a number): nothing was checked", file=sys.stderr)
+    return bool(bad)
+
+
+@app.command(epilog=_examples("repro report --paper se-r    # writes <repo>/reports/se-r/README.md"))
+def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
+           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
+           db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+    """Render Markdown pages and figures comparing ours with the published numbers."""
+    url = _check_db(db, write=False)
+
+    from ..db import Database, resolve
+    from ..report import render
+    try:
+        catalog = _catalog(specs_dir)
+    except SpecError as e:
+        _fail(str(e))
+    for p in paper or []:
+        if p not in catalog.papers:
+            _fail(f"unknown paper {p!r}; known: {', '.join(catalog.papers)}")
+    written = render(catalog, Database(url, create=False), resolve("reports", out), paper or list(catalog.papers))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner"]
+RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed", "eta", "heartbeat"]
+
+
+@app.command(epilog=_examples("repro status", "repro status --format json --db sqlite:///other.db"))
+def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
+    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from ..db import Database, exists, safe_url
+    from ..status import running_rows
+
+    url = _check_db(db, write=False)
+    if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
+        what = "is not a repro results database (no such table: jobs)" if url.startswith("sqlite") else \
+            "holds no repro database (repro run creates it)"
+        _fail(f"{safe_url(url)} {what}")
+    try:
+        database = Database(url, create=False)
+        jobs = database.jobs_by_state()
+        running = running_rows(database.running())
+    except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
+        _fail(f"{safe_url(url)} is not a repro results database ({str(e.orig).splitlines()[0]})")
+    rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
+    if fmt != Format.table:
+        _emit(rows, fmt, STATUS_COLUMNS)
+        return
+    counts = Counter(j.state for j in jobs)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    if running:
+        _emit([{c: r[c] for c in RUNNING_COLUMNS} for r in running], fmt, RUNNING_COLUMNS, title="running")
+    for r in rows:
+        r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(rows, fmt, STATUS_COLUMNS)

@@ -1,0 +1,250 @@
+"""`repro run` (plan, then run on local workers or Slurm) and `repro bench`."""
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from typing import Optional
+
+import typer
+
+from ..specs import SpecError
+from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt, _device, _emit, Engine_,
+                     _examples, EXECUTORS, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt)
+
+
+@app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
+                            "repro run cra --dry-run --format json"))
+def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<paper>, <paper>/<table>, or <table> with --paper"),
+        paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+        budget: str = typer.Option("full", "--budget", metavar="BUDGET", help="full | smoke"),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
+                                             help="shorten schedules to N epochs (budget epochs-N)"),
+        seeds: int = typer.Option(
+            1, "--seeds", min=1, metavar="N",
+            help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
+            "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
+            "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N",
+                                              help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
+        jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
+        executor: str = typer.Option("local", "--executor", metavar="EXECUTOR", help="local | slurm | submitit-local | submitit-debug"),
+        detach: bool = typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
+        lease_seconds: Optional[float] = typer.Option(None, "--lease-seconds", metavar="S",
+                                                      help="take over a job whose owner sent no heartbeat for this "
+                                                           "long (default 180, or $REPRO_LEASE_SECONDS)"),
+        threads: Optional[int] = typer.Option(None, "--threads", metavar="N",
+                                              help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
+        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", metavar="NAME"),
+        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus", metavar="N",
+                                                 help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
+        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", metavar="N", help="CPUs per Slurm task"),
+        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", metavar="MEM", help="memory per Slurm task, e.g. 16G"),
+        slurm_account: Optional[str] = typer.Option(None, "--slurm-account", metavar="NAME"),
+        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", metavar="NAME"),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", metavar="FEATURES"),
+        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt", metavar="KEY=VALUE",
+                                                      help="any other sbatch option as KEY=VALUE (repeatable)"),
+        slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN", help="Slurm time limit per task, minutes"),
+        log_dir: str = typer.Option("submitit_logs", "--log-dir", metavar="DIR", help="Slurm/submitit task logs"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
+        fmt: Format = FormatOpt("dry-run output"),
+        kind: Optional[list[Kind]] = typer.Option(None, "--kind", metavar="KIND",
+                                                  help="only jobs of this kind: profile | train | detect (repeatable)"),
+        max_jobs: int = typer.Option(5000, "--max-jobs", min=1, metavar="N",
+                                     help="refuse to plan more jobs than this in one invocation"),
+        db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt,
+        data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR",
+                                               help="datasets root (default $REPRO_DATA or <repo>/data)"),
+        download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
+        device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
+                                   help="auto | cpu | cuda | cuda:N"),
+        checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir", metavar="DIR",
+                                                     help="training checkpoints (default <repo>/checkpoints)"),
+        loader_workers: Optional[int] = typer.Option(None, "--loader-workers", min=0, metavar="N",
+                                                     help="DataLoader worker processes per job (default: 0, "
+                                                          "or a share of the CPU cores for ImageNet)"),
+        engine: Engine_ = typer.Option("fast", "--engine", help="fast (device-resident 32x32 data, batched "
+                                       "augmentation) | reference (torchvision transforms + DataLoader)"),
+        precision: Optional[Precision] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on "
+                                                      "CUDA, fp32 on CPU); recorded with each run, never part of the job"),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed "
+                                          "jobs are always retried)"),
+        keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
+                                              help="keep a finished job's checkpoints")):
+    """Expand specs into jobs and run the ones not done yet."""
+    # what needs no spec (and no torch import) is checked first: seconds must not precede a typo
+    if executor not in EXECUTORS:
+        _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    url = _check_db(db, write=not dry_run, must_exist=False)
+
+    from ..plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
+
+    try:
+        budget = parse_budget(budget, epochs)
+    except PlanError as e:
+        _fail(str(e))
+    try:
+        catalog = _catalog(specs_dir)
+        resolved = resolve_targets(catalog, targets or [], paper)
+        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds={k.value for k in kind} if kind else None,
+                    max_jobs=max_jobs)
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    from ..db import Database, resolve  # sqlalchemy costs 0.5 CPU-s: not before the specs are known to be good
+
+    if dry_run:  # a dry run never creates the database
+        states = {}
+        if _db_exists(url):
+            states = Database(url, create=False).job_states(j.id for j in jobs)
+        else:
+            print(f"note: no database at {url} yet: every job is new", file=sys.stderr)
+        _print_plan(jobs, states, resolved, fmt)
+        return
+    data_dir = str(resolve("data", data_dir))
+    checkpoint_dir = str(resolve("checkpoints", checkpoint_dir))
+    database = Database(url)
+    states = database.job_states(j.id for j in jobs)
+    database.sync_published(*published_rows(catalog, resolved))
+    database.add_jobs(j.row() for j in jobs)
+    finished = ("done",) if retry_failed else ("done", "diverged")
+    todo = [j for j in jobs if states.get(j.id) not in finished]
+    diverged = 0 if retry_failed else sum(1 for j in jobs if states.get(j.id) == "diverged")
+    shown_budget = "static" if all(j.kind == "profile" for j in jobs) else budget  # counts have no budget
+    console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done"
+                  + (f" ({diverged} diverged; --retry-failed runs them again)" if diverged else "")
+                  + f", {len(todo)} to run [budget {shown_budget}] -> {url}")
+    unrunnable = {}
+    if not download:
+        todo, unrunnable = split_missing_data(todo, data_dir)
+        for error, n in unrunnable.values():
+            print(f"not run: {n} job(s) need {error} (--kind profile runs only the static cells)", file=sys.stderr)
+    todo = [j.id for j in todo]
+    if not todo:
+        if unrunnable:
+            raise typer.Exit(1)
+        return
+    if retry_failed:
+        n = database.reset_failed(todo, diverged=True)
+        if n:
+            console.print(f"retrying {n} failed or diverged job(s)")
+    from . import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
+    from ..worker import WorkerOptions
+
+    wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
+                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine.value,
+                          precision=precision.value if precision else None, compile=compile_,
+                          keep_checkpoints=keep_checkpoints, threads=threads,
+                          **({"lease_seconds": lease_seconds} if lease_seconds is not None else {}))
+    try:
+        slurm = ex.SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
+                                account=slurm_account, qos=slurm_qos, constraint=slurm_constraint,
+                                timeout_min=slurm_timeout_min, extra=ex.parse_slurm_opts(slurm_opt))
+        eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm, log_dir=log_dir,
+                               jobs_per_gpu=jobs_per_gpu, detach=detach)
+        report = ex.run(todo, wopts, eopts, console)
+    except ex.ExecError as e:
+        _fail(str(e))
+    if detach:
+        return
+    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
+    for jid, msg in report.failed.items():
+        print(f"{'diverged' if msg.startswith('loss became') else 'failed'} {jid}: {msg}", file=sys.stderr)
+    if report.failed or unrunnable:
+        raise typer.Exit(1)
+
+
+def _db_exists(url: str) -> bool:
+    from ..db import exists
+
+    return exists(url)
+
+
+PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "cells"]
+
+
+def _print_plan(jobs, states, resolved, fmt: Format):
+    papers = {}
+    for p, t in resolved:
+        papers.setdefault(p.slug, []).append(t)
+    rows = [{"job": j.id, "kind": j.kind, "model": j.model, "seed": j.seed, "budget": j.budget,
+             "cells": j.cells, "state": states.get(j.id, "new")} for j in jobs]
+    if fmt != Format.table:
+        _emit(rows, fmt, PLAN_COLUMNS)
+        return
+    for r in rows:  # the table shows a few cells per job, not all of them
+        cells = r["cells"]
+        r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
+        r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(rows, fmt, ["job", "kind", "model", "seed", "state", "cells"], title="plan")
+    for slug, tables in papers.items():
+        mine = [j for j in jobs if any(c.startswith(slug + "/") for c in j.cells)]
+        done = sum(1 for j in mine if states.get(j.id) == "done")
+        console.print(f"{slug}: {len(tables)} spec(s), {len(mine)} job(s) ({_kinds(mine) or 'none'}), {done} done")
+    console.print(f"total: {len(jobs)} distinct job(s): {_kinds(jobs)}")
+
+
+def _kinds(jobs) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(Counter(j.kind for j in jobs).items()))
+
+
+@app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
+                            "repro bench cra/table4 --precision bf16 --compile --format json"))
+def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
+          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+          steps: int = typer.Option(20, "--steps", min=1, metavar="N", help="timed optimizer steps per job"),
+          engine: Engine_ = typer.Option("fast", "--engine", help="fast | reference"),
+          precision: Optional[Precision] = typer.Option(None, "--precision",
+                                                        help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU)"),
+          compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+          vs: Optional[Engine_] = typer.Option(None, "--vs", help="reference: also time the reference loop, "
+                                               "print the ratio"),
+          device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
+                                     help="auto | cpu | cuda | cuda:N"),
+          fmt: Format = FormatOpt(),
+          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+    """Time N steps of each training job's exact recipe on synthetic data of the real shape."""
+    from ..bench import bench_job
+    from ..db import Database
+    from ..plan import PlanError, plan, resolve_targets
+    from ..trainer import Engine
+    from ..worker import device_name, git_state, pick_device
+
+    if vs is not None and vs.value != "reference":
+        _fail(f"--vs takes only 'reference', got {vs.value!r}")
+    url = _check_db(db, write=True, must_exist=False)
+    try:
+        catalog = _catalog(specs_dir)
+        jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    dev = pick_device(device)
+    if os.environ.get("REPRO_THREADS"):
+        import torch
+
+        torch.set_num_threads(max(1, int(os.environ["REPRO_THREADS"])))
+    eng = Engine.for_device(dev, engine.value, precision.value if precision else None, compile_)
+    label = device_name(dev)
+    database = Database(url)
+    commit = git_state()[0]
+    results = []
+    for job in jobs:
+        r = bench_job(job, eng, dev, steps, label, vs is not None)
+        results.append(r)
+        row = r.row()
+        database.put_benchmark({k: row[k] for k in ("job_id", "config_key", "model", "device", "engine", "precision",
+                                                     "compiled", "batch_size", "steps", "img_per_s", "ms_per_step",
+                                                     "peak_mem_mb", "projected_hours") if k in row}
+                               | {"job_id": r.job, "config": job.spec, "git_commit": commit})
+        if fmt.value == "table":
+            ratio = (f"; reference {r.ref_img_per_s:,.1f} img/s, ratio {r.ratio:.2f}x; data path alone "
+                     f"{r.data_img_per_s:,.0f} vs {r.ref_data_img_per_s:,.0f} img/s, ratio {r.data_ratio:.1f}x"
+                     if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
+            print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
+                  f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
+                  f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
+    if fmt.value != "table":
+        _emit([r.row() for r in results], fmt, list(BenchResultFields))
+    elif not results:
+        print("no training jobs in these targets", file=sys.stderr)
