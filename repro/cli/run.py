@@ -129,7 +129,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
         n = database.reset_failed(todo, diverged=True)
         if n:
             console.print(f"retrying {n} failed or diverged job(s)")
-    from . import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
+    from .. import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
     from ..worker import WorkerOptions
 
     wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
