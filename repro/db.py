@@ -41,13 +41,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
                         create_engine, event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from .paths import db_url
 
 
 def utcnow() -> dt.datetime:
@@ -208,10 +209,6 @@ def _finite(values: dict[str, float], what: str) -> None:
     bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise ValueError(f"refusing to store non-finite {', '.join(bad)} in the {what}")
-
-
-# path defaults live in a module without SQLAlchemy (fast CLI start-up); re-exported here
-from .paths import DEFAULTS, db_url, project_root, resolve  # noqa: E402,F401
 
 
 class DatabaseError(Exception):

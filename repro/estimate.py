@@ -16,7 +16,6 @@ and a done profile job of the same configuration (a static cell) is used as it i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field

@@ -115,22 +115,6 @@ class Curve:
     n: int
     points: list[dict]
 
-    @classmethod
-    def from_runs(cls, runs: dict[str, list[dict]], metrics=tuple(METRIC_LABELS)) -> "Curve":
-        """The same summary from points held in memory ({job: [{epoch, metric: value}]})."""
-        by_epoch: dict[int, list[dict]] = {}
-        for points in runs.values():
-            for p in points:
-                by_epoch.setdefault(p["epoch"], []).append(p)
-        rows = []
-        for epoch in sorted(e for e, ps in by_epoch.items() if len(ps) == len(runs)):
-            row = {"epoch": epoch}
-            for m in metrics:
-                values = [p[m] for p in by_epoch[epoch]]
-                row.update({f"{m}_mean": sum(values) / len(values), f"{m}_min": min(values), f"{m}_max": max(values)})
-            rows.append(row)
-        return cls(len(runs), rows)
-
 
 def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str, str | None, Curve | None]]:
     """(label, budget, curve) per curve of a figure: one query for the jobs, one aggregate per curve (the
@@ -155,7 +139,8 @@ def curves(paper: Paper, spec: TableSpec, db: Database, out: Path) -> Path | Non
     """The figure's PNG, or None (and no stale file) when none of its models has a curve yet."""
     path = out / f"{spec.table}.png"
     series = curve_series(paper, spec, db)
-    key = figure_key("curves", paper.slug, spec.table, spec.title, [(label, budget, c and (c.n, c.points)) for label, budget, c in series])
+    drawn = [(label, budget, c and (c.n, c.points)) for label, budget, c in series]
+    key = figure_key("curves", paper.slug, spec.table, spec.title, drawn)
     if _up_to_date(path, key):
         return path
     fig = curve_figure(paper, spec, series)

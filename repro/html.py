@@ -14,9 +14,9 @@ are the PNG files the Markdown pass wrote (no curve is loaded twice).
 from __future__ import annotations
 
 import base64
-import html
 import datetime as dt
 import functools
+import html
 from collections import Counter
 from pathlib import Path
 

@@ -203,7 +203,8 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
     """Render Markdown pages and figures comparing ours with the published numbers."""
     url = _check_db(db, write=False)
 
-    from ..db import Database, resolve
+    from ..db import Database
+    from ..paths import resolve
     from ..report import render
     try:
         catalog = _catalog(specs_dir)
