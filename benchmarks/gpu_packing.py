@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 
 
 def one_job(rank: int, args, barrier, results) -> None:
-    import models
+    import repro_models as models
 
     torch.manual_seed(rank)
     device = torch.device(args.device)

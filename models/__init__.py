@@ -1,6 +1,7 @@
 """Model zoo for the papers ``repro`` reproduces.
 
-Public API: ``models.create(name, num_classes=..., **kwargs)`` and ``models.available()``.
+Public API: ``repro_models.create(name, num_classes=..., **kwargs)`` and ``repro_models.available()``
+(the folder ``models/`` is installed under the import name ``repro_models``: see pyproject.toml).
 Every module is imported here explicitly so that nothing is missing from the registries.
 """
 from .registry import ATTENTIONS, BACKBONES, MODELS, MODEL_INFO, available, create, is_known  # noqa: F401

@@ -113,7 +113,7 @@ def measure_data(spec: dict, engine: Engine, device: torch.device, batches: int)
 def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) -> tuple[float, float, float | None]:
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
-    import models
+    import repro_models as models
 
     if warmup is None:
         warmup = 3 if device.type == "cuda" else 1

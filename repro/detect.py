@@ -285,7 +285,7 @@ def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: C
                device: torch.device, on_progress: Callable[[int, int, float], None] | None,
                on_resume: Callable[[int], None] | None) -> dict[str, tuple[float, None]]:
     """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained``."""
-    import models
+    import repro_models as models
 
     recipe = spec["recipe"]
     if spec["dataset"] != "coco":

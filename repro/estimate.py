@@ -74,7 +74,7 @@ def forward_macs(db: Database, configs: dict[str, dict]) -> dict[str, int]:
 
 
 def _count(cfg: dict) -> tuple[int, int]:
-    import models
+    import repro_models as models
     from .counting import count_macs, count_params, skip_init
 
     with skip_init():

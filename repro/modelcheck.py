@@ -73,7 +73,7 @@ class ModelFacts:
 
     def _registry(self) -> None:
         """Import the model code (torch included): only on a cache miss."""
-        import models
+        import repro_models as models
         from .counting import PROFILES
 
         if self.models is None:
@@ -91,13 +91,13 @@ class ModelFacts:
         return self.profiles
 
     def resolve(self, model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``models.registry.validated_kwargs``: the resolved options (defaults filled in, as hashed
+        """``repro_models.registry.validated_kwargs``: the resolved options (defaults filled in, as hashed
         into job ids), or ``ValueError`` when the model rejects them; built once per configuration."""
         key = f"{model} {json.dumps(kwargs, sort_keys=True, default=repr)}"
         hit = self.options.get(key)
         if hit is None:
             self._registry()
-            from models.registry import validated_kwargs
+            from repro_models.registry import validated_kwargs
 
             try:
                 hit = {"ok": validated_kwargs(model, **kwargs)}

@@ -167,7 +167,7 @@ class Heartbeat:
 
 
 def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
-    import models
+    import repro_models as models
     from .counting import count_macs, count_params, skip_init
 
     # one build serves all three counts; no count depends on a weight's value, so skip the init
@@ -181,7 +181,7 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
 
 def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
               on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
-    import models
+    import repro_models as models
     from . import loaders
     from .trainer import fit, seed_everything
 

@@ -76,7 +76,7 @@ def test_counting_leaves_the_model_as_it_was():
     ("cra_resnet56_cifar", {"num_classes": 100}, 32, "thop-0.1"),
 ])
 def test_skip_init_draws_nothing_and_counts_the_same(name, kwargs, size, profile):
-    import models
+    import repro_models as models
 
     torch.manual_seed(0)
     state = torch.get_rng_state()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import models
+import repro_models as models
 from conftest import SPECS
 from repro.data import DataError, fake_coco
 from repro.checkpoints import CheckpointStore, safe_load

@@ -274,7 +274,7 @@ def test_a_hostile_checkpoint_runs_no_code(tmp_path, tiny_cifar10, clean, monkey
 
 
 def test_a_hostile_backbone_checkpoint_runs_no_code(tmp_path, monkeypatch):
-    import models
+    import repro_models as models
     from repro.detect import load_backbone
 
     marker = tmp_path / "pwned"

@@ -14,8 +14,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import torch
 
-import models
-from models.attention.cmpe_se import MODES, CompetitiveSE, fold_pair_view, fold_shape
+import repro_models as models
+from repro_models.attention.cmpe_se import MODES, CompetitiveSE, fold_pair_view, fold_shape
 from repro.counting import count_params
 
 torch.set_num_threads(1)

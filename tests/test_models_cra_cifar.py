@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-import models
-from models.attention.cra import ChannelReassessment
-from models.backbones.densenet import DenseLayer
-from models.backbones.resnet_cifar import ZeroPadShortcut
-from models.backbones.shufflenet import channel_shuffle
+import repro_models as models
+from repro_models.attention.cra import ChannelReassessment
+from repro_models.backbones.densenet import DenseLayer
+from repro_models.backbones.resnet_cifar import ZeroPadShortcut
+from repro_models.backbones.shufflenet import channel_shuffle
 from repro.counting import count_macs, count_params, skip_init
 
 torch.set_num_threads(1)
@@ -177,7 +177,7 @@ def _check_forward_backward(model: nn.Module, num_classes: int) -> None:
 
 
 # cra's CIFAR models (its ImageNet models share the paper tag but live elsewhere)
-CRA_NAMED = sorted(name for name, fn in models.MODELS.items() if fn.__module__ == "models.cra_cifar")
+CRA_NAMED = sorted(name for name, fn in models.MODELS.items() if fn.__module__ == "repro_models.cra_cifar")
 
 
 def _named_params() -> list:

@@ -14,13 +14,13 @@ import timm
 import torch
 import torchvision
 
-import models
-from models.attention.bam import BottleneckAttention
-from models.attention.cbam import ConvBlockAttention
-from models.attention.cra import ChannelReassessment
-from models.backbones.blocks import StageHook
-from models.backbones.resnet import resnet
-from models.registry import NoAttention, attention_layer
+import repro_models as models
+from repro_models.attention.bam import BottleneckAttention
+from repro_models.attention.cbam import ConvBlockAttention
+from repro_models.attention.cra import ChannelReassessment
+from repro_models.backbones.blocks import StageHook
+from repro_models.backbones.resnet import resnet
+from repro_models.registry import NoAttention, attention_layer
 from repro.counting import count_macs, count_params
 
 torch.set_num_threads(1)
@@ -82,7 +82,7 @@ def paper_model(name: str, **kwargs):
 
 
 def test_every_named_model_is_registered():
-    ours = {n for n, fn in models.MODELS.items() if fn.__module__ in ("models.cra_imagenet", "models.detection")}
+    ours = {n for n, fn in models.MODELS.items() if fn.__module__ in ("repro_models.cra_imagenet", "repro_models.detection")}
     assert ours == set(CLASSIFIERS) | set(DETECTORS)
     assert all(models.MODEL_INFO[n]["paper"] == "cra" for n in ours)
 

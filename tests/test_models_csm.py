@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-import models
-from models.attention.csm import ChannelAttention, ChannelSpatialAttention, SpatialAttention
-from models.attention.se import SqueezeExcite
-from models.registry import NoAttention
+import repro_models as models
+from repro_models.attention.csm import ChannelAttention, ChannelSpatialAttention, SpatialAttention
+from repro_models.attention.se import SqueezeExcite
+from repro_models.registry import NoAttention
 from repro.counting import count_macs, count_params
 
 torch.set_num_threads(1)
@@ -63,7 +63,7 @@ def paper_model(name: str):
 
 
 def test_every_named_model_is_registered():
-    ours = {n for n, fn in models.MODELS.items() if fn.__module__ == "models.csm"}
+    ours = {n for n, fn in models.MODELS.items() if fn.__module__ == "repro_models.csm"}
     assert ours == set(GOLDEN) | set(GOLDEN_CIFAR)
     assert all(models.MODEL_INFO[n]["paper"] == "csm" for n in ours)
     assert all(n in models.MODELS for n in SHARED_WITH_CRA)

@@ -6,8 +6,8 @@ import functools
 import pytest
 import torch
 
-import models
-from models.aux import AuxClassifier
+import repro_models as models
+from repro_models.aux import AuxClassifier
 from repro.counting import count_macs, count_params
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import models
+import repro_models as models
 
 # the smallest member of each backbone family, and its input size
 TINY = {

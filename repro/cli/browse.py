@@ -56,7 +56,7 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                                                     help="only models this paper's specs use"),
                 specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
-    import models
+    import repro_models as models
     from ..specs import table_cells
 
     try:
@@ -95,7 +95,7 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                 fmt: Format = FormatOpt(),
                 as_json: bool = typer.Option(False, "--json", help="the same as --format json")):
     """Parameters and MACs of one model."""
-    import models
+    import repro_models as models
     from ..counting import measure
 
     if not models.is_known(name):
