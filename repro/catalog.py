@@ -18,6 +18,10 @@ from .specs import (DATASETS, METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec,
                     table_rows)
 
 
+class SpecsDirMissing(SpecError):
+    """The specs folder itself is not there (a caller may say which option or variable points at it)."""
+
+
 def specs_root(explicit: str | os.PathLike | None = None) -> Path:
     """``--specs-dir`` beats ``$REPRO_SPECS`` beats the repo's ``specs/``."""
     if explicit:
@@ -157,7 +161,7 @@ def load_paper(paper_dir: Path) -> Paper:
 def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
     root = specs_root(root)
     if not root.is_dir():
-        raise SpecError(f"{root}: specs directory not found (set --specs-dir or $REPRO_SPECS)")
+        raise SpecsDirMissing(f"{root}: specs directory not found")
     catalog = Catalog(root)
     try:
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):

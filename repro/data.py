@@ -62,9 +62,8 @@ _DOWNLOAD = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "svhn":
 
 
 def _missing(name: str, root: Path, layout: str) -> DataError:
-    return DataError(f"{name} not found under {root} (expected {layout}). Fix: pass --download to fetch it, "
-                     f"point --data-dir/$REPRO_DATA at a copy, or run `repro data fake {name} {root}` "
-                     f"for a tiny fake to exercise the pipeline.")
+    """Where the files were looked for, and what was expected there (a caller adds how to fix it)."""
+    return DataError(f"{name} not found under {root} (expected {layout})")
 
 
 REQUIRED = {

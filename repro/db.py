@@ -9,14 +9,17 @@ published_cells   every number the paper prints, as printed (``printed``) and pa
                   and ``config_key``: the job configuration that produces it (NULL when cited).
 jobs              one row per fully resolved job; ``id`` is the hash of the job (model, kwargs,
                   dataset, recipe, budget, seed), ``config_key`` the hash without budget and seed
-                  (what a published cell points at). ``state``: pending | running | done | failed |
-                  diverged (the loss became nan/inf: a result, not retried unless asked).
+                  (what a published cell points at). ``state``: a ``repro.states.JobState``
+                  (diverged: the loss became nan/inf, a result, not retried unless asked).
                   ``owner``/``heartbeat_at`` implement claiming: a worker takes a job with one
-                  conditional UPDATE, so two processes never run the same job.
-runs              every attempt at a job: status (running | done | failed | interrupted), error,
-                  start/end, host, pid, device, git commit and dirty flag, package versions,
-                  the epoch it resumed from; how the job ran: ``engine`` (fast | reference),
-                  ``precision`` (bf16 | fp32), ``compiled``, CPU ``threads``.
+                  conditional UPDATE, so two processes never run the same job. While it runs,
+                  ``progress_done`` of ``progress_total`` ``progress_unit`` (epoch | iteration).
+runs              every attempt at a job: status (a ``repro.states.RunStatus``), error (a failure's
+                  exception line, for people), where a diverged attempt diverged (``diverged_value``
+                  nan | inf at ``diverged_unit`` ``diverged_at``, with ``diverged_lr``), start/end,
+                  host, pid, device, git commit and dirty flag, package versions, the epoch it
+                  resumed from; how the job ran: ``engine`` (fast | reference), ``precision``
+                  (bf16 | fp32), ``compiled``, CPU ``threads``.
 checkpoints       every checkpoint file an attempt wrote (job, run, path, SHA-256, epoch or iteration):
                   only a file this database recorded, with the same bytes, is ever resumed.
 metrics           final numbers of a job (name, value in base units, detail such as the counter
@@ -43,12 +46,20 @@ import os
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, func, select, update)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text,
+                        UniqueConstraint, create_engine, event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from .paths import db_url
+from .states import Divergence, JobState, Progress, RunStatus
+
+
+def _state_type(enum: type) -> Enum:
+    """A state column: VARCHAR holding the enum's value (no native enum, no constraint, so an older
+    database's column is the same type), read back as the enum."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+                values_callable=lambda e: [m.value for m in e])
 
 
 def utcnow() -> dt.datetime:
@@ -105,10 +116,12 @@ class Job(Base):
     budget: Mapped[str] = mapped_column(String(32))
     seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     spec: Mapped[dict] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    state: Mapped[JobState] = mapped_column(_state_type(JobState), default=JobState.PENDING, index=True)
     owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    progress: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -117,8 +130,12 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RunStatus] = mapped_column(_state_type(RunStatus))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    diverged_value: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    diverged_unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    diverged_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    diverged_lr: Mapped[float | None] = mapped_column(Float, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     host: Mapped[str] = mapped_column(String(256))
@@ -211,6 +228,17 @@ def _finite(values: dict[str, float], what: str) -> None:
         raise ValueError(f"refusing to store non-finite {', '.join(bad)} in the {what}")
 
 
+_NO_PROGRESS = {"progress_done": None, "progress_total": None, "progress_unit": None}
+
+
+def _divergence(value, unit, at, lr) -> Divergence | None:
+    return Divergence(value, unit, at, lr) if value is not None else None
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the job: another worker took it over; stop writing at once."""
+
+
 class DatabaseError(Exception):
     """A database that cannot be reached or used, in one line the CLI prints as ``error: ...``."""
 
@@ -247,24 +275,90 @@ def _cause(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for ``url``; a bad URL or a missing driver is a ``DatabaseError``."""
+def parse_url(raw: str):
+    """``raw`` as a SQLAlchemy URL whose driver is importable, or one ``DatabaseError`` saying why.
+
+    SQLite's URI form (``sqlite:///file:PATH?mode=ro&uri=true``) is supported: PATH is then the file."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    raw = db_url(url)
     try:
-        parsed = make_url(raw)
+        url = make_url(raw)
     except ArgumentError:
-        raise DatabaseError(f"--db {raw!r} is not a database URL (e.g. sqlite:///results.db or "
-                            f"postgresql+psycopg://user@host/db)") from None
+        raise DatabaseError(f"database URL {raw!r} is not a URL (a SQLite file is sqlite:///path/to/file.db; "
+                            f"PostgreSQL postgresql+psycopg://user@host/db)") from None
+    shown = url.render_as_string(hide_password=True)
     try:
-        engine = create_engine(parsed, future=True)
+        dialect = url.get_dialect()
     except NoSuchModuleError:
-        raise DatabaseError(f"unknown database backend {parsed.drivername!r} in --db") from None
-    except ModuleNotFoundError as e:
-        fix = "pip install -e '.[postgres]'" if (e.name or "").startswith("psycopg") else f"pip install {e.name}"
-        raise DatabaseError(f"the driver for {parsed.drivername} is not installed (no module {e.name!r}): {fix}") from None
+        raise DatabaseError(f"database URL {shown}: unknown database kind {url.drivername!r} (use sqlite:///PATH "
+                            f"or postgresql+psycopg://...)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        module = getattr(e, "name", None) or url.get_driver_name()
+        fix = ("pip install -e '.[postgres]' (the postgres extra)" if module.startswith("psycopg")
+               else f"pip install {module}")
+        raise DatabaseError(f"database URL {shown}: driver {url.get_driver_name()!r} is not installed "
+                            f"(no module {module!r}): {fix}") from None
+    return url
+
+
+def sqlite_path(url) -> str | None:
+    """The file a SQLite URL points at (None: in memory, or not SQLite); the URI form's ``file:`` path too."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    db = url.database
+    if url.query.get("uri") in ("true", "1") and db.startswith("file:"):
+        from urllib.parse import unquote
+
+        db = unquote(db[len("file:"):])
+        return None if db in ("", ":memory:") else db
+    return db
+
+
+def check_url(explicit: str | None = None, *, write: bool, must_exist: bool = True) -> str:
+    """The database URL (``explicit``, ``$REPRO_DB`` or the default), checked without creating anything:
+    parsed, its driver importable, and for SQLite the file writable (its folder too: WAL mode adds files
+    beside it) or, for reading, present and readable. Returns the URL; ``DatabaseError`` otherwise."""
+    raw = db_url(explicit)
+    url = parse_url(raw)
+    path = sqlite_path(url)
+    if path is not None:
+        _check_sqlite_file(path, write=write and url.query.get("mode") != "ro", must_exist=must_exist)
+    return raw
+
+
+def _check_sqlite_file(name: str, *, write: bool, must_exist: bool) -> None:
+    import tempfile
+    from pathlib import Path
+
+    path = Path(name)
+    if not path.exists():
+        if not write:
+            if must_exist:
+                raise DatabaseError(f"no database at {path} (running a campaign creates it)")
+            return
+        if not path.parent.is_dir():
+            raise DatabaseError(f"cannot create the database {path}: directory {path.parent} does not exist")
+    try:  # opening is not creating: O_RDWR on an existing file, an unnamed temporary file in the directory
+        os.close(os.open(path, os.O_RDWR if write else os.O_RDONLY))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise DatabaseError(f"the database {path} is {'read-only' if write else 'unreadable'} ({e.strerror})") from None
+    if write:
+        try:
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            raise DatabaseError(f"cannot write the database {path}: directory {path.parent} is not writable "
+                                f"({e.strerror})") from None
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for ``url``; a bad URL or a missing driver is a ``DatabaseError``."""
+    parsed = parse_url(db_url(url))
+    engine = create_engine(parsed, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -279,8 +373,8 @@ def exists(url: str | None = None) -> bool:
     engine = make_engine(url)
     try:
         if engine.dialect.name == "sqlite":
-            path = engine.url.database
-            if path in (None, "", ":memory:") or not os.path.exists(path):
+            path = sqlite_path(engine.url)
+            if path is None or not os.path.exists(path):
                 return False
         try:
             with engine.connect() as conn:
@@ -349,9 +443,9 @@ class Database:
         from sqlalchemy import inspect
         from sqlalchemy.exc import SQLAlchemyError
 
-        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        path = sqlite_path(self.engine.url)
         try:
-            if (path is None or (path != ":memory:" and os.path.exists(path))) and inspect(self.engine).has_table("jobs"):
+            if (path is None or os.path.exists(path)) and inspect(self.engine).has_table("jobs"):
                 self._create_schema()
         except SQLAlchemyError:  # read-only file or no rights: the reader copes with what is there
             pass
@@ -401,7 +495,7 @@ class Database:
         """Insert planned jobs; jobs already known (same hash) are left as they are."""
         with self.Session.begin() as s:
             for job in jobs:
-                s.execute(self._insert(Job.__table__).values(**job, state="pending").on_conflict_do_nothing())
+                s.execute(self._insert(Job.__table__).values(**job, state=JobState.PENDING).on_conflict_do_nothing())
 
     def job_states(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
@@ -420,12 +514,12 @@ class Database:
         """Make failed jobs claimable again (a new ``repro run`` retries what failed before); diverged
         jobs only when asked (``--retry-failed``): a diverged loss is a result of the recipe."""
         ids = list(ids)
-        states = ["failed", "diverged"] if diverged else ["failed"]
+        states = [JobState.FAILED, JobState.DIVERGED] if diverged else [JobState.FAILED]
         n = 0
         with self.Session.begin() as s:
             for i in range(0, len(ids), 500):
                 n += s.execute(update(Job).where(Job.id.in_(ids[i:i + 500]), Job.state.in_(states))
-                               .values(state="pending", owner=None)).rowcount
+                               .values(state=JobState.PENDING, owner=None)).rowcount
         return n
 
     def claim(self, job_id: str, owner: str, stale_before: dt.datetime) -> bool:
@@ -433,25 +527,25 @@ class Database:
         now = utcnow()
         with self.Session.begin() as s:
             res = s.execute(update(Job).where(Job.id == job_id).where(
-                (Job.state == "pending") | ((Job.state == "running") & (Job.heartbeat_at < stale_before))
-            ).values(state="running", owner=owner, heartbeat_at=now, updated_at=now))
+                (Job.state == JobState.PENDING) | ((Job.state == JobState.RUNNING) & (Job.heartbeat_at < stale_before))
+            ).values(state=JobState.RUNNING, owner=owner, heartbeat_at=now, updated_at=now))
             return res.rowcount == 1
 
     def reclaim_dead(self, job_id: str, dead_owner: str, owner: str) -> bool:
         """Take over a running job whose owner (same host) is known to be dead."""
         now = utcnow()
         with self.Session.begin() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.state == "running", Job.owner == dead_owner)
+            res = s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING, Job.owner == dead_owner)
                             .values(owner=owner, heartbeat_at=now, updated_at=now))
             return res.rowcount == 1
 
-    def heartbeat(self, job_id: str, owner: str, progress: str | None = None) -> bool:
+    def heartbeat(self, job_id: str, owner: str, progress: Progress | None = None) -> bool:
         """Refresh the lease; False when the job is no longer ours (another worker took it over)."""
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if progress is not None:
-            values["progress"] = progress
+            values.update(progress_done=progress.done, progress_total=progress.total, progress_unit=progress.unit)
         with self.Session.begin() as s:
-            return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == "running")
+            return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == JobState.RUNNING)
                              .values(**values)).rowcount == 1
 
     @staticmethod
@@ -459,9 +553,7 @@ class Database:
         """Fencing: inside a write transaction, confirm we still hold the job, or raise ``LeaseLost``.
         The UPDATE takes the row (PostgreSQL) or database (SQLite) write lock, so nobody can take the
         job over between this check and the commit of the write that follows it."""
-        from .checkpoints import LeaseLost
-
-        hit = s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == "running")
+        hit = s.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == JobState.RUNNING)
                         .values(heartbeat_at=utcnow())).rowcount
         if hit != 1:
             raise LeaseLost(f"lost the lease on job {job_id} to another worker")
@@ -470,30 +562,30 @@ class Database:
         """Whether ``owner`` still holds the job (running, and its owner): a read, no lease renewal."""
         with self.engine.connect() as s:
             return s.execute(select(Job.id).where(Job.id == job_id, Job.owner == owner,
-                                                  Job.state == "running")).first() is not None
+                                                  Job.state == JobState.RUNNING)).first() is not None
 
-    def finish_job(self, job_id: str, owner: str, state: str) -> bool:
+    def finish_job(self, job_id: str, owner: str, state: JobState) -> bool:
         """Release a job we own with its new state; False when it is no longer ours."""
         with self.Session.begin() as s:
             return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
-                             .values(state=state, updated_at=utcnow(), progress=None)).rowcount == 1
+                             .values(state=state, updated_at=utcnow(), **_NO_PROGRESS)).rowcount == 1
 
     # --- runs and results (every write of a job's results is fenced by ownership) ---------
     def start_run(self, job_id: str, owner: str, **provenance) -> int:
         with self.Session.begin() as s:
             self._own(s, job_id, owner)
             # an attempt left 'running' by a killed process is closed as interrupted
-            s.execute(update(Run).where(Run.job_id == job_id, Run.status == "running")
-                      .values(status="interrupted", ended_at=utcnow()))
-            run = Run(job_id=job_id, status="running", started_at=utcnow(), **provenance)
+            s.execute(update(Run).where(Run.job_id == job_id, Run.status == RunStatus.RUNNING)
+                      .values(status=RunStatus.INTERRUPTED, ended_at=utcnow()))
+            run = Run(job_id=job_id, status=RunStatus.RUNNING, started_at=utcnow(), **provenance)
             s.add(run)
             s.flush()
             return run.id
 
-    def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
+    def end_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
         """Close our own attempt's row (the job row is released by ``finish_job``/``complete``). A worker
         that lost its lease may find its row already closed as interrupted by the new owner: it says why."""
-        open_states = ["running", "interrupted"] if status == "lost-lease" else ["running"]
+        open_states = [RunStatus.RUNNING, RunStatus.INTERRUPTED] if status == RunStatus.LOST_LEASE else [RunStatus.RUNNING]
         with self.Session.begin() as s:
             s.execute(update(Run).where(Run.id == run_id, Run.status.in_(open_states))
                       .values(status=status, error=error, ended_at=utcnow()))
@@ -526,9 +618,13 @@ class Database:
             return [tuple(r) for r in s.execute(q)]
 
     def complete(self, job_id: str, run_id: int, owner: str, metrics: dict[str, tuple[float, str | None]],
-                 state: str = "done", error: str | None = None) -> None:
-        """The end of an attempt, in one fenced transaction: metrics, the run's status, the job's state.
-        Raises ``LeaseLost`` (and writes nothing) when the job is no longer ours."""
+                 divergence: Divergence | None = None) -> None:
+        """The end of an attempt, in one fenced transaction: metrics, the run's status, the job's state
+        (done, or diverged where ``divergence`` says). Raises ``LeaseLost`` (and writes nothing) when the
+        job is no longer ours."""
+        state = JobState.DONE if divergence is None else JobState.DIVERGED
+        where = {} if divergence is None else {"diverged_value": divergence.value, "diverged_unit": divergence.unit,
+                                                "diverged_at": divergence.at, "diverged_lr": divergence.lr}
         _finite({k: v for k, (v, _) in metrics.items()}, f"metrics of job {job_id}")
         with self.Session.begin() as s:
             self._own(s, job_id, owner)
@@ -537,8 +633,9 @@ class Database:
                                                              value=float(value), detail=detail)
                 s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "name"],
                                                      set_={"value": float(value), "detail": detail, "run_id": run_id}))
-            s.execute(update(Run).where(Run.id == run_id).values(status=state, error=error, ended_at=utcnow()))
-            s.execute(update(Job).where(Job.id == job_id).values(state=state, updated_at=utcnow(), progress=None))
+            s.execute(update(Run).where(Run.id == run_id).values(status=RunStatus(state.value), ended_at=utcnow(),
+                                                                 **where))
+            s.execute(update(Job).where(Job.id == job_id).values(state=state, updated_at=utcnow(), **_NO_PROGRESS))
 
     # --- queries for reports ------------------------------------------------------------
     def results_for(self, config_keys: Iterable[str]) -> list[dict]:
@@ -552,7 +649,7 @@ class Database:
         with self.engine.connect() as s:  # Core rows, no ORM loading: a campaign has 10^5 metric rows
             for i in range(0, len(keys), 500):
                 q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
-                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done"))
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE))
                 for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
                                              "metrics": {}, "details": {},
@@ -568,7 +665,7 @@ class Database:
         with self.engine.connect() as s:
             for i in range(0, len(keys), 500):
                 q = (select(Job.config_key).distinct()
-                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "done", Job.budget == budget))
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE, Job.budget == budget))
                 out.update(s.scalars(q))
         return out
 
@@ -587,17 +684,21 @@ class Database:
             return [dict(row._mapping) for row in s.execute(q)]
 
     def diverged_for(self, config_keys: Iterable[str]) -> list[dict]:
-        """Diverged jobs of these configurations, each with the error of its last run
-        ("loss became nan at epoch E"): a result to show, never a number (``results_for`` skips them)."""
+        """Diverged jobs of these configurations, each with where its last attempt diverged
+        (``divergence``, a ``Divergence``; None for a database written before it was stored, whose
+        run ``error`` then says it in words): a result to show, never a number (``results_for`` skips them)."""
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
-        with self.Session() as s:
+        cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Run.error, Run.diverged_value,
+                Run.diverged_unit, Run.diverged_at, Run.diverged_lr)
+        with self.engine.connect() as s:
             for i in range(0, len(keys), 500):
-                q = (select(Job, Run.error).outerjoin(Run, Run.job_id == Job.id)
-                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == "diverged").order_by(Job.id, Run.id))
-                for job, error in s.execute(q):  # ordered by run id: the last attempt's error wins
-                    out[job.id] = {"job": job.id, "config_key": job.config_key, "budget": job.budget,
-                                   "seed": job.seed, "kind": job.kind, "error": error}
+                q = (select(*cols).outerjoin(Run, Run.job_id == Job.id)
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DIVERGED).order_by(Job.id, Run.id))
+                for jid, key, budget, seed, kind, error, value, unit, at, lr in s.execute(q):
+                    # ordered by run id: the last attempt wins
+                    out[jid] = {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
+                                "error": error, "divergence": _divergence(value, unit, at, lr)}
         return list(out.values())
 
     def provenance_for(self, job_ids: Iterable[str]) -> dict[str, dict]:
@@ -641,27 +742,33 @@ class Database:
 
 
     # --- campaign follow-up (executors and ``repro status``) ----------------------------
-    def last_errors(self, ids: Iterable[str]) -> dict[str, str]:
-        """The error of each job's latest attempt that has one (why a job failed or diverged)."""
+    def outcomes(self, ids: Iterable[str]) -> dict[str, tuple[JobState, str | None, Divergence | None]]:
+        """Each job's state with why its latest attempt ended as it did: the error of a failure, where a
+        divergence happened (what executors summarise, typed)."""
         ids = list(ids)
-        out: dict[str, str] = {}
-        with self.Session() as s:
+        out: dict[str, tuple] = {}
+        cols = (Job.id, Job.state, Run.error, Run.diverged_value, Run.diverged_unit, Run.diverged_at, Run.diverged_lr)
+        with self.engine.connect() as s:
             for i in range(0, len(ids), 500):
-                q = (select(Run.job_id, Run.error).where(Run.job_id.in_(ids[i:i + 500]), Run.error.is_not(None))
-                     .order_by(Run.id))
-                for jid, error in s.execute(q):
-                    out[jid] = error  # ordered by id: the latest wins
+                q = (select(*cols).outerjoin(Run, Run.job_id == Job.id).where(Job.id.in_(ids[i:i + 500]))
+                     .order_by(Job.id, Run.id))
+                for jid, state, error, *where in s.execute(q):
+                    _, old_error, old_where = out.get(jid, (None, None, None))
+                    # ordered by run id: the latest attempt that says something wins
+                    out[jid] = (state, error or old_error, _divergence(*where) or old_where)
         return out
 
     def running(self) -> list[dict]:
         """Running jobs with their current attempt: host, pid, start, resumed epoch, progress, lease."""
         with self.Session() as s:
             q = (select(Job, Run).join(Run, Run.job_id == Job.id)
-                 .where(Job.state == "running", Run.status == "running").order_by(Job.id, Run.id))
+                 .where(Job.state == JobState.RUNNING, Run.status == RunStatus.RUNNING).order_by(Job.id, Run.id))
             out: dict[str, dict] = {}
             for job, run in s.execute(q):
                 out[job.id] = {"job": job.id, "kind": job.kind, "model": job.model, "spec": job.spec,
-                               "owner": job.owner, "progress": job.progress, "heartbeat_at": job.heartbeat_at,
+                               "owner": job.owner, "heartbeat_at": job.heartbeat_at,
+                               "progress": (Progress(job.progress_done, job.progress_total, job.progress_unit)
+                                            if job.progress_unit else None),
                                "host": run.host, "pid": run.pid, "started_at": run.started_at,
                                "resumed_from_epoch": run.resumed_from_epoch, "last_epoch": None}
             # the curve is written at each epoch's end; the heartbeat's progress lags by up to a beat

@@ -49,6 +49,7 @@ from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 from .data import DataError, data_root, subset
+from .states import Divergence
 from .trainer import Diverged, seed_everything
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
@@ -106,10 +107,8 @@ def load_coco(root: str | Path | None, split: str, train: bool) -> CocoBoxes:
     images, annotations = base / split, base / "annotations" / f"instances_{split}.json"
     if not images.is_dir() or not annotations.is_file():
         raise DataError(f"coco not found under {root} (expected coco/{split}/*.jpg and "
-                        f"coco/annotations/instances_{split}.json). Fix: download {split}.zip and "
-                        f"annotations_trainval2017.zip from https://cocodataset.org/#download and unzip them in "
-                        f"{base}, point --data-dir/$REPRO_DATA at a copy, or run `repro data fake coco {root}` "
-                        f"for a tiny fake to exercise the pipeline.")
+                        f"coco/annotations/instances_{split}.json; {split}.zip and annotations_trainval2017.zip "
+                        f"from https://cocodataset.org/#download, unzipped in {base})")
     return CocoBoxes(images, annotations, train)
 
 
@@ -268,8 +267,8 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
         loss = sum(model(images, targets).values())  # focal classification + box regression
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise Diverged("nan" if loss_value != loss_value else "inf", f"iteration {it + 1} "
-                           f"(lr {lr_at_iteration(recipe, it):g})")
+            raise Diverged(Divergence("nan" if loss_value != loss_value else "inf", "iteration", it + 1,
+                                      lr_at_iteration(recipe, it)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -294,7 +293,7 @@ def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: C
         train_ds, val_ds = load_coco(data_dir, "train2017", train=True), load_coco(data_dir, "val2017", train=False)
     except DataError as e:
         if download:  # torchvision has no COCO downloader; the message says where to get it
-            raise DataError(f"--download cannot fetch COCO. {e}") from e
+            raise DataError(f"COCO cannot be downloaded automatically: {e}") from e
         raise
     train_ds = subset(train_ds, recipe.get("train_images"))
     val_ds = subset(val_ds, recipe.get("test_images"))

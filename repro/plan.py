@@ -23,11 +23,16 @@ TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
 # All four papers at full budget plan ~300 jobs; a plan 15x that is a typo (--seeds 10000) or a runaway
 # sweep, and writing it to the database would take minutes. ``repro run --max-jobs N`` raises it.
-MAX_JOBS = 5_000
+from .options import MAX_JOBS  # noqa: F401  (defined with the options that raise it)
 
 
 class PlanError(Exception):
-    """A target or option that does not name anything; reported as one line."""
+    """A target or option that does not name anything; reported as one line. ``option`` names the
+    campaign option at fault (a caller names it its own way: the CLI as its flag)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(f"{option} {message}" if option else message)
+        self.option, self.message = option, message
 
 
 def job_hash(obj: dict) -> str:
@@ -37,10 +42,10 @@ def job_hash(obj: dict) -> str:
 def parse_budget(budget: str, epochs: int | None) -> str:
     if epochs is not None:
         if epochs < 1:
-            raise PlanError("--epochs must be >= 1")
+            raise PlanError("must be >= 1", "epochs")
         return f"epochs-{epochs}"
     if budget not in ("full", "smoke") and not re.fullmatch(r"epochs-\d+", budget):
-        raise PlanError(f"unknown budget {budget!r}: use full, smoke, or --epochs N")
+        raise PlanError(f"{budget!r} is unknown: use full, smoke or epochs-N", "budget")
     return budget
 
 
@@ -119,7 +124,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
         targets = [paper]
         paper = None
     if not targets:
-        raise PlanError("name at least one target: <paper>, <paper>/<table>, or <table> --paper <paper>")
+        raise PlanError("name at least one target: <paper>, <paper>/<table>, or a table of the given paper")
     for t in targets:
         if "/" in t:
             p, tbl = t.split("/", 1)
@@ -143,7 +148,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
                 raise PlanError(f"unknown target {t!r}: not a paper, and no paper has a table of that name")
             if len(hits) > 1:
                 cands = ", ".join(f"{p.slug}/{t}" for p in hits)
-                raise PlanError(f"table {t!r} exists in several papers: {cands} (use <paper>/<table> or --paper)")
+                raise PlanError(f"table {t!r} exists in several papers: {cands} (name it <paper>/<table>)")
             out.append((hits[0], t))
     seen, unique = set(), []
     for p, t in out:
@@ -159,9 +164,9 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
 
     Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
-        raise PlanError("--seeds must be >= 1")
+        raise PlanError("must be >= 1", "seeds")
     if max_jobs < 1:
-        raise PlanError("--max-jobs must be >= 1")
+        raise PlanError("must be >= 1", "max_jobs")
     jobs: dict[str, PlannedJob] = {}
     for paper, table in targets:
         spec = paper.tables[table]
@@ -182,7 +187,7 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
                 if job is None:
                     if len(jobs) >= max_jobs:
                         raise PlanError(f"{paper.path / (table + '.yaml')}: (plan): more than {max_jobs:,} jobs "
-                                        f"planned by this invocation (--seeds {seeds}); --max-jobs N raises the cap")
+                                        f"planned by this invocation ({seeds} seed(s) per cell)", "max_jobs")
                     job = jobs[jid] = PlannedJob(jid, key, config["kind"], config["model"], b, seed, resolved)
                 job.cells.append(cell.key)
     order = {"profile": 0, "train": 1, "detect": 2}

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoints import CheckpointStore, rng_state, set_rng_state
+from .states import Divergence
 
 CHECK_EVERY = 200  # steps between reads of the device-side non-finite flag (one tiny sync)
 
@@ -45,11 +46,12 @@ class EpochResult:
 
 
 class Diverged(Exception):
-    """The training loss became nan or inf: a result of the recipe, not a crash to retry."""
+    """The training loss became nan or inf: a result of the recipe, not a crash to retry. Carries where
+    (a ``Divergence``: value, unit, epoch or iteration), which the database stores as columns."""
 
-    def __init__(self, value: str, where: str):
-        super().__init__(f"loss became {value} at {where}")
-        self.value, self.where = value, where
+    def __init__(self, divergence: Divergence):
+        super().__init__(str(divergence))
+        self.divergence = divergence
 
 
 @dataclass(frozen=True)
@@ -241,11 +243,11 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: dict, options: dict
             logits, loss = train_step(step_model, opt, engine, device, x, ya, yb, lam, weights)
             meter.add(logits, ya, loss)
             if (step + 1) % CHECK_EVERY == 0 and meter.nonfinite():
-                raise Diverged(_nonfinite_kind(meter), f"epoch {epoch + 1}")
+                raise Diverged(Divergence(_nonfinite_kind(meter), "epoch", epoch + 1))
             if on_step:
                 on_step(epoch + 1, step + 1, steps)
         if meter.nonfinite():
-            raise Diverged(_nonfinite_kind(meter), f"epoch {epoch + 1}")
+            raise Diverged(Divergence(_nonfinite_kind(meter), "epoch", epoch + 1))
         train_loss, train1, train5 = meter.read()
         test1, test5 = evaluate(step_model, test_loader, device, engine)
         result = EpochResult(epoch + 1, train_loss, train1, train5, test1, test5, lr, time.perf_counter() - t0)

@@ -42,7 +42,7 @@ def test_fake_coco_has_the_coco_layout(tmp_path):
 
 
 def test_missing_data_says_how_to_fix(tmp_path):
-    with pytest.raises(data.DataError, match="--download.*repro data fake cifar100"):
+    with pytest.raises(data.DataError, match="cifar100 not found under .*cifar-100-python"):
         data.load("cifar100", tmp_path / "nothing", augment=[], train_split=["train"])
 
 
@@ -74,7 +74,7 @@ def test_arrays_are_the_images_load_reads(tmp_path, name, split, n_train, n_test
 def test_arrays_refuse_non_32x32_datasets_and_missing_files(tmp_path):
     with pytest.raises(data.DataError, match="not a 32x32 dataset"):
         data.arrays("imagenet", tmp_path, train_split=["train"])
-    with pytest.raises(data.DataError, match="repro data fake cifar10"):
+    with pytest.raises(data.DataError, match="cifar10 not found under"):
         data.arrays("cifar10", tmp_path / "nothing", train_split=["train"])
 
 

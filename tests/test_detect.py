@@ -90,10 +90,10 @@ def test_annotations_become_clipped_xyxy_boxes_without_crowds(tmp_path):
 
 
 def test_missing_coco_says_how_to_fix(tmp_path):
-    with pytest.raises(DataError, match=r"repro data fake coco"):
+    with pytest.raises(DataError, match=r"cocodataset.org/#download, unzipped in"):
         load_coco(tmp_path, "val2017", train=False)
     spec = {"model": "retinanet_resnet50", "model_kwargs": {}, "dataset": "coco", "seed": 0, "recipe": tiny_recipe()}
-    with pytest.raises(DataError, match=r"--download cannot fetch COCO.*cocodataset.org"):
+    with pytest.raises(DataError, match=r"cannot be downloaded automatically.*cocodataset.org"):
         run_detect(spec, tmp_path, True, CheckpointStore(tmp_path / "ckpt"), CPU, None, None)
 
 

@@ -228,7 +228,7 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from ..db import Database, exists, safe_url
-    from ..status import running_rows
+    from ..status import running_jobs
 
     url = _check_db(db, write=False)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
@@ -238,17 +238,39 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     try:
         database = Database(url, create=False)
         jobs = database.jobs_by_state()
-        running = running_rows(database.running())
+        running = running_jobs(database.running())
     except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
         _fail(f"{safe_url(url)} is not a repro results database ({str(e.orig).splitlines()[0]})")
-    rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
+    rows = [{"job": j.id, "state": str(j.state), "kind": j.kind, "model": j.model, "budget": j.budget, "seed": j.seed,
+             "progress": _progress(j.progress_done, j.progress_total, j.progress_unit), "owner": j.owner} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, STATUS_COLUMNS)
         return
-    counts = Counter(j.state for j in jobs)
+    counts = Counter(str(j.state) for j in jobs)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
     if running:
-        _emit([{c: r[c] for c in RUNNING_COLUMNS} for r in running], fmt, RUNNING_COLUMNS, title="running")
+        _emit([_running_row(r) for r in running], fmt, RUNNING_COLUMNS, title="running")
     for r in rows:
         r["seed"] = "-" if r["seed"] is None else r["seed"]
     _emit(rows, fmt, STATUS_COLUMNS)
+
+
+def _progress(done, total, unit) -> str | None:
+    from ..states import Progress
+
+    return str(Progress(done, total, unit)) if unit else None
+
+
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _running_row(r) -> dict[str, str]:
+    """A ``status.RunningJob`` in words."""
+    return {"job": r.job, "kind": r.kind, "model": r.model, "progress": str(r.progress) if r.progress else "starting",
+            "host": r.host, "pid": str(r.pid), "elapsed": _hms(r.elapsed_s), "eta": _hms(r.eta_s),
+            "heartbeat": f"{int(r.heartbeat_age_s)} s ago" if r.heartbeat_age_s is not None else "-"}
