@@ -27,6 +27,12 @@ from . import data
 FAST_DATASETS = {"cifar10", "cifar100", "svhn", "digits"}
 
 
+def sample_seed(index: int, base: int) -> int:
+    """The seed of one sample's augmentation draws in one epoch; both ImageNet paths use it, so the fast
+    path draws the reference path's crops and flips."""
+    return (base + index * 2_654_435_761) % 2**63
+
+
 class SeededSamples(Dataset):
     """``ds[index]`` with the torch RNG seeded by (base, index) for the transforms' draws."""
 
@@ -39,7 +45,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, base = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((base + index * 2_654_435_761) % 2**63)
+            torch.manual_seed(sample_seed(index, base))
             return self.ds[index]
 
 
