@@ -246,11 +246,13 @@ class InputBench:
     jpeg_kb: float  # mean file size
     device: str
     decode: str
-    fast_img_per_cpu_s: float  # the host's share: the DataLoader's batches (what one loader worker delivers)
-    ref_img_per_cpu_s: float
+    fast_img_per_cpu_s: float  # the host's share: the DataLoader's batches (what one loader worker delivers);
+    ref_img_per_cpu_s: float  # with decode="cuda" the fast path's whole epoch (nvJPEG is driven from it)
     ratio: float
     fast_epoch_img_per_cpu_s: float  # the whole epoch() on ``device``: on a CPU, the fast path's flip and
     ref_epoch_img_per_cpu_s: float  # normalisation too, which a GPU does on a GPU machine
+    fast_epoch_img_per_s: float  # wall clock of the same epochs: noisy on shared cores, the GPU decoder's
+    ref_epoch_img_per_s: float  # throughput on a GPU machine
     gpu_img_per_s: float
     fast_cores_per_gpu: float  # from the host's share
     ref_cores_per_gpu: float
@@ -275,7 +277,8 @@ def measure_input(root: str | Path | None = None, *, images: int = 64, batch_siz
     that load from other processes hits both alike. The loaders run with 0 workers and one torch thread,
     and ``time.process_time`` counts the CPU time of this process: images per CPU-second is images/s per
     core. Two figures per path: the DataLoader's batches alone (decode, augment, collate: the work a GPU
-    machine's loader workers do, and what ``cores_per_gpu`` uses) and the whole ``epoch()`` on ``device``.
+    machine's loader workers do, and what ``cores_per_gpu`` uses) and the whole ``epoch()`` on ``device``
+    (with ``decode="cuda"`` the decoding happens there, so the fast path's CPU figure is the epoch's).
     0 workers spares both paths the batch's trip through shared memory, which costs the reference path
     (float32 batches) four times the fast path's bytes.
     """
@@ -294,6 +297,7 @@ def measure_input(root: str | Path | None = None, *, images: int = 64, batch_siz
                                        decode=decode if engine == "fast" else "cpu")
             chosen[engine] = train if split == "train" else val
         cpu = {(engine, part): 0.0 for engine in chosen for part in ("host", "epoch")}
+        wall = dict.fromkeys(chosen, 0.0)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -302,15 +306,17 @@ def measure_input(root: str | Path | None = None, *, images: int = 64, batch_siz
                     for part in ("host", "epoch"):
                         gen = epoch_generator(0, p)
                         batches = _host_batches(loader, gen) if part == "host" else loader.epoch(gen)
-                        t0 = time.process_time()
+                        t0, w0 = time.process_time(), time.perf_counter()
                         n = sum(len(batch[1]) for batch in batches)
                         _sync(device)
-                        cpu[engine, part] += (time.process_time() - t0) if p else 0.0
+                        if p:
+                            cpu[engine, part] += time.process_time() - t0
+                            wall[engine] += (time.perf_counter() - w0) if part == "epoch" else 0.0
         finally:
             torch.set_num_threads(threads)
         kb = sum(f.stat().st_size for f in files) / len(files) / 1000
-    rate = {key: n * passes / seconds for key, seconds in cpu.items()}
-    fast, ref = rate["fast", "host"], rate["reference", "host"]
+    rate = {key: n * passes / seconds for key, seconds in {**cpu, **wall}.items()}
+    fast, ref = rate["fast", "host" if decode == "cpu" else "epoch"], rate["reference", "host"]
     return InputBench(split, n, passes, kb, str(device), decode, fast, ref, fast / ref, rate["fast", "epoch"],
-                      rate["reference", "epoch"], gpu_img_per_s, cores_per_gpu(gpu_img_per_s, fast),
-                      cores_per_gpu(gpu_img_per_s, ref))
+                      rate["reference", "epoch"], rate["fast"], rate["reference"], gpu_img_per_s,
+                      cores_per_gpu(gpu_img_per_s, fast), cores_per_gpu(gpu_img_per_s, ref))
