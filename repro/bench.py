@@ -10,19 +10,25 @@ DataLoader with 0 workers, fp32, NCHW) in the same process for the ratio.
 Synthetic images are already decoded: for ImageNet this leaves out JPEG decoding, which a real run
 pays in its loader workers (a lower bound on time). Projected hours cover the training steps of the
 full recipe only (no evaluation passes).
+
+``measure_input`` times the ImageNet input pipeline alone, JPEG files included: the fast and the
+reference loaders side by side, in images per CPU-second (one core), and ``cores_per_gpu`` turns that
+into the CPU cores one GPU needs.
 """
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from . import data
+from . import data, loaders
 from .loaders import FAST_DATASETS, TorchLoader
 from .trainer import Engine, Meter, epoch_generator, lr_at, make_optimizer, mixup_batch, train_step
 
@@ -177,3 +183,140 @@ def bench_job(job, engine: Engine, device: torch.device, steps: int, device_labe
         result.ref_data_img_per_s = measure_data(spec, REFERENCE, device, batches)
         result.data_ratio = result.data_img_per_s / result.ref_data_img_per_s
     return result
+
+
+# --- the ImageNet input pipeline alone ------------------------------------------------------------
+
+IMAGENET_AUGMENT = ["random_resized_crop", "hflip", "normalize"]
+
+
+def natural_image(rng: np.random.Generator, height: int = 375, width: int = 500) -> np.ndarray:
+    """(H, W, 3) uint8 with natural images' statistics where JPEG cost depends on them: a 1/f amplitude
+    spectrum, correlated colour channels, a few hard-edged discs and a little sensor noise. Saved at
+    quality 87 a 500x375 image is ~90 KB, like an ImageNet JPEG of that size; uniform noise (the fakes
+    of repro.data) makes ~150 KB files of another decoding cost."""
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1.0
+    shape = (height, width // 2 + 1)
+    shared = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    channels = [np.fft.irfft2((0.8 * shared + 0.45 * (rng.normal(size=shape) + 1j * rng.normal(size=shape))) / f,
+                              s=(height, width)) for _ in range(3)]
+    x = np.stack(channels, -1)
+    x = 128 + 45 * (x - x.mean()) / x.std() + rng.uniform(-20, 20, 3)
+    yy, xx = np.mgrid[:height, :width]
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(15, 90)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        x[disc] = 0.5 * x[disc] + 0.5 * rng.uniform(0, 255, 3)
+    x += rng.normal(0, 3, x.shape)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def imagenet_jpegs(root: str | Path, n: int = 64, height: int = 375, width: int = 500, classes: int = 2,
+                   quality: int = 87, seed: int = 0) -> Path:
+    """``n`` natural-looking JPEGs in the ImageFolder layout ``repro.data.load`` reads, the same files
+    under ``imagenet/train`` and ``imagenet/val``; returns the root."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for i in range(n):
+        img = Image.fromarray(natural_image(rng, height, width))
+        for split in ("train", "val"):
+            folder = root / "imagenet" / split / f"n{i % classes:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"img{i:04d}.JPEG", format="JPEG", quality=quality)
+    return root
+
+
+def cores_per_gpu(gpu_img_per_s: float, img_per_core_s: float) -> float:
+    """CPU cores whose input pipelines keep one GPU fed at ``gpu_img_per_s`` (e.g. ~3000 img/s for a
+    ResNet-50 training step in bf16 on a current GPU), each core delivering ``img_per_core_s``."""
+    if gpu_img_per_s <= 0 or img_per_core_s <= 0:
+        raise ValueError(f"rates must be positive, got {gpu_img_per_s} and {img_per_core_s}")
+    return gpu_img_per_s / img_per_core_s
+
+
+@dataclass
+class InputBench:
+    """Images per CPU-second (one core) of the fast and the reference ImageNet loaders, same JPEG files."""
+
+    split: str  # train: RandomResizedCrop + flip; val: Resize + CenterCrop
+    images: int  # per pass
+    passes: int  # timed passes of each loader, interleaved
+    jpeg_kb: float  # mean file size
+    device: str
+    decode: str
+    fast_img_per_cpu_s: float  # the host's share: the DataLoader's batches (what one loader worker delivers);
+    ref_img_per_cpu_s: float  # with decode="cuda" the fast path's whole epoch (nvJPEG is driven from it)
+    ratio: float
+    fast_epoch_img_per_cpu_s: float  # the whole epoch() on ``device``: on a CPU, the fast path's flip and
+    ref_epoch_img_per_cpu_s: float  # normalisation too, which a GPU does on a GPU machine
+    fast_epoch_img_per_s: float  # wall clock of the same epochs: noisy on shared cores, the GPU decoder's
+    ref_epoch_img_per_s: float  # throughput on a GPU machine
+    gpu_img_per_s: float
+    fast_cores_per_gpu: float  # from the host's share
+    ref_cores_per_gpu: float
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def _host_batches(loader, gen: torch.Generator):
+    """The DataLoader's batches of a TorchLoader or ImageNetLoader, before anything runs on the device."""
+    loader.sampler.gen = gen
+    return iter(loader.loader)
+
+
+def measure_input(root: str | Path | None = None, *, images: int = 64, batch_size: int = 32, passes: int = 3,
+                  split: str = "train", device: torch.device | str = "cpu", decode: str = "cpu",
+                  gpu_img_per_s: float = 3000.0) -> InputBench:
+    """Time ``repro.loaders.build``'s ImageNet loaders (engine fast and reference) alone, in this process.
+
+    JPEGs from ``imagenet_jpegs`` (written to a temporary folder unless ``root`` holds them), the recipe's
+    augmentation; one untimed pass of each loader, then ``passes`` timed passes, alternating the two so
+    that load from other processes hits both alike. The loaders run with 0 workers and one torch thread,
+    and ``time.process_time`` counts the CPU time of this process: images per CPU-second is images/s per
+    core. Two figures per path: the DataLoader's batches alone (decode, augment, collate: the work a GPU
+    machine's loader workers do, and what ``cores_per_gpu`` uses) and the whole ``epoch()`` on ``device``
+    (with ``decode="cuda"`` the decoding happens there, so the fast path's CPU figure is the epoch's).
+    0 workers spares both paths the batch's trip through shared memory, which costs the reference path
+    (float32 batches) four times the fast path's bytes.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be train or val, got {split!r}")
+    device = torch.device(device)
+    spec = {"dataset": "imagenet", "recipe": {"batch_size": batch_size, "augment": IMAGENET_AUGMENT,
+                                              "train_split": ["train"]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(root) if root is not None else imagenet_jpegs(tmp, n=images)
+        files = sorted((root / "imagenet" / split).rglob("*.JPEG"))
+        chosen = {}
+        for engine in ("fast", "reference"):
+            train, val = loaders.build(spec, engine=engine, device=device, data_dir=root, download=False,
+                                       loader_workers=0, channels_last=False,
+                                       decode=decode if engine == "fast" else "cpu")
+            chosen[engine] = train if split == "train" else val
+        cpu = {(engine, part): 0.0 for engine in chosen for part in ("host", "epoch")}
+        wall = dict.fromkeys(chosen, 0.0)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for p in range(passes + 1):  # pass 0 warms the page cache and the allocator
+                for engine, loader in chosen.items():
+                    for part in ("host", "epoch"):
+                        gen = epoch_generator(0, p)
+                        batches = _host_batches(loader, gen) if part == "host" else loader.epoch(gen)
+                        t0, w0 = time.process_time(), time.perf_counter()
+                        n = sum(len(batch[1]) for batch in batches)
+                        _sync(device)
+                        if p:
+                            cpu[engine, part] += time.process_time() - t0
+                            wall[engine] += (time.perf_counter() - w0) if part == "epoch" else 0.0
+        finally:
+            torch.set_num_threads(threads)
+        kb = sum(f.stat().st_size for f in files) / len(files) / 1000
+    rate = {key: n * passes / seconds for key, seconds in {**cpu, **wall}.items()}
+    fast, ref = rate["fast", "host" if decode == "cpu" else "epoch"], rate["reference", "host"]
+    return InputBench(split, n, passes, kb, str(device), decode, fast, ref, fast / ref, rate["fast", "epoch"],
+                      rate["reference", "epoch"], rate["fast"], rate["reference"], gpu_img_per_s,
+                      cores_per_gpu(gpu_img_per_s, fast), cores_per_gpu(gpu_img_per_s, ref))

@@ -6,8 +6,9 @@ the trainer seeds by (seed, epoch), and it alone decides the order and every aug
   augmented with batched tensor ops (``repro.fastdata.DeviceLoader``).
 - ``reference``: torchvision's PIL transforms in a ``DataLoader`` (``--loader-workers`` processes, 0 by
   default): the oracle the fast path is tested against.
-- ImageNet under ``fast``: the same ``DataLoader`` path with worker processes (a share of the CPU cores),
-  pinned memory, persistent workers and non-blocking copies; JPEG decoding stays on the CPU.
+- ImageNet under ``fast``: libjpeg-turbo decoding and crop-then-resize on uint8 in ``DataLoader`` worker
+  processes (a share of the CPU cores), pinned memory, non-blocking copies, flip and normalisation on the
+  device (``repro.imagenet_input.ImageNetLoader``); ``decode="cuda"`` decodes on the GPU with nvJPEG.
 
 Deterministic at any number of workers: the sampler draws the epoch's order and a base seed from the
 epoch's generator and hands each worker ``(index, base)``; the sample's transform draws from the torch
@@ -27,6 +28,12 @@ from . import data
 FAST_DATASETS = {"cifar10", "cifar100", "svhn", "digits"}
 
 
+def sample_seed(index: int, base: int) -> int:
+    """The seed of one sample's augmentation draws in one epoch; both ImageNet paths use it, so the fast
+    path draws the reference path's crops and flips."""
+    return (base + index * 2_654_435_761) % 2**63
+
+
 class SeededSamples(Dataset):
     """``ds[index]`` with the torch RNG seeded by (base, index) for the transforms' draws."""
 
@@ -39,7 +46,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, base = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((base + index * 2_654_435_761) % 2**63)
+            torch.manual_seed(sample_seed(index, base))
             return self.ds[index]
 
 
@@ -90,11 +97,14 @@ def default_workers() -> int:
 
 
 def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: bool, loader_workers: int | None,
-          channels_last: bool):
-    """(train loader, test loader) for a training job's dataset, recipe and budget."""
+          channels_last: bool, decode: str = "cpu"):
+    """(train loader, test loader) for a training job's dataset, recipe and budget. ``decode`` (cpu or
+    cuda) is where the fast ImageNet path decodes JPEGs; the other paths decode nothing or on the CPU."""
     recipe, dataset = spec["recipe"], spec["dataset"]
     if engine not in ("fast", "reference"):
         raise ValueError(f"unknown engine {engine!r}: use fast or reference")
+    if decode != "cpu" and not (engine == "fast" and dataset == "imagenet"):
+        raise ValueError(f"decode={decode!r} applies to the fast ImageNet path only")
     if engine == "fast" and dataset in FAST_DATASETS:
         from .fastdata import DeviceLoader
 
@@ -107,11 +117,19 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
                 DeviceLoader(xte, yte, batch_size=500, train=False, **common))
     train_ds, test_ds = data.load(dataset, data_dir, augment=recipe["augment"], train_split=recipe["train_split"],
                                   download=download)
+    if engine == "fast" and dataset == "imagenet":
+        from .imagenet_input import ImageNetLoader
+
+        # ImageFolder's file lists: the reference path's files, labels, smoke subset and errors
+        train = _subset_list(train_ds.samples, recipe.get("train_images"))
+        test = _subset_list(test_ds.samples, recipe.get("test_images"))
+        common = dict(augment=recipe["augment"], device=device, decode=decode, channels_last=channels_last,
+                      workers=default_workers() if loader_workers is None else loader_workers)
+        return (ImageNetLoader(train, batch_size=recipe["batch_size"], train=True, **common),
+                ImageNetLoader(test, batch_size=256, train=False, **common))
     train_ds = data.subset(train_ds, recipe.get("train_images"))
     test_ds = data.subset(test_ds, recipe.get("test_images"))
-    if loader_workers is None:
-        loader_workers = default_workers() if engine == "fast" and dataset == "imagenet" else 0
-    common = dict(device=device, workers=loader_workers, channels_last=channels_last)
+    common = dict(device=device, workers=loader_workers or 0, channels_last=channels_last)
     return (TorchLoader(train_ds, batch_size=recipe["batch_size"], shuffle=True, **common),
             TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
 
@@ -120,3 +138,8 @@ def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
     """The smoke budget's images: the same ones as ``data.subset``."""
     idx = data.subset_indices(len(y), n)
     return (x, y) if idx is None else (x[idx], y[idx])
+
+
+def _subset_list(items: list, n: int | None) -> list:
+    idx = data.subset_indices(len(items), n)
+    return items if idx is None else [items[i] for i in idx]
