@@ -386,6 +386,41 @@ class Recipe(Strict):
             raise ValueError(f"assumed names unknown recipe field(s) {sorted(unknown)}")
         return self
 
+    # The schedule's length, computed here and nowhere else.
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained in all: the schedule's plus the plain epochs after mixup (cmpe-se)."""
+        return self.epochs + self.mixup_extra_epochs
+
+    @property
+    def unit(self) -> Literal["epoch", "iteration"]:
+        return "iteration" if self.iterations else "epoch"
+
+    @property
+    def length(self) -> int:
+        """Units the recipe runs: iterations (detection) or epochs."""
+        return self.iterations or self.total_epochs
+
+
+class JobRecipe(Recipe):
+    """A recipe as one job runs it: the paper's, shortened by the budget, with its name and the smoke
+    budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
+    job's JSON holds ``job_dict()`` (what the job's identity hashes)."""
+
+    name: str
+    train_images: Bounded(int, 1, 10**9) | None = None  # smoke: train on these many images (a fixed subset)
+    test_images: Bounded(int, 1, 10**9) | None = None
+
+    @classmethod
+    def of(cls, recipe: "JobRecipe | dict") -> "JobRecipe":
+        return recipe if isinstance(recipe, cls) else cls.model_validate(recipe)
+
+    def job_dict(self) -> dict[str, Any]:
+        """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
+        that a full-budget job's identity is what it was before the subsets existed."""
+        return self.model_dump(exclude={"source", "assumed"} | {k for k in ("train_images", "test_images")
+                                                                if getattr(self, k) is None})
+
 
 class PaperSpec(Strict):
     paper: str

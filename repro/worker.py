@@ -167,6 +167,7 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
               on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
     import repro_models as models
     from . import loaders
+    from .specs import JobRecipe
     from .trainer import fit, seed_everything
 
     train_loader, test_loader = loaders.build(spec, engine=engine.name, device=device, data_dir=opts.data_dir,
@@ -174,8 +175,8 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
                                               channels_last=engine.channels_last)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    metrics = fit(model, train_loader, test_loader, spec["recipe"], spec.get("train", {}), seed=spec["seed"],
-                  device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
+    metrics = fit(model, train_loader, test_loader, JobRecipe.of(spec["recipe"]), spec.get("train", {}),
+                  seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
     return {k: (v, None) for k, v in metrics.items()}
 
