@@ -422,6 +422,33 @@ class JobRecipe(Recipe):
                                                                 if getattr(self, k) is None})
 
 
+class DatasetSpec(Strict):
+    """A dataset a paper declares in its paper.yaml, referenced by recipes like the built-ins.
+
+    ``imagefolder``: ``<data dir>/<path>/{train,test}/<class>/*`` image files; ``torchvision``: one of
+    torchvision's classification datasets whose constructor is ``(root, train, download)`` (MNIST,
+    FashionMNIST, KMNIST, QMNIST, USPS, ...) by class ``name``. ``mean``/``std`` per channel in [0, 1]:
+    computed from the training set and recorded when absent."""
+
+    kind: Literal["imagefolder", "torchvision"]
+    path: str | None = None  # imagefolder: folder under the data dir (default: the dataset's name)
+    name: str | None = None  # torchvision: the class name
+    num_classes: Bounded(int, 1, 1_000_000)
+    image_size: Bounded(int, 1, 4096) | None = None  # side the model sees; None: the stored images' side
+    mean: list[Bounded(float, 0, 1)] | None = None
+    std: list[Bounded(float, 0, 1, lo_open=True)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.kind == "torchvision" and not self.name:
+            raise ValueError("a torchvision dataset needs name (the class, e.g. MNIST)")
+        if self.kind == "imagefolder" and self.name:
+            raise ValueError("name is for kind torchvision; an imagefolder dataset takes path")
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std)):
+            raise ValueError("give mean and std together, one value per channel each")
+        return self
+
+
 class PaperSpec(Strict):
     paper: str
     title: str
@@ -432,6 +459,8 @@ class PaperSpec(Strict):
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)  # Python files, relative to the paper's folder
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
