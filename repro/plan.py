@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from .specs import DATASETS, METRICS, Catalog, CellSpec, JobRecipe, Paper, table_cells
+from .specs import DATASETS, METRICS, NOT_IDENTITY, Catalog, CellSpec, JobRecipe, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
@@ -106,7 +106,8 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
                 "input_size": list(input_size), "counter_profile": profile, **source}
     return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
-            "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
+            "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude=NOT_IDENTITY | (
+                {"bn_batch"} if recipe.bn_batch is None else set()))},
             "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
 
 

@@ -336,6 +336,10 @@ class Recipe(Strict):
     mixup_alpha: Bounded(float, 0, 100) = 0.0
     min_size: Bounded(int, 1, 4096) | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
     backbone_checkpoint: str | None = None  # detection: ImageNet-trained backbone weights to start from
+    # The images one BatchNorm saw on the paper's devices (e.g. 32 of a batch of 64 over 2 GPUs without
+    # synchronised BN): ghost batch normalisation over groups of this size (repro_models.ghost_bn)
+    bn_batch: Bounded(int, 2, 65_536) | None = None
+    report_epoch: Literal["final", "best"] | None = None  # which epoch's numbers the paper reports (paper-wide default)
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
 
@@ -402,6 +406,10 @@ class Recipe(Strict):
         return self.iterations or self.total_epochs
 
 
+# Recipe fields that say how to read or cite a run, not how it trains: never part of a job's identity
+NOT_IDENTITY = frozenset({"source", "assumed", "report_epoch"})
+
+
 class JobRecipe(Recipe):
     """A recipe as one job runs it: the paper's, shortened by the budget, with its name and the smoke
     budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
@@ -418,8 +426,8 @@ class JobRecipe(Recipe):
     def job_dict(self) -> dict[str, Any]:
         """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
         that a full-budget job's identity is what it was before the subsets existed."""
-        return self.model_dump(exclude={"source", "assumed"} | {k for k in ("train_images", "test_images")
-                                                                if getattr(self, k) is None})
+        return self.model_dump(exclude=NOT_IDENTITY | {k for k in ("train_images", "test_images", "bn_batch")
+                                                       if getattr(self, k) is None})
 
 
 class DatasetSpec(Strict):
@@ -456,6 +464,9 @@ class PaperSpec(Strict):
     source: str
     counter_profile: str = "thop-0.1"
     tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
+    # The numbers a trained cell is judged on: the final epoch's, or the best test epoch's (a code base that
+    # keeps the best checkpoint); a recipe may override it. Never part of a job: both are stored.
+    report_epoch: Literal["final", "best"] = "final"
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
