@@ -134,6 +134,34 @@ class Cell(Strict):
         return Printed.parse(v).text
 
 
+class InitFrom(Strict):
+    """Where a job's initial weights come from (a pretrain-then-transfer table): another cell's job of this
+    paper (``table`` + ``row``, optionally ``section``/``column`` when a row has several trained configurations),
+    or a local file checked by its SHA-256 (``file`` + ``sha256``; a relative path is relative to the paper's
+    folder). ``into``: ``model`` loads the whole state dict; ``backbone`` loads a classifier's weights into a
+    detector's body (``backbone.body``), dropping its classification head."""
+
+    table: str | None = None
+    row: str | None = None
+    section: str | None = None
+    column: str | None = None
+    file: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    into: Literal["model", "backbone"] = "model"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        cell = self.table is not None or self.row is not None
+        local = self.file is not None or self.sha256 is not None
+        if cell == local:
+            raise ValueError("give either table and row (another cell's job) or file and sha256 (local weights)")
+        if cell and (self.table is None or self.row is None):
+            raise ValueError("an upstream cell needs both table and row")
+        if local and (self.file is None or self.sha256 is None):
+            raise ValueError("local weights need both file and sha256 (checked before use)")
+        return self
+
+
 class Production(Strict):
     """How a cell is produced. Every field is optional at each level and merged flat."""
 
@@ -145,6 +173,7 @@ class Production(Strict):
     input_size: list[Bounded(int, 1, 4096)] | None = Field(None, min_length=3, max_length=4)
     counter_profile: str | None = None
     tolerance: Tolerance | None = None
+    init_from: InitFrom | None = None  # start from another job's weights, or a local file's
 
 
 class Column(Production):
