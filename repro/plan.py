@@ -158,14 +158,25 @@ def model_source(model: str, kwargs: dict) -> dict:
         parts["library"] = f"{origin}=={metadata.version(origin)}"
     elif origin.startswith("plugin "):
         parts["model"] = f"{origin} {fingerprint_of(origin)}"
-    attention = kwargs.get("attention")
-    if isinstance(attention, str) and (a := f.attention_origin(attention)).startswith("plugin "):
-        parts["attention"] = f"{a} {fingerprint_of(a)}"
+    # an attention named for a backbone of ours (attention: x) or plugged into a library's (repro_attention: x)
+    names = [kwargs.get("attention")] + _plugged_attentions(kwargs)
+    for attention in names:
+        if isinstance(attention, str) and (a := f.attention_origin(attention)).startswith("plugin "):
+            parts["attention"] = f"{a} {fingerprint_of(a)}"
     return {"source": parts} if parts else {}
 
 
 def config_key(config: dict) -> str:
     return job_hash(config)
+
+
+def _plugged_attentions(value) -> list[str]:
+    """Attentions a library model's options plug in (``{repro_attention: x}`` at any depth)."""
+    if isinstance(value, dict):
+        if "repro_attention" in value:
+            return [value["repro_attention"]]
+        return [a for v in value.values() for a in _plugged_attentions(v)]
+    return []
 
 
 def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
