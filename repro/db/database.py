@@ -40,4 +40,7 @@ class Database(Published, Queue, Results, Reads):
             engine.dispose()
             verb = "connect to" if isinstance(e, (OperationalError, InterfaceError)) else "create or upgrade the schema in"
             raise DatabaseError(f"cannot {verb} {where(engine.url)}: {cause(e)}") from None
+        except DatabaseError:
+            engine.dispose()
+            raise
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
