@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from . import data, loaders
+from .specs import JobRecipe
 from .loaders import FAST_DATASETS, TorchLoader
 from .trainer import Engine, Meter, epoch_generator, lr_at, make_optimizer, mixup_batch, train_step
 
@@ -75,7 +76,7 @@ class SyntheticImages(Dataset):
 
 
 def synthetic_loader(spec: dict, engine: Engine, device: torch.device, n: int):
-    recipe, dataset = spec["recipe"], spec["dataset"]
+    recipe, dataset = JobRecipe.of(spec["recipe"]), spec["dataset"]
     classes = spec["model_kwargs"].get("num_classes", 10)
     side = SYNTHETIC_SIZE.get(dataset, 32)
     rng = np.random.default_rng(0)
@@ -85,16 +86,16 @@ def synthetic_loader(spec: dict, engine: Engine, device: torch.device, n: int):
         from .fastdata import DeviceLoader
 
         mean, std = data.MEAN_STD.get(dataset, ((0.5,) * 3, (0.25,) * 3))
-        return DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels), batch_size=recipe["batch_size"],
-                            augment=recipe["augment"], mean=mean, std=std, device=device, train=True,
+        return DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels), batch_size=recipe.batch_size,
+                            augment=recipe.augment, mean=mean, std=std, device=device, train=True,
                             channels_last=engine.channels_last)
-    ds = SyntheticImages(images, labels, data.train_transform(dataset, recipe["augment"]))
+    ds = SyntheticImages(images, labels, data.train_transform(dataset, recipe.augment))
     workers = 0
     if engine.name == "fast" and dataset == "imagenet":
         from .loaders import default_workers
 
         workers = default_workers()
-    return TorchLoader(ds, batch_size=recipe["batch_size"], shuffle=True, device=device, workers=workers,
+    return TorchLoader(ds, batch_size=recipe.batch_size, shuffle=True, device=device, workers=workers,
                        channels_last=engine.channels_last)
 
 
@@ -105,7 +106,7 @@ def _sync(device: torch.device) -> None:
 
 def measure_data(spec: dict, engine: Engine, device: torch.device, batches: int) -> float:
     """Augmented images/s of the engine's loader alone (what the data path can feed a model)."""
-    batch = spec["recipe"]["batch_size"]
+    batch = JobRecipe.of(spec["recipe"]).batch_size
     loader = synthetic_loader(spec, engine, device, n=batch * batches)
     next(iter(loader.epoch(epoch_generator(0, 0))))  # start-up (workers, first transfer) is not timed
     _sync(device)
@@ -124,19 +125,19 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
     if warmup is None:
         warmup = 3 if device.type == "cuda" else 1
 
-    recipe = spec["recipe"]
+    recipe = JobRecipe.of(spec["recipe"])
     torch.manual_seed(0)
     model = models.create(spec["model"], **spec["model_kwargs"])
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
     weights = list(spec.get("train", {}).get("aux_loss_weights", []))
-    batch = recipe["batch_size"]
+    batch = recipe.batch_size
     loader = synthetic_loader(spec, engine, device, n=batch * min(steps + warmup, 64))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step_model.train()
     meter, done, epoch, t0 = Meter(device), 0, 0, None
-    alpha = recipe.get("mixup_alpha", 0.0)
+    alpha = recipe.mixup_alpha
     while done < steps + warmup:
         gen = epoch_generator(0, epoch)
         for x, y in loader.epoch(gen):
@@ -144,7 +145,7 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
                 _sync(device)
                 t0 = time.perf_counter()
             for group in opt.param_groups:
-                group["lr"] = lr_at(recipe, 1.0)  # the post-warm-up rate: a diverging loss still times the same
+                group["lr"] = lr_at(recipe, 1)  # the post-warm-up rate: a diverging loss still times the same
             x, ya, yb, lam = mixup_batch(x, y, alpha, gen)
             logits, loss = train_step(step_model, opt, engine, device, x, ya, yb, lam, weights)
             meter.add(logits, ya, loss)
@@ -173,7 +174,7 @@ def bench_job(job, engine: Engine, device: torch.device, steps: int, device_labe
     img_s, ms, peak = measure(spec, engine, device, steps)
     seen = images_seen(spec)
     result = BenchResult(job.id, job.config_key, job.model, spec["dataset"], device_label, engine.name,
-                         engine.precision, engine.compile, spec["recipe"]["batch_size"], steps, img_s, ms, peak,
+                         engine.precision, engine.compile, JobRecipe.of(spec["recipe"]).batch_size, steps, img_s, ms, peak,
                          seen / img_s / 3600 if seen else None)
     batches = max(steps, 8)
     result.data_img_per_s = measure_data(spec, engine, device, batches)
@@ -285,8 +286,10 @@ def measure_input(root: str | Path | None = None, *, images: int = 64, batch_siz
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
     device = torch.device(device)
-    spec = {"dataset": "imagenet", "recipe": {"batch_size": batch_size, "augment": IMAGENET_AUGMENT,
-                                              "train_split": ["train"]}}
+    # only the input's fields matter here (batch, augmentation); the rest makes it a valid recipe
+    recipe = JobRecipe(name="input-bench", dataset="imagenet", epochs=1, batch_size=batch_size, lr=0.1,
+                       weight_decay=0.0, augment=list(IMAGENET_AUGMENT))
+    spec = {"dataset": "imagenet", "recipe": recipe}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(root) if root is not None else imagenet_jpegs(tmp, n=images)
         files = sorted((root / "imagenet" / split).rglob("*.JPEG"))

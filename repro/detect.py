@@ -49,6 +49,7 @@ from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 from .data import DataError, data_root, subset
+from .specs import JobRecipe, Recipe
 from .states import Divergence
 from .trainer import Diverged, seed_everything
 
@@ -139,7 +140,7 @@ def iteration_batches(ds: Dataset, batch_size: int, seed: int, start: int, total
 
 # --- schedule, model set-up -------------------------------------------------------------
 
-def lr_at_iteration(recipe: dict, it: int) -> float:
+def lr_at_iteration(recipe: Recipe, it: int) -> float:
     """Learning rate of update ``it`` (0-based): linear warm-up, then x gamma at each milestone.
 
     cra: "The initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500
@@ -147,17 +148,16 @@ def lr_at_iteration(recipe: dict, it: int) -> float:
     warmup_iterations 500: updates 0..499 climb 0.1/500 .. 0.1, updates from 60000 on use 0.01,
     from 80000 on 0.001 (Detectron2's convention: the first 60000 updates run at the full rate).
     """
-    base, warm = recipe["lr"], recipe.get("warmup_iterations", 0)
-    if it < warm:
-        return base * (it + 1) / warm
-    passed = sum(1 for m in recipe.get("milestones", []) if it >= m)
-    return base * recipe.get("gamma", 0.1) ** passed
+    if it < recipe.warmup_iterations:
+        return recipe.lr * (it + 1) / recipe.warmup_iterations
+    passed = sum(1 for m in recipe.milestones if it >= m)
+    return recipe.lr * recipe.gamma ** passed
 
 
-def set_min_size(model: nn.Module, recipe: dict) -> None:
+def set_min_size(model: nn.Module, recipe: Recipe) -> None:
     """The recipe's ``min_size`` (shorter image side) replaces the model's; nothing when absent."""
-    if "min_size" in recipe:
-        model.transform.min_size = (int(recipe["min_size"]),)
+    if recipe.min_size is not None:
+        model.transform.min_size = (recipe.min_size,)
 
 
 def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
@@ -241,25 +241,25 @@ def evaluate_coco(model: nn.Module, ds: Dataset, device: torch.device) -> dict[s
 
 # --- the loop ---------------------------------------------------------------------------
 
-def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: dict, *, seed: int,
+def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: JobRecipe | dict, *, seed: int,
                   device: torch.device, store: CheckpointStore,
                   on_progress: Callable[[int, int, float], None] | None = None,
                   on_resume: Callable[[int], None] | None = None,
                   checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, float]:
-    """Train ``model`` for ``recipe["iterations"]``; returns COCO box AP (%) on ``val_ds``."""
+    """Train ``model`` for the recipe's iterations; returns COCO box AP (%) on ``val_ds``."""
+    recipe = JobRecipe.of(recipe)
     set_min_size(model, recipe)
     model.to(device)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=recipe["lr"],
-                          momentum=recipe["momentum"], nesterov=recipe.get("nesterov", False),
-                          weight_decay=recipe["weight_decay"])
-    total = recipe["iterations"]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
+                          momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    total = recipe.iterations
     start = _resume(store, model, opt)
     if start > total:
         raise ValueError(f"checkpoint in {store.directory} is at iteration {start}, past this recipe's {total}")
     if start and on_resume:
         on_resume(start)
     model.train()
-    for it, images, targets in iteration_batches(train_ds, recipe["batch_size"], seed, start, total):
+    for it, images, targets in iteration_batches(train_ds, recipe.batch_size, seed, start, total):
         for group in opt.param_groups:
             group["lr"] = lr_at_iteration(recipe, it)
         images = [image.to(device) for image in images]
@@ -286,7 +286,7 @@ def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: C
     """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained``."""
     import repro_models as models
 
-    recipe = spec["recipe"]
+    recipe = JobRecipe.of(spec["recipe"])
     if spec["dataset"] != "coco":
         raise ValueError(f"detect jobs train on coco, not {spec['dataset']!r}")
     try:
@@ -295,11 +295,11 @@ def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: C
         if download:  # torchvision has no COCO downloader; the message says where to get it
             raise DataError(f"COCO cannot be downloaded automatically: {e}") from e
         raise
-    train_ds = subset(train_ds, recipe.get("train_images"))
-    val_ds = subset(val_ds, recipe.get("test_images"))
+    train_ds = subset(train_ds, recipe.train_images)
+    val_ds = subset(val_ds, recipe.test_images)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    pretrained = load_backbone(model, recipe.get("backbone_checkpoint"))
+    pretrained = load_backbone(model, recipe.backbone_checkpoint)
     metrics = fit_detection(model, train_ds, val_ds, recipe, seed=spec["seed"], device=device,
                             store=store, on_progress=on_progress,
                             on_resume=on_resume, checkpoint_every=CHECKPOINT_EVERY)

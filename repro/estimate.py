@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .db import Database
 from .plan import cell_config, config_key, job_hash
-from .specs import Catalog, Paper, table_cells
+from .specs import Catalog, JobRecipe, Paper, table_cells
 
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_347, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)
@@ -95,13 +95,13 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
 
 
 def images_seen(cfg: dict) -> float:
-    r = cfg["recipe"]
-    if r.get("iterations"):
-        return r["iterations"] * r["batch_size"]
+    r = JobRecipe.of(cfg["recipe"])
+    if r.iterations:
+        return r.iterations * r.batch_size
     per_epoch = TRAIN_IMAGES.get(cfg["dataset"])
     if cfg["dataset"] == "svhn":
-        per_epoch = 73_257 + (531_131 if "extra" in r["train_split"] else 0)
-    return per_epoch * (r["epochs"] + r.get("mixup_extra_epochs", 0))
+        per_epoch = 73_257 + (531_131 if "extra" in r.train_split else 0)
+    return per_epoch * r.total_epochs
 
 
 def _count_config_of(cfg: dict, profile: str) -> dict:

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import data
+from .specs import JobRecipe
 
 FAST_DATASETS = {"cifar10", "cifar100", "svhn", "digits"}
 
@@ -100,7 +101,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
           channels_last: bool, decode: str = "cpu"):
     """(train loader, test loader) for a training job's dataset, recipe and budget. ``decode`` (cpu or
     cuda) is where the fast ImageNet path decodes JPEGs; the other paths decode nothing or on the CPU."""
-    recipe, dataset = spec["recipe"], spec["dataset"]
+    recipe, dataset = JobRecipe.of(spec["recipe"]), spec["dataset"]
     if engine not in ("fast", "reference"):
         raise ValueError(f"unknown engine {engine!r}: use fast or reference")
     if decode != "cpu" and not (engine == "fast" and dataset == "imagenet"):
@@ -108,29 +109,29 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
     if engine == "fast" and dataset in FAST_DATASETS:
         from .fastdata import DeviceLoader
 
-        (xtr, ytr), (xte, yte) = data.arrays(dataset, data_dir, train_split=recipe["train_split"], download=download)
-        xtr, ytr = _subset(xtr, ytr, recipe.get("train_images"))
-        xte, yte = _subset(xte, yte, recipe.get("test_images"))
+        (xtr, ytr), (xte, yte) = data.arrays(dataset, data_dir, train_split=recipe.train_split, download=download)
+        xtr, ytr = _subset(xtr, ytr, recipe.train_images)
+        xte, yte = _subset(xte, yte, recipe.test_images)
         mean, std = data.MEAN_STD[dataset]
-        common = dict(augment=recipe["augment"], mean=mean, std=std, device=device, channels_last=channels_last)
-        return (DeviceLoader(xtr, ytr, batch_size=recipe["batch_size"], train=True, **common),
+        common = dict(augment=recipe.augment, mean=mean, std=std, device=device, channels_last=channels_last)
+        return (DeviceLoader(xtr, ytr, batch_size=recipe.batch_size, train=True, **common),
                 DeviceLoader(xte, yte, batch_size=500, train=False, **common))
-    train_ds, test_ds = data.load(dataset, data_dir, augment=recipe["augment"], train_split=recipe["train_split"],
+    train_ds, test_ds = data.load(dataset, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                   download=download)
     if engine == "fast" and dataset == "imagenet":
         from .imagenet_input import ImageNetLoader
 
         # ImageFolder's file lists: the reference path's files, labels, smoke subset and errors
-        train = _subset_list(train_ds.samples, recipe.get("train_images"))
-        test = _subset_list(test_ds.samples, recipe.get("test_images"))
-        common = dict(augment=recipe["augment"], device=device, decode=decode, channels_last=channels_last,
+        train = _subset_list(train_ds.samples, recipe.train_images)
+        test = _subset_list(test_ds.samples, recipe.test_images)
+        common = dict(augment=recipe.augment, device=device, decode=decode, channels_last=channels_last,
                       workers=default_workers() if loader_workers is None else loader_workers)
-        return (ImageNetLoader(train, batch_size=recipe["batch_size"], train=True, **common),
+        return (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
                 ImageNetLoader(test, batch_size=256, train=False, **common))
-    train_ds = data.subset(train_ds, recipe.get("train_images"))
-    test_ds = data.subset(test_ds, recipe.get("test_images"))
+    train_ds = data.subset(train_ds, recipe.train_images)
+    test_ds = data.subset(test_ds, recipe.test_images)
     common = dict(device=device, workers=loader_workers or 0, channels_last=channels_last)
-    return (TorchLoader(train_ds, batch_size=recipe["batch_size"], shuffle=True, **common),
+    return (TorchLoader(train_ds, batch_size=recipe.batch_size, shuffle=True, **common),
             TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
 
 

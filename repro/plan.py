@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, table_cells
+from .specs import DATASETS, METRICS, Catalog, CellSpec, JobRecipe, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
@@ -49,32 +49,27 @@ def parse_budget(budget: str, epochs: int | None) -> str:
     return budget
 
 
-def apply_budget(recipe: dict, budget: str) -> dict:
+def apply_budget(recipe: JobRecipe, budget: str) -> JobRecipe:
     """The recipe a budget actually runs: schedule lengths scaled, data subset for smoke."""
-    r = dict(recipe)
     if budget == "full":
-        return r
-    if r.get("iterations"):
-        n = SMOKE["iterations"] if budget == "smoke" else int(budget.split("-")[1])
-        scale = n / r["iterations"]
-        r["iterations"] = n
-        r["warmup_iterations"] = min(r.get("warmup_iterations", 0), max(n // 4, 0))
+        return recipe
+    n = int(budget.split("-")[1]) if budget.startswith("epochs-") else None
+    if recipe.iterations:
+        n = n or SMOKE["iterations"]
+        scale = n / recipe.iterations
+        changes = {"iterations": n, "warmup_iterations": min(recipe.warmup_iterations, max(n // 4, 0))}
         if budget == "smoke":  # small images and batches; CRA's <7,7> needs 7x7 stage-4 maps (>= 224 px)
-            r["min_size"] = 224
-            r["batch_size"] = min(r["batch_size"], 2)
+            changes.update(min_size=224, batch_size=min(recipe.batch_size, 2))
     else:
-        total = r["epochs"] + r.get("mixup_extra_epochs", 0)
-        n = SMOKE["epochs"] if budget == "smoke" else int(budget.split("-")[1])
-        scale = n / total
-        extra = round(r.get("mixup_extra_epochs", 0) * scale)
-        r["epochs"] = max(n - extra, 1)
-        r["mixup_extra_epochs"] = n - r["epochs"]
-        r["warmup_epochs"] = min(r.get("warmup_epochs", 0), 1.0 if n > 1 else 0.0)
-    r["milestones"] = sorted({max(1, round(m * scale)) for m in r.get("milestones", [])})
+        n = n or SMOKE["epochs"]
+        scale = n / recipe.total_epochs
+        epochs = max(n - round(recipe.mixup_extra_epochs * scale), 1)
+        changes = {"epochs": epochs, "mixup_extra_epochs": n - epochs,
+                   "warmup_epochs": min(recipe.warmup_epochs, 1.0 if n > 1 else 0.0)}
+    changes["milestones"] = sorted({max(1, round(m * scale)) for m in recipe.milestones})
     if budget == "smoke":
-        r["train_images"] = SMOKE["train_images"]
-        r["test_images"] = SMOKE["test_images"]
-    return r
+        changes.update(train_images=SMOKE["train_images"], test_images=SMOKE["test_images"])
+    return JobRecipe.model_validate({**recipe.model_dump(), **changes})
 
 
 @dataclass
@@ -103,14 +98,36 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     dataset = prod.get("dataset") or recipe.dataset
     num_classes, size = DATASETS[dataset]
     kwargs = facts().resolve(prod["model"], {"num_classes": num_classes, **prod.get("model_kwargs", {})})
+    # code from outside this repository is part of the job: an edited plugin or another timm is a new job
+    source = model_source(prod["model"], kwargs)
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
         input_size = prod.get("input_size") or [1, 3, size, size]
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
-                "input_size": list(input_size), "counter_profile": profile}
+                "input_size": list(input_size), "counter_profile": profile, **source}
     return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
             "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
-            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}}
+            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
+
+
+def model_source(model: str, kwargs: dict) -> dict:
+    """``{"source": {...}}`` naming the code a model comes from when it is not this repository's: the
+    library and its version (timm/torchvision), the plugin file's SHA-256 (a plugin model, backbone or
+    attention); ``{}`` for built-in code, so built-in jobs keep their identity."""
+    from .extensions import fingerprint_of
+
+    f = facts()
+    origin, parts = f.origin(model), {}
+    if origin in ("timm", "torchvision"):
+        from importlib import metadata
+
+        parts["library"] = f"{origin}=={metadata.version(origin)}"
+    elif origin.startswith("plugin "):
+        parts["model"] = f"{origin} {fingerprint_of(origin)}"
+    attention = kwargs.get("attention")
+    if isinstance(attention, str) and (a := f.attention_origin(attention)).startswith("plugin "):
+        parts["attention"] = f"{a} {fingerprint_of(a)}"
+    return {"source": parts} if parts else {}
 
 
 def config_key(config: dict) -> str:
@@ -178,7 +195,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             if config["kind"] == "profile":
                 variants = [(None, "static", config)]
             else:
-                recipe = apply_budget(config["recipe"], budget)  # a generator: --seeds 10**9 meets the cap lazily
+                recipe = apply_budget(JobRecipe.of(config["recipe"]), budget).job_dict()
+                # a generator: --seeds 10**9 meets the cap lazily
                 variants = ((seed, budget, {**config, "recipe": dict(recipe), "budget": budget, "seed": seed})
                             for seed in range(seeds))
             for seed, b, resolved in variants:
@@ -224,7 +242,7 @@ def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJo
             continue
         from .data import missing  # torch and torchvision: only when a job reads a dataset
 
-        key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
+        key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split))
         if key not in errors:
             errors[key] = missing(key[0], data_dir, list(key[1]))
         if errors[key] is None:

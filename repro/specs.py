@@ -386,6 +386,68 @@ class Recipe(Strict):
             raise ValueError(f"assumed names unknown recipe field(s) {sorted(unknown)}")
         return self
 
+    # The schedule's length, computed here and nowhere else.
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained in all: the schedule's plus the plain epochs after mixup (cmpe-se)."""
+        return self.epochs + self.mixup_extra_epochs
+
+    @property
+    def unit(self) -> Literal["epoch", "iteration"]:
+        return "iteration" if self.iterations else "epoch"
+
+    @property
+    def length(self) -> int:
+        """Units the recipe runs: iterations (detection) or epochs."""
+        return self.iterations or self.total_epochs
+
+
+class JobRecipe(Recipe):
+    """A recipe as one job runs it: the paper's, shortened by the budget, with its name and the smoke
+    budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
+    job's JSON holds ``job_dict()`` (what the job's identity hashes)."""
+
+    name: str
+    train_images: Bounded(int, 1, 10**9) | None = None  # smoke: train on these many images (a fixed subset)
+    test_images: Bounded(int, 1, 10**9) | None = None
+
+    @classmethod
+    def of(cls, recipe: "JobRecipe | dict") -> "JobRecipe":
+        return recipe if isinstance(recipe, cls) else cls.model_validate(recipe)
+
+    def job_dict(self) -> dict[str, Any]:
+        """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
+        that a full-budget job's identity is what it was before the subsets existed."""
+        return self.model_dump(exclude={"source", "assumed"} | {k for k in ("train_images", "test_images")
+                                                                if getattr(self, k) is None})
+
+
+class DatasetSpec(Strict):
+    """A dataset a paper declares in its paper.yaml, referenced by recipes like the built-ins.
+
+    ``imagefolder``: ``<data dir>/<path>/{train,test}/<class>/*`` image files; ``torchvision``: one of
+    torchvision's classification datasets whose constructor is ``(root, train, download)`` (MNIST,
+    FashionMNIST, KMNIST, QMNIST, USPS, ...) by class ``name``. ``mean``/``std`` per channel in [0, 1]:
+    computed from the training set and recorded when absent."""
+
+    kind: Literal["imagefolder", "torchvision"]
+    path: str | None = None  # imagefolder: folder under the data dir (default: the dataset's name)
+    name: str | None = None  # torchvision: the class name
+    num_classes: Bounded(int, 1, 1_000_000)
+    image_size: Bounded(int, 1, 4096) | None = None  # side the model sees; None: the stored images' side
+    mean: list[Bounded(float, 0, 1)] | None = None
+    std: list[Bounded(float, 0, 1, lo_open=True)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.kind == "torchvision" and not self.name:
+            raise ValueError("a torchvision dataset needs name (the class, e.g. MNIST)")
+        if self.kind == "imagefolder" and self.name:
+            raise ValueError("name is for kind torchvision; an imagefolder dataset takes path")
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std)):
+            raise ValueError("give mean and std together, one value per channel each")
+        return self
+
 
 class PaperSpec(Strict):
     paper: str
@@ -397,6 +459,8 @@ class PaperSpec(Strict):
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)  # Python files, relative to the paper's folder
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -436,8 +500,13 @@ class Paper:
 
 @dataclass
 class Catalog:
-    root: Path
+    roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
 
 
 def _set_path(prod: dict, dotted: str, value: Any) -> None:

@@ -10,12 +10,9 @@ from .states import Progress
 
 def total_units(spec: dict) -> int | None:
     """Epochs (or iterations, for detection) the job's recipe runs in all; None for a static job."""
-    recipe = spec.get("recipe") or {}
-    if recipe.get("iterations"):
-        return int(recipe["iterations"])
-    if recipe.get("epochs"):
-        return int(recipe["epochs"]) + int(recipe.get("mixup_extra_epochs", 0))
-    return None
+    from .specs import JobRecipe  # pydantic: not for the CLI's start-up
+
+    return JobRecipe.of(spec["recipe"]).length if spec.get("recipe") else None
 
 
 def eta_seconds(started_at: dt.datetime, now: dt.datetime, done: int | None, resumed_from: int | None,

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoints import CheckpointStore, rng_state, set_rng_state
+from .specs import JobRecipe, Recipe
 from .states import Divergence
 
 CHECK_EVERY = 200  # steps between reads of the device-side non-finite flag (one tiny sync)
@@ -86,18 +87,23 @@ class Engine:
         return model, (torch.compile(model) if self.compile else model)
 
 
-def lr_at(recipe: dict, epoch: float) -> float:
-    """Learning rate at a (fractional) epoch: linear warm-up, then x gamma at each milestone.
+def lr_at(recipe: Recipe, epoch: int, fraction: float = 1.0) -> float:
+    """Learning rate of a step in 0-based ``epoch``, ``fraction`` of the way through it (step + 1 of
+    steps): linear warm-up per step, then x gamma at each milestone, per epoch.
 
     se-r: "init lr = 0.1 divide by 5 at 60th, 120th, 160th epochs ... warm up in the first epoch,
     linearly increasing the learning rate to 0.1" = lr 0.1, gamma 0.2, milestones [60, 120, 160],
-    warmup_epochs 1. Epochs past the schedule (cmpe-se's plain epochs after mixup) keep the last lr.
+    warmup_epochs 1. The papers' code bases step ``MultiStepLR`` once per epoch, after it: the 60th epoch
+    runs at 0.1 to its last step and the 61st starts at 0.02 (a milestone m decays from 0-based epoch m).
+    The warm-up is per step, as their ``WarmUpLR``: step i of W runs at lr (i + 1) / W. Epochs past the
+    schedule (cmpe-se's plain epochs after mixup) keep the last lr. ``tests/test_trainer.py`` holds this
+    against ``torch.optim.lr_scheduler.LinearLR`` + ``MultiStepLR`` over a whole recipe.
     """
-    base, warm = recipe["lr"], recipe.get("warmup_epochs", 0)
-    if warm and epoch < warm:
-        return base * epoch / warm
-    passed = sum(1 for m in recipe.get("milestones", []) if epoch >= m)
-    return base * recipe.get("gamma", 0.1) ** passed
+    position = epoch + fraction
+    if recipe.warmup_epochs and position <= recipe.warmup_epochs:
+        return recipe.lr * position / recipe.warmup_epochs
+    passed = sum(1 for m in recipe.milestones if epoch >= m)
+    return recipe.lr * recipe.gamma ** passed
 
 
 def seed_everything(seed: int) -> None:
@@ -194,9 +200,10 @@ def train_step(step_model, opt, engine: Engine, device, x, ya, yb, lam: float, w
     return logits, loss
 
 
-def make_optimizer(net: nn.Module, recipe: dict) -> torch.optim.Optimizer:
-    return torch.optim.SGD(net.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
-                           nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"])
+def make_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD as the papers' recipes: weight decay on every parameter (BatchNorm and biases included)."""
+    return torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                           weight_decay=recipe.weight_decay)
 
 
 @torch.no_grad()
@@ -211,11 +218,12 @@ def evaluate(model: nn.Module, loader, device: torch.device, engine: Engine) -> 
     return e1, e5
 
 
-def fit(model: nn.Module, train_loader, test_loader, recipe: dict, options: dict, *, seed: int,
+def fit(model: nn.Module, train_loader, test_loader, recipe: JobRecipe | dict, options: dict, *, seed: int,
         device: torch.device, store: CheckpointStore, on_epoch: Callable[[EpochResult], None],
         engine: Engine = Engine(), on_step: Callable[[int, int, int], None] | None = None,
         on_resume: Callable[[int], None] | None = None) -> dict[str, float]:
     """Train ``model`` with ``recipe``; returns the final metrics (errors and accuracies in %)."""
+    recipe = JobRecipe.of(recipe)
     weights = list(options.get("aux_loss_weights", []))
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
@@ -228,15 +236,14 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: dict, options: dict
         start, history = state["epoch"], state["history"]
         if on_resume:
             on_resume(start)
-    total = recipe["epochs"] + recipe.get("mixup_extra_epochs", 0)
-    for epoch in range(start, total):
+    for epoch in range(start, recipe.total_epochs):
         t0 = time.perf_counter()
         gen = epoch_generator(seed, epoch)
-        alpha = recipe.get("mixup_alpha", 0.0) if epoch < recipe["epochs"] else 0.0
+        alpha = recipe.mixup_alpha if epoch < recipe.epochs else 0.0  # the plain epochs after mixup
         step_model.train()
         steps, meter = len(train_loader), Meter(device)
         for step, (x, y) in enumerate(train_loader.epoch(gen)):
-            lr = lr_at(recipe, epoch + (step + 1) / steps)
+            lr = lr_at(recipe, epoch, (step + 1) / steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             x, ya, yb, lam = mixup_batch(x, y, alpha, gen)

@@ -81,7 +81,12 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     import platform
+
+    from .extensions import provenance
+
     out["python"] = platform.python_version()
+    if provenance():  # each plugin file's SHA-256 (a package's version)
+        out["plugins"] = provenance()
     return out
 
 
@@ -167,6 +172,7 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
               on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
     import repro_models as models
     from . import loaders
+    from .specs import JobRecipe
     from .trainer import fit, seed_everything
 
     train_loader, test_loader = loaders.build(spec, engine=engine.name, device=device, data_dir=opts.data_dir,
@@ -174,8 +180,8 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
                                               channels_last=engine.channels_last)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    metrics = fit(model, train_loader, test_loader, spec["recipe"], spec.get("train", {}), seed=spec["seed"],
-                  device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
+    metrics = fit(model, train_loader, test_loader, JobRecipe.of(spec["recipe"]), spec.get("train", {}),
+                  seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
     return {k: (v, None) for k, v in metrics.items()}
 
@@ -336,4 +342,7 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
     No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
     print_warnings()
+    from .extensions import load_all
+
+    load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     return Worker(opts).loop(job_ids)

@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from repro.specs import Recipe
+
 import repro_models as models
 from conftest import SPECS
 from repro.data import DataError, fake_coco
@@ -30,14 +32,14 @@ def coco_root(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(**changes) -> dict:
-    recipe = {"dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
+    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
               "weight_decay": 1e-4, "milestones": [2], "gamma": 0.1, "warmup_iterations": 2, "min_size": 128}
     return {**recipe, **changes}
 
 
 def test_lr_follows_the_papers_sentence():
     # "initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500 iterations warmup"
-    recipe = yaml.safe_load((SPECS / "cra" / "paper.yaml").read_text())["recipes"]["coco"]
+    recipe = Recipe.model_validate(yaml.safe_load((SPECS / "cra" / "paper.yaml").read_text())["recipes"]["coco"])
     lr = lambda it: lr_at_iteration(recipe, it)  # noqa: E731
     assert lr(0) == pytest.approx(0.1 / 500)
     assert lr(249) == pytest.approx(0.05)

@@ -43,6 +43,12 @@ MEAN, STD = data.MEAN_STD["imagenet"]
 LEVEL = 1 / 255 / min(STD)  # one level of 255 in normalised units, at its largest
 
 
+def _recipe(batch_size: int) -> dict:
+    """A valid ImageNet job recipe; only its batch size and augmentation matter to the loaders."""
+    return {"name": "tiny", "dataset": "imagenet", "epochs": 1, "batch_size": batch_size, "lr": 0.1,
+            "weight_decay": 0.0, "augment": AUGMENT, "train_split": ["train"]}
+
+
 def _jpeg(arr: np.ndarray, mode: str = "RGB", quality: int = 87, fmt: str = "JPEG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).convert(mode).save(buf, format=fmt, quality=quality)
@@ -176,7 +182,7 @@ def test_validation_transform_matches_resize_then_center_crop(photos):
 
 
 def _build(root, engine, workers=0, batch_size=5, **kw):
-    spec = {"dataset": "imagenet", "recipe": {"batch_size": batch_size, "augment": AUGMENT, "train_split": ["train"]}}
+    spec = {"dataset": "imagenet", "recipe": _recipe(batch_size)}
     return loaders.build(spec, engine=engine, device=CPU, data_dir=root, download=False, loader_workers=workers,
                          channels_last=False, **kw)
 
@@ -282,7 +288,7 @@ def test_a_tiny_imagenet_run_learns_through_build_and_resumes_exactly(tmp_path):
     """Real JPEG files through loaders.build (engine fast) and trainer.fit: the colour classes are learnt
     (labels travel with their images), and a run stopped after 2 epochs and resumed ends identical."""
     root = _colour_classes(tmp_path / "data", per_class=8, seed=0)
-    recipe = {"epochs": 4, "batch_size": 6, "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+    recipe = {"name": "tiny", "dataset": "imagenet", "epochs": 4, "batch_size": 6, "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
               "milestones": [3], "gamma": 0.1, "warmup_epochs": 0, "augment": AUGMENT, "train_split": ["train"]}
     spec = {"dataset": "imagenet", "recipe": recipe}
     train, test = loaders.build(spec, engine="fast", device=CPU, data_dir=root, download=False, loader_workers=0,
@@ -293,7 +299,7 @@ def test_a_tiny_imagenet_run_learns_through_build_and_resumes_exactly(tmp_path):
     assert points[0].train_loss > points[-1].train_loss + 0.3, [p.train_loss for p in points]
     assert full["top1_err"] <= 10.0, full  # 24 held-out images, chance is 66.7%
     store = CheckpointStore(tmp_path / "b")
-    fit(_tiny_model(), train, test, {**recipe, "epochs": 2}, {}, seed=1, device=CPU, store=store,
+    fit(_tiny_model(), train, test, {**recipe, "epochs": 2, "milestones": []}, {}, seed=1, device=CPU, store=store,
         on_epoch=lambda r: None)
     again = fit(_tiny_model(), train, test, recipe, {}, seed=1, device=CPU, store=store, on_epoch=lambda r: None)
     assert {k: v for k, v in again.items() if k != "train_seconds"} == \
@@ -306,7 +312,7 @@ def test_cuda_batches_match_the_cpu_batches(folder):
     the same crops and flips but decodes differently (IDCT, upsampling): bounded loosely here, the
     measured difference belongs in this docstring once a GPU run has measured it."""
     cuda = torch.device("cuda")
-    spec = {"dataset": "imagenet", "recipe": {"batch_size": 5, "augment": AUGMENT, "train_split": ["train"]}}
+    spec = {"dataset": "imagenet", "recipe": _recipe(5)}
     expected = _epoch(_build(folder, "fast")[0], epoch_generator(2, 0))
     for decode, max_levels in (("cpu", 1e-4), ("cuda", 40.0)):
         train, _ = loaders.build(spec, engine="fast", device=cuda, data_dir=folder, download=False, loader_workers=0,

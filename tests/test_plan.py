@@ -6,6 +6,7 @@ import json
 import pytest
 
 from repro.plan import apply_budget, job_hash, plan, resolve_targets
+from repro.specs import JobRecipe
 from repro.catalog import load_catalog
 
 from conftest import SPECS
@@ -58,12 +59,13 @@ def test_seeds_budget_and_hash():
 
 
 def test_budget_scales_the_schedule():
-    r = CATALOG.papers["se-r"].spec.recipes["cifar100"].model_dump()
+    r = JobRecipe(name="cifar100", **CATALOG.papers["se-r"].spec.recipes["cifar100"].model_dump())
     assert apply_budget(r, "full") == r
     e20 = apply_budget(r, "epochs-20")
-    assert (e20["epochs"], e20["milestones"]) == (20, [6, 12, 16])
+    assert (e20.epochs, e20.milestones, e20.total_epochs) == (20, [6, 12, 16], 20)
     smoke = apply_budget(r, "smoke")
-    assert (smoke["epochs"], smoke["train_images"], smoke["test_images"]) == (2, 256, 256)
+    assert (smoke.epochs, smoke.train_images, smoke.test_images) == (2, 256, 256)
+    assert "train_images" not in r.job_dict() and smoke.job_dict()["train_images"] == 256
 
 
 def test_dry_run_table_lists_cells(cli, tmp_path):
