@@ -245,7 +245,10 @@ print(json.dumps([sorted(seen), "alembic" in sys.modules]))
     assert json.loads(out.stdout) == [["SELECT"], False]
 
 
-def test_a_read_only_open_of_a_file_without_our_schema_creates_nothing(tmp_path):
+def test_a_read_only_open_creates_no_file_and_no_schema(tmp_path):
+    with pytest.raises(DatabaseError, match="no database at .*missing.db"):
+        Database(f"sqlite:///{tmp_path / 'missing.db'}", create=False)
+    assert list(tmp_path.iterdir()) == []
     path = tmp_path / "empty.db"
     path.touch()
     Database(f"sqlite:///{path}", create=False).dispose()

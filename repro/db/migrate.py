@@ -54,6 +54,9 @@ def revision(conn) -> tuple[str | None, bool]:
 def open_schema(engine: Engine, *, create: bool) -> Engine:
     """The engine to read and write through, its database at ``HEAD`` (see the module's docstring):
     ``engine`` itself, or for an old database that this process may not write, an upgraded copy."""
+    path = sqlite_path(engine.url)
+    if not create and path is not None and not os.path.exists(path):  # connecting would create the file
+        raise DatabaseError(f"no database at {path} (running a campaign creates it)")
     with engine.connect() as conn:
         rev, stamped = revision(conn)
     if rev == HEAD and stamped:
