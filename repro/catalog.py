@@ -265,6 +265,16 @@ def _check_references(paper: Paper) -> None:
                 raise SpecError(f"{where}: model_kwargs: {e}") from None
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
+            init = prod.get("init_from")
+            if init is not None and kind == "profile":
+                raise SpecError(f"{where}: init_from: a count starts from no weights (only trained cells take it)")
+            if init is not None and init.table is not None:
+                from .plan import PlanError, upstream_cell
+
+                try:
+                    upstream_cell(paper, cell)
+                except PlanError as e:
+                    raise SpecError(str(e)) from None
     for spec in paper.tables.values():
         labels = {(r.section, r.label) for r in table_rows(spec)}
         for claim in spec.claims:

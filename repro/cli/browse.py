@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..specs import SpecError
-from .common import (_catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
+from .common import (app, _catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
                      specs_app, SpecsOpt, PluginsOpt)
 
 
@@ -148,3 +148,18 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="cifar1
         _fail(f"unknown dataset {dataset!r}; fakes exist for {', '.join(FAKES)}")
     path = FAKES[dataset](directory)
     console.print(f"wrote a tiny {dataset} to {path} (use --data-dir {directory})")
+
+
+@app.command("new", epilog=_examples("repro new eca-net --dir ~/papers && repro specs check --specs-dir ~/papers"))
+def new(paper: str = typer.Argument(..., metavar="PAPER", help="the paper's slug (its folder's name)"),
+        directory: Path = typer.Option(Path("."), "--dir", metavar="DIR", help="specs folder to write into")):
+    """Write a commented paper.yaml, a first table1.yaml and an empty plugin file for a new paper."""
+    from ..scaffold import new_paper
+
+    try:
+        written = new_paper(paper, directory)
+    except (ValueError, FileExistsError) as e:
+        _fail(str(e))
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"next: repro specs check --specs-dir {directory} (guide: docs/adding-a-paper.md)")
