@@ -49,6 +49,14 @@ def columns(path, table: str) -> set[str]:
         return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
 
 
+def identify_file(con) -> str:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine("sqlite://", creator=lambda: con)
+    with engine.connect() as conn:
+        return identify(inspect(conn))
+
+
 def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -101,14 +109,6 @@ def test_a_legacy_database_is_identified_stamped_and_upgraded(tmp_path, revision
     assert len(results) == JOBS and all(len(r["metrics"]) == METRICS_PER_JOB for r in results)
     assert {r["how"]["engine"] for r in results} == {None}  # recorded before runs said how they ran
     db.dispose()
-
-
-def identify_file(con) -> str:
-    from sqlalchemy import create_engine, inspect
-
-    engine = create_engine("sqlite://", creator=lambda: con)
-    with engine.connect() as conn:
-        return identify(inspect(conn))
 
 
 @pytest.mark.parametrize("revision", LEGACY)

@@ -7,7 +7,7 @@
   the declared classes stay the one description of today's schema (running 0001..head on an empty
   database gives the same schema, which a test checks, so the two cannot drift apart).
 - Several processes may open the same new or old database at once. Each reads the revision without a
-  lock (a database at head costs one SELECT, and Alembic is not even imported); to change the schema it
+  lock (a database at head costs two SELECTs, and Alembic is not even imported); to change the schema it
   takes a lock, reads again and does the work in one transaction, so the others wait and then find it
   done: PostgreSQL an advisory lock held for the transaction, SQLite its database write lock
   (``BEGIN IMMEDIATE``). Both run DDL inside the transaction, so a failed upgrade leaves nothing half-done.
