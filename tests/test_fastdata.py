@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from repro import data
+from repro import data, datasets
 from repro import fastdata as fd
 
 SE_R_AUGMENT = ["random_crop_pad4", "hflip", "rotate15", "normalize"]
@@ -115,7 +115,7 @@ def test_rotate_sign_convention_is_counter_clockwise():
 
 def test_normalize_equals_transforms_normalize(cifar):
     _, images, _ = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     x = _nchw(images[:8]).float().div(255)
     fast = fd.normalize(x, torch.tensor(mean), torch.tensor(std))
     ref = torch.stack([transforms.Normalize(mean, std)(transforms.ToTensor()(_pil(images[i]))) for i in range(8)])
@@ -144,7 +144,7 @@ def _epoch(loader, seed):
 
 def test_same_generator_same_epoch_and_global_rng_untouched(cifar):
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=True)
     torch.manual_seed(123)
@@ -174,7 +174,7 @@ def test_draws_happen_when_the_epoch_starts(cifar):
 
 def test_eval_epoch_is_in_order_and_only_normalised(cifar):
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     loader = fd.DeviceLoader(images, labels, batch_size=256, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=False, drop_last=True, channels_last=True)
     batches = list(loader.epoch(None))
@@ -203,7 +203,7 @@ def test_train_epoch_needs_a_generator(cifar):
         loader.epoch(None)
 
 
-@pytest.mark.parametrize("augment, match", [(["random_resized_crop", "hflip"], "only 32x32"),
+@pytest.mark.parametrize("augment, match", [(["random_resized_crop", "hflip"], "does not implement"),
                                             (["cutout"], "unknown augmentation 'cutout'")])
 def test_unsupported_augmentations_raise(augment, match):
     with pytest.raises(ValueError, match=match):
@@ -211,10 +211,13 @@ def test_unsupported_augmentations_raise(augment, match):
                         augment=augment, mean=(0.5,) * 3, std=(0.5,) * 3, device=CPU, train=True)
 
 
-def test_non_32x32_images_raise():
-    with pytest.raises(ValueError, match="32, 32"):
-        fd.DeviceLoader(torch.zeros(4, 64, 64, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), batch_size=2,
-                        augment=["normalize"], mean=(0.5,) * 3, std=(0.5,) * 3, device=CPU, train=False)
+@pytest.mark.parametrize("images, mean, match", [(torch.zeros(4, 32, 32, dtype=torch.uint8), (0.5,), "N, H, W, C"),
+                                                 (torch.zeros(4, 8, 8, 3), (0.5,) * 3, "uint8"),
+                                                 (torch.zeros(4, 8, 8, 1, dtype=torch.uint8), (0.5,) * 3, "per channel")])
+def test_images_must_be_nhwc_uint8_with_one_mean_per_channel(images, mean, match):
+    with pytest.raises(ValueError, match=match):
+        fd.DeviceLoader(images, torch.zeros(4, dtype=torch.int64), batch_size=2, augment=["normalize"], mean=mean,
+                        std=mean, device=CPU, train=False)
 
 
 def test_full_epoch_matches_the_reference_path(cifar):
@@ -223,7 +226,7 @@ def test_full_epoch_matches_the_reference_path(cifar):
     the ops and the scaling; a missing /255 or normalisation would be off by orders of magnitude, a
     crop after rotation shifts the zero-filled share)."""
     root, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     train, _ = data.load("cifar100", root, augment=SE_R_AUGMENT, train_split=["train"])
     ref = list(DataLoader(train, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0)))
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
@@ -243,7 +246,7 @@ def test_full_epoch_matches_the_reference_path(cifar):
 def test_fast_path_is_faster_than_the_reference(cifar):
     """A loose sanity bound only (shared cores make ratios noisy); the measured ratio is in the report."""
     root, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     train, _ = data.load("cifar100", root, augment=SE_R_AUGMENT, train_split=["train"])
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=True)
@@ -265,7 +268,7 @@ def test_same_generator_same_batches_on_cuda(cifar):
     """Parameters are drawn on the CPU, so a CUDA epoch is the CPU epoch: crop/flip/normalise to float
     rounding, rotation up to the odd boundary pixel (the grid is computed in the device's float maths)."""
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     for augment, min_same in ((["random_crop_pad4", "hflip", "normalize"], 1.0), (SE_R_AUGMENT, 0.999)):
         cpu, cuda = (fd.DeviceLoader(images, labels, batch_size=128, augment=augment, mean=mean, std=std,
                                      device=torch.device(d), train=True, channels_last=True) for d in ("cpu", "cuda"))
