@@ -125,14 +125,16 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
                       workers=default_workers() if loader_workers is None else loader_workers)
         loaders = (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
                    ImageNetLoader(test, batch_size=256, train=False, **common))
-        return _record(loaders, info, {"mean": list(info.mean), "std": list(info.std), "mean_std": "published"},
-                       "imagenet-fast", "JPEG decoding in loader workers")
+        return _record(loaders, info, {"mean": list(info.mean), "std": list(info.std), "mean_std": "published",
+                                       "train_images": len(train_ds)}, "imagenet-fast",
+                       "JPEG decoding in loader workers")
     path, why = resident(info, recipe, engine, data_dir, download)
     if path == "device":
         from .fastdata import DeviceLoader
 
         (xtr, ytr), (xte, yte) = data.arrays(info, data_dir, train_split=recipe.train_split, download=download)
         info, stats = datastats.resolve(info, data_dir, download=download, train_images=xtr)
+        stats["train_images"] = len(xtr)
         xtr, ytr = _subset(xtr, ytr, recipe.train_images)
         xte, yte = _subset(xte, yte, recipe.test_images)
         common = dict(augment=recipe.augment, mean=info.mean, std=info.std, device=device,
@@ -143,6 +145,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
     info, stats = datastats.resolve(info, data_dir, download=download)
     train_ds, test_ds = data.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                   download=download)
+    stats["train_images"] = len(train_ds)
     train_ds = data.subset(train_ds, recipe.train_images)
     test_ds = data.subset(test_ds, recipe.test_images)
     common = dict(device=device, workers=loader_workers or 0, channels_last=channels_last)
@@ -181,7 +184,8 @@ def resident(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str, data_di
 
 
 def _record(loaders: tuple, info: datasets.DatasetInfo, stats: dict, path: str, why: str) -> tuple:
-    """Attach what the run's provenance records of its data to both loaders."""
+    """Attach what the run's provenance records of its data to both loaders: the description, the mean/std
+    used and where they came from, the training images of the split (before a smoke subset), the path."""
     provenance = {**info.describe(), **stats, "path": path, "path_reason": why,
                   "grey_to_rgb": info.channels == 1 and info.model_channels == 3}
     for loader in loaders:

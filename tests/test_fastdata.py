@@ -276,3 +276,66 @@ def test_same_generator_same_batches_on_cuda(cifar):
             assert torch.equal(yc, yg.cpu()) and xg.device.type == "cuda"
             same = torch.isclose(xc, xg.cpu(), atol=1e-5, rtol=0).all(1).float().mean()
             assert same >= min_same
+
+
+def _grey_images(n=12, h=20, w=28, seed=0):
+    """Non-square, single-channel uint8 images (N, H, W, 1) with structure (a gradient plus noise)."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = (torch.arange(h).view(h, 1) * 6 + torch.arange(w).view(1, w) * 3).clamp(max=200)
+    return (ramp + torch.randint(0, 55, (n, h, w), generator=g)).to(torch.uint8).unsqueeze(-1)
+
+
+def test_grey_non_square_training_batch_equals_the_reference_transforms():
+    """A (20 x 28, one channel) batch of the device path equals torchvision's PIL ops on the same images with
+    the same drawn parameters: pad 4 + crop at the drawn offsets, flip where drawn, ToTensor, Normalize
+    with the one-channel mean/std, then the grey channel replicated for the RGB stem; and the reference
+    path's transform list is built for that size (RandomCrop((20, 28), padding=4))."""
+    images, labels = _grey_images(), torch.arange(12)
+    augment = ["random_crop_pad4", "hflip", "normalize"]
+    mean, std = (0.4,), (0.3,)
+    loader = fd.DeviceLoader(images, labels, batch_size=12, augment=augment, mean=mean, std=std, device=CPU,
+                             train=True, grey_to_rgb=True, channels_last=True)
+    params = loader._draw(torch.Generator().manual_seed(5))
+    (x, y), = list(loader.epoch(torch.Generator().manual_seed(5)))
+    assert x.shape == (12, 3, 20, 28) and x.is_contiguous(memory_format=torch.channels_last)
+    for k, i in enumerate(params["order"].tolist()):
+        img = Image.fromarray(images[i, ..., 0].numpy())  # mode L
+        img = TF.crop(TF.pad(img, 4), int(params["top"][k]), int(params["left"][k]), 20, 28)
+        img = TF.hflip(img) if params["flip"][k] else img
+        ref = transforms.Normalize(mean, std)(transforms.ToTensor()(img)).expand(3, -1, -1)
+        assert torch.allclose(x[k], ref, atol=1e-6, rtol=0) and int(y[k]) == i
+    info = datasets.DatasetInfo("grey", "plugin", 12, (20, 28), 1, mean, std)
+    crop = data.train_transform(info, augment).transforms[0]
+    assert isinstance(crop, transforms.RandomCrop) and tuple(crop.size) == (20, 28) and crop.padding == 4
+    reference = data.train_transform(info, augment)(Image.fromarray(images[0, ..., 0].numpy()))
+    assert reference.shape == (3, 20, 28) and torch.equal(reference[0], reference[2])
+
+
+@pytest.mark.parametrize("angle", [-15.0, -8.2, 6.5, 15.0])
+def test_rotate_non_square_grey_matches_torchvision_pil(angle):
+    """The grid's h/w factors: a 20 x 28 grey image rotates as PIL rotates it (tolerance as for CIFAR)."""
+    images = _grey_images(4, 20, 28, seed=1)
+    fast = fd.rotate(_nchw(images).float(), torch.full((4,), angle)).to(torch.uint8)
+    for i in range(4):
+        ref = torch.from_numpy(np.array(TF.rotate(Image.fromarray(images[i, ..., 0].numpy()), angle,
+                                                  interpolation=InterpolationMode.NEAREST, fill=0)))
+        same = fast[i, 0] == ref
+        assert same.float().mean() >= 0.98
+        padded = torch.nn.functional.pad(ref, (1, 1, 1, 1))
+        for r, c in zip(*torch.nonzero(~same, as_tuple=True)):
+            assert (padded[r:r + 3, c:c + 3] == fast[i, 0, r, c]).any(), (angle, int(r), int(c))
+    # the wrong (square) factors would rotate a non-square image measurably differently
+    wrong = _rotate_without_aspect(_nchw(images).float(), torch.full((4,), angle)).to(torch.uint8)
+    if angle:
+        assert not torch.equal(wrong, fast)
+
+
+def _rotate_without_aspect(x, angles):
+    """``fd.rotate`` without the h/w factors (what a square-only grid would do)."""
+    n, _, h, w = x.shape
+    theta = torch.deg2rad(angles).view(n, 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    xs = ((torch.arange(w, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    grid = torch.stack([cos * xs - sin * ys, sin * xs + cos * ys], -1)
+    return torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
