@@ -128,13 +128,14 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
     import repro_models as models
+    from repro_models.ghost_bn import apply_bn_batch
 
     if warmup is None:
         warmup = 3 if device.type == "cuda" else 1
 
     recipe = JobRecipe.of(spec["recipe"])
     torch.manual_seed(0)
-    model = models.create(spec["model"], **spec["model_kwargs"])
+    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
     weights = list(spec.get("train", {}).get("aux_loss_weights", []))

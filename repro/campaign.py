@@ -75,10 +75,9 @@ class CampaignSummary:
 def plan(opts: CampaignOptions) -> CampaignPlan:
     """The jobs of the targets (``SpecError`` or ``PlanError`` on bad input); writes nothing."""
     from .catalog import load_catalog
-    from .paths import resolve
 
     budget = parse_budget(opts.budget, opts.epochs)
-    catalog = load_catalog(resolve("specs", opts.specs_dir))
+    catalog = load_catalog(opts.specs_dir, opts.plugins)
     targets = resolve_targets(catalog, list(opts.targets), opts.paper)
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
                      max_jobs=opts.max_jobs)
@@ -96,6 +95,18 @@ def known_states(plan: CampaignPlan, db_url: str) -> dict[str, JobState] | None:
         return database.job_states(j.id for j in plan.jobs)
     finally:
         database.dispose()
+
+
+def plan_states(jobs: list[PlannedJob], known: dict[str, JobState]) -> dict[str, JobState | str]:
+    """What each planned job is waiting for: its state in the database, ``new`` if it is not there, and
+    ``blocked`` while an upstream job (whose weights it starts from) is not done."""
+    out: dict[str, JobState | str] = {}
+    for j in jobs:
+        state = known.get(j.id, "new")
+        if state in ("new", JobState.PENDING) and any(known.get(u) != JobState.DONE for u in j.upstream):
+            state = JobState.BLOCKED
+        out[j.id] = state
+    return out
 
 
 def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
@@ -121,6 +132,12 @@ def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     return Registered(plan, url, data_dir, str(resolve("checkpoints", opts.checkpoint_dir)), states, todo, held_back)
 
 
+def plugin_files(registered: Registered) -> tuple[str, ...]:
+    """Every plugin file the plan's registries needed ($REPRO_PLUGINS, options, papers' own): what each
+    worker process and Slurm task imports (entry points it finds itself)."""
+    return tuple(registered.plan.catalog.plugins)
+
+
 def worker_options(registered: Registered, opts: CampaignOptions):
     from .worker import WorkerOptions
 
@@ -128,7 +145,7 @@ def worker_options(registered: Registered, opts: CampaignOptions):
                          device=opts.device, checkpoint_dir=registered.checkpoint_dir,
                          loader_workers=opts.loader_workers, engine=opts.engine, precision=opts.precision,
                          compile=opts.compile, keep_checkpoints=opts.keep_checkpoints, threads=opts.threads,
-                         lease_seconds=opts.lease_seconds)
+                         lease_seconds=opts.lease_seconds, plugins=plugin_files(registered))
 
 
 def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:

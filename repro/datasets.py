@@ -84,19 +84,15 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def _origin() -> str:
-    """Who is registering: the plugin being imported (the plugin mechanism's attribution), else built-in."""
-    try:
-        from repro_models.registry import _origin as stack  # set by repro.extensions while a plugin imports
-    except ImportError:
-        return "built-in"
+    """Who is registering: the plugin being imported (``repro.extensions`` attributes it), else built-in."""
+    from repro_models.registry import _origin as stack  # imported here: it imports torch
+
     return stack[-1]
 
 
 def _already(name: str, first: str) -> Exception:
-    try:
-        from repro_models.registry import AlreadyRegistered
-    except ImportError:
-        return ValueError(f"dataset {name!r} is registered twice (first by {first})")
+    from repro_models.registry import AlreadyRegistered  # the plugin loader turns it into one line
+
     return AlreadyRegistered("dataset", name, first)
 
 

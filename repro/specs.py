@@ -132,6 +132,34 @@ class Cell(Strict):
         return Printed.parse(v).text
 
 
+class InitFrom(Strict):
+    """Where a job's initial weights come from (a pretrain-then-transfer table): another cell's job of this
+    paper (``table`` + ``row``, optionally ``section``/``column`` when a row has several trained configurations),
+    or a local file checked by its SHA-256 (``file`` + ``sha256``; a relative path is relative to the paper's
+    folder). ``into``: ``model`` loads the whole state dict; ``backbone`` loads a classifier's weights into a
+    detector's body (``backbone.body``), dropping its classification head."""
+
+    table: str | None = None
+    row: str | None = None
+    section: str | None = None
+    column: str | None = None
+    file: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    into: Literal["model", "backbone"] = "model"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        cell = self.table is not None or self.row is not None
+        local = self.file is not None or self.sha256 is not None
+        if cell == local:
+            raise ValueError("give either table and row (another cell's job) or file and sha256 (local weights)")
+        if cell and (self.table is None or self.row is None):
+            raise ValueError("an upstream cell needs both table and row")
+        if local and (self.file is None or self.sha256 is None):
+            raise ValueError("local weights need both file and sha256 (checked before use)")
+        return self
+
+
 class Production(Strict):
     """How a cell is produced. Every field is optional at each level and merged flat."""
 
@@ -143,6 +171,7 @@ class Production(Strict):
     input_size: list[Bounded(int, 1, 4096)] | None = Field(None, min_length=3, max_length=4)
     counter_profile: str | None = None
     tolerance: Tolerance | None = None
+    init_from: InitFrom | None = None  # start from another job's weights, or a local file's
 
 
 class Column(Production):
@@ -334,6 +363,10 @@ class Recipe(Strict):
     mixup_alpha: Bounded(float, 0, 100) = 0.0
     min_size: Bounded(int, 1, 4096) | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
     backbone_checkpoint: str | None = None  # detection: ImageNet-trained backbone weights to start from
+    # The images one BatchNorm saw on the paper's devices (e.g. 32 of a batch of 64 over 2 GPUs without
+    # synchronised BN): ghost batch normalisation over groups of this size (repro_models.ghost_bn)
+    bn_batch: Bounded(int, 2, 65_536) | None = None
+    report_epoch: Literal["final", "best"] | None = None  # which epoch's numbers the paper reports (paper-wide default)
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
 
@@ -400,6 +433,10 @@ class Recipe(Strict):
         return self.iterations or self.total_epochs
 
 
+# Recipe fields that say how to read or cite a run, not how it trains: never part of a job's identity
+NOT_IDENTITY = frozenset({"source", "assumed", "report_epoch"})
+
+
 class JobRecipe(Recipe):
     """A recipe as one job runs it: the paper's, shortened by the budget, with its name and the smoke
     budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
@@ -416,8 +453,8 @@ class JobRecipe(Recipe):
     def job_dict(self) -> dict[str, Any]:
         """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
         that a full-budget job's identity is what it was before the subsets existed."""
-        return self.model_dump(exclude={"source", "assumed"} | {k for k in ("train_images", "test_images")
-                                                                if getattr(self, k) is None})
+        return self.model_dump(exclude=NOT_IDENTITY | {k for k in ("train_images", "test_images", "bn_batch")
+                                                       if getattr(self, k) is None})
 
 
 class DatasetSpec(Strict):
@@ -455,6 +492,9 @@ class PaperSpec(Strict):
     source: str
     counter_profile: str = "thop-0.1"
     tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
+    # The numbers a trained cell is judged on: the final epoch's, or the best test epoch's (a code base that
+    # keeps the best checkpoint); a recipe may override it. Never part of a job: both are stored.
+    report_epoch: Literal["final", "best"] = "final"
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
@@ -499,8 +539,13 @@ class Paper:
 
 @dataclass
 class Catalog:
-    root: Path
+    roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
 
 
 def _set_path(prod: dict, dotted: str, value: Any) -> None:

@@ -81,7 +81,12 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     import platform
+
+    from .extensions import provenance
+
     out["python"] = platform.python_version()
+    if provenance():  # each plugin file's SHA-256 (a package's version)
+        out["plugins"] = provenance()
     return out
 
 
@@ -166,6 +171,8 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
 def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
               on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
     import repro_models as models
+    from repro_models.ghost_bn import apply_bn_batch
+
     from . import loaders
     from .specs import JobRecipe
     from .trainer import fit, seed_everything
@@ -174,8 +181,10 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
                                               download=opts.download, loader_workers=opts.loader_workers,
                                               channels_last=engine.channels_last)
     seed_everything(spec["seed"])
-    model = models.create(spec["model"], **spec["model_kwargs"])
-    metrics = fit(model, train_loader, test_loader, JobRecipe.of(spec["recipe"]), spec.get("train", {}),
+    recipe = JobRecipe.of(spec["recipe"])
+    # the paper's device layout, where it matters for the numbers: BatchNorm over bn_batch images
+    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
+    metrics = fit(model, train_loader, test_loader, recipe, spec.get("train", {}),
                   seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
     return {k: (v, None) for k, v in metrics.items()}
@@ -337,4 +346,7 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
     No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
     print_warnings()
+    from .extensions import load_all
+
+    load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     return Worker(opts).loop(job_ids)

@@ -353,3 +353,66 @@ def test_repro_data_list_and_fake_see_declared_datasets(cli, tmp_path):
     bad = cli("data", "fake", "nothing", str(tmp_path / "data"), "--specs-dir", str(specs))
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown dataset 'nothing'")
     assert cli("data", "fake", "cifar100", str(tmp_path / "tiny"), check=True).returncode == 0
+
+
+STRIPES_PLUGIN = '''\
+from pathlib import Path
+
+import numpy as np
+import torch
+from repro.plugins import register_dataset
+
+
+def write(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "stripes").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 40), ("test", 20)):
+        labels = np.arange(n) % 2
+        images = rng.integers(0, 90, (n, 1, 12, 16), dtype=np.uint8)
+        images[labels == 0, :, ::2] += 150  # horizontal stripes
+        images[labels == 1, :, :, ::2] += 150  # vertical stripes
+        np.savez(root / "stripes" / f"{split}.npz", images=images, labels=labels)
+    return root / "stripes"
+
+
+@register_dataset("stripes-file", num_classes=2, image_size=(12, 16), channels=1, train_size=40,
+                  required=["stripes/train.npz", "stripes/test.npz"], fake=write)
+def stripes(root: Path, train: bool, download: bool):
+    arrays = np.load(root / "stripes" / ("train.npz" if train else "test.npz"))
+    return torch.utils.data.TensorDataset(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]))
+'''
+
+
+def test_a_plugin_file_registers_a_dataset_through_repro_plugins(tmp_path, monkeypatch):
+    """The plugin mechanism's way in: a paper's plugin file imports ``repro.plugins.register_dataset``; the
+    dataset is attributed to it, its file hash is in the identity of the jobs that read it, its fake and
+    its required files are the presence check and the statistics' cache key, and a taken name is refused."""
+    from repro import extensions
+
+    monkeypatch.setattr(datasets, "_REGISTRY", dict(datasets._REGISTRY))
+    monkeypatch.setattr(extensions, "_LOADED", dict(extensions._LOADED))
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    specs = write_paper(tmp_path / "specs", extra="", dataset="stripes-file")
+    meta = specs / "digitspaper" / "paper.yaml"
+    meta.write_text(meta.read_text() + "plugins: [stripes.py]\n")
+    (specs / "digitspaper" / "stripes.py").write_text(STRIPES_PLUGIN)
+    paper = load_catalog(specs).papers["digitspaper"]
+    info = datasets.get("stripes-file")
+    assert info.origin == "plugin stripes.py" and info.input_size == [1, 3, 12, 16]
+    (config,) = [cell_config(paper, c) for c in table_cells(paper, paper.tables["table1"])]
+    assert config["source"]["dataset"].startswith("plugin stripes.py sha256:") and "dataset_spec" not in config
+    root = tmp_path / "data"
+    assert "stripes-file not found under" in str(data.missing(info, root))
+    fakes.write(info, root)
+    assert data.missing(info, root) is None
+    spec = {**config, "recipe": _recipe("stripes-file", augment=["random_crop_pad4", "normalize"])}
+    train, test = loaders.build(spec, engine="fast", device=CPU, data_dir=root, download=False, loader_workers=0,
+                                channels_last=False)
+    x, y = next(iter(test.epoch(None)))
+    assert x.shape == (20, 3, 12, 16) and test.data_provenance["grey_to_rgb"] and y.tolist() == [0, 1] * 10
+    assert "cached" in test.data_provenance["mean_std"]  # keyed by the files the plugin requires
+    clash = tmp_path / "clash.py"
+    clash.write_text("from repro.plugins import register_dataset\n"
+                     "register_dataset('svhn', num_classes=10, image_size=32)(lambda root, train, download: None)\n")
+    with pytest.raises(extensions.PluginError, match="registers dataset 'svhn', which already exists \\(built-in\\)"):
+        extensions.load_file(clash)
