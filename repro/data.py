@@ -212,8 +212,10 @@ class Images(Dataset):
         if self.info.resize:
             img = resize_square(img, size)
         elif size is not None and img.size != (size[1], size[0]):
+            fix = ("the plugin's register_dataset(image_size=...) must be every image's (height, width)"
+                   if self.info.kind == "plugin" else "declare image_size to resize every image")
             raise DataError(f"{self._where(i)}: {img.size[0]}x{img.size[1]} (width x height), but {self.info.name} "
-                            f"images are {size[1]}x{size[0]}; declare image_size to resize every image")
+                            f"images are {size[1]}x{size[0]}; {fix}")
         label = int(label)
         if not 0 <= label < self.info.num_classes:
             raise DataError(f"{self._where(i)}: label {label} outside 0..{self.info.num_classes - 1} "
