@@ -18,7 +18,8 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from .specs import DATASETS, METRICS, NOT_IDENTITY, Catalog, CellSpec, JobRecipe, Paper, table_cells
+from . import datasets
+from .specs import METRICS, NOT_IDENTITY, Catalog, CellSpec, JobRecipe, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
@@ -98,16 +99,21 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     kind = METRICS[cell.metric][0]
     recipe = paper.spec.recipes[prod["recipe"]] if "recipe" in prod else None
     dataset = prod.get("dataset") or recipe.dataset
-    num_classes, size = DATASETS[dataset]
-    kwargs = facts().resolve(prod["model"], {"num_classes": num_classes, **prod.get("model_kwargs", {})})
+    info = datasets.lookup(dataset, paper.spec.datasets, paper.slug)  # the paper's declaration, else the registry
+    kwargs = facts().resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
     # code from outside this repository is part of the job: an edited plugin or another timm is a new job
     source = model_source(prod["model"], kwargs)
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
-        input_size = prod.get("input_size") or [1, 3, size, size]
+        input_size = prod.get("input_size") or info.input_size  # the catalog checked that one is known
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
                 "input_size": list(input_size), "counter_profile": profile, **source}
-    config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
+    if info.origin.startswith("plugin "):  # a plugin's dataset code is part of the job as its model code is
+        from .extensions import fingerprint_of
+
+        source = {"source": {**source.get("source", {}), "dataset": f"{info.origin} {fingerprint_of(info.origin)}"}}
+    config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs,
+              **datasets.job_fields(dataset, paper.spec.datasets),
               "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude=NOT_IDENTITY | (
                   {"bn_batch"} if recipe.bn_batch is None else set()))},
               "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
@@ -310,9 +316,10 @@ def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJo
             continue
         from .data import missing  # torch and torchvision: only when a job reads a dataset
 
-        key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split))
+        declaration = json.dumps(j.spec.get("dataset_spec"), sort_keys=True)
+        key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split), declaration)
         if key not in errors:
-            errors[key] = missing(key[0], data_dir, list(key[1]))
+            errors[key] = missing(datasets.for_job(j.spec), data_dir, list(key[1]))
         if errors[key] is None:
             runnable.append(j)
         else:

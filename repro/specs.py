@@ -32,8 +32,6 @@ METRICS = {
     "map50": ("detect", True, False),
     "map75": ("detect", True, False),
 }
-DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "digits": (10, 32), "imagenet": (1000, 224),
-            "coco": (91, 800)}
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -468,7 +466,8 @@ class DatasetSpec(Strict):
     computed from the training set and recorded when absent."""
 
     kind: Literal["imagefolder", "torchvision"]
-    path: str | None = None  # imagefolder: folder under the data dir (default: the dataset's name)
+    path: str | None = None  # imagefolder: folder under the data dir (default: the dataset's name); torchvision:
+    # a folder under the data dir used as the class's root (default: the data dir itself)
     name: str | None = None  # torchvision: the class name
     num_classes: Bounded(int, 1, 1_000_000)
     image_size: Bounded(int, 1, 4096) | None = None  # side the model sees; None: the stored images' side

@@ -274,7 +274,9 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
                      if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
             print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
                   f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
-                  f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
+                  f"peak {r.peak_mem_mb:,.0f} MB, " + (f"full recipe ~{r.projected_hours:,.1f} h" if r.projected_hours
+                                                      is not None else "full recipe: its image count is in its files")
+                  + ratio, flush=True)
     if fmt.value != "table":
         _emit([r.row() for r in results], fmt, list(BenchResultFields))
     elif not results:
