@@ -331,3 +331,50 @@ def measure_input(root: str | Path | None = None, *, images: int = 64, batch_siz
     return InputBench(split, n, passes, kb, str(device), decode, fast, ref, fast / ref, rate["fast", "epoch"],
                       rate["reference", "epoch"], rate["fast"], rate["reference"], gpu_img_per_s,
                       cores_per_gpu(gpu_img_per_s, fast), cores_per_gpu(gpu_img_per_s, ref))
+
+
+# --- what `repro bench` runs per target, measured and stored -------------------------------------
+
+def bench_jobs(jobs, engine: Engine, device: torch.device, steps: int, device_label: str, vs_reference: bool,
+               database, commit: str | None):
+    """Time each training job (``bench_job``), store each measurement, yield it."""
+    for job in jobs:
+        r = bench_job(job, engine, device, steps, device_label, vs_reference)
+        row = r.row()
+        database.put_benchmark({k: row[k] for k in ("config_key", "model", "device", "engine", "precision", "compiled",
+                                                     "batch_size", "steps", "img_per_s", "ms_per_step", "peak_mem_mb",
+                                                     "projected_hours")}
+                               | {"job_id": r.job, "config": job.spec, "git_commit": commit})
+        yield r
+
+
+def gpu_rate(database, config_key: str, default: float = 3000.0) -> tuple[float, str]:
+    """The GPU images/s one input must feed: the fastest CUDA ``repro bench`` of this configuration, else
+    ``default`` (a ResNet-50 step in bf16 on one current GPU, about 3,000 images/s), and which it is."""
+    rates = [b["img_per_s"] for b in database.benchmarks()
+             if b["config_key"] == config_key and str(b["device"]).startswith("cuda")]
+    return (max(rates), "measured") if rates else (default, "assumed")
+
+
+def bench_inputs(jobs, device: torch.device, decode: str, device_label: str, database, commit: str | None):
+    """The input pipeline alone, fast vs reference side by side (``measure_input``), for each job whose
+    input decodes JPEGs (ImageNet): one measurement per (dataset, augmentation), stored for every job it
+    serves; yields (job, InputBench, gpu rate source). Other datasets are device-resident: nothing to decode."""
+    from .datasets import for_job
+
+    measured: dict[tuple, InputBench] = {}
+    for job in jobs:
+        if for_job(job.spec).kind != "imagenet":
+            continue
+        recipe = JobRecipe.of(job.spec["recipe"])
+        rate, source = gpu_rate(database, job.config_key)
+        key = (tuple(recipe.augment), rate)
+        if key not in measured:
+            measured[key] = measure_input(device=device, decode=decode, gpu_img_per_s=rate)
+        r = measured[key]
+        database.put_input_benchmark({
+            "job_id": job.id, "config_key": job.config_key, "dataset": job.spec["dataset"], "device": device_label,
+            "decode": decode, "split": r.split, "images": r.images, "img_per_cpu_s": r.fast_img_per_cpu_s,
+            "ref_img_per_cpu_s": r.ref_img_per_cpu_s, "gpu_img_per_s": r.gpu_img_per_s,
+            "cores_per_gpu": r.fast_cores_per_gpu, "ref_cores_per_gpu": r.ref_cores_per_gpu, "git_commit": commit})
+        yield job, r, source

@@ -228,7 +228,8 @@ def _kinds(jobs) -> str:
 
 
 @app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
-                            "repro bench cra/table4 --precision bf16 --compile --format json"))
+                              "repro bench cra/table4 --precision bf16 --compile --format json",
+                              "repro bench cra/table2 --data    # the ImageNet input alone, fast vs reference"))
 def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
           paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
           steps: int = typer.Option(20, "--steps", min=1, metavar="N", help="timed optimizer steps per job"),
@@ -238,53 +239,82 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
           compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
           vs: Optional[Engine_] = typer.Option(None, "--vs", help="reference: also time the reference loop, "
                                                "print the ratio"),
+          data: bool = typer.Option(False, "--data", help="the input pipeline alone: the fast and the reference "
+                                    "ImageNet input's images/s per core, side by side, and the cores one GPU needs"),
+          decode: str = typer.Option("cpu", "--decode", metavar="WHERE", help="with --data: cpu | cuda (nvJPEG)"),
           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
                                      help="auto | cpu | cuda | cuda:N"),
           fmt: Format = FormatOpt(),
-          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
-    """Time N steps of each training job's exact recipe on synthetic data of the real shape."""
-    from ..bench import bench_job
+          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+          plugins: Optional[list[str]] = PluginsOpt):
+    """Time N steps of each training job's exact recipe on synthetic data of the real shape (or, with
+    --data, its input pipeline alone on real JPEG files)."""
+    from .. import bench as lib
     from ..db import Database
-    from ..plan import PlanError, plan, resolve_targets
     from ..trainer import Engine
     from ..worker import device_name, git_state, pick_device
 
     if vs is not None and vs.value != "reference":
         _fail(f"--vs takes only 'reference', got {vs.value!r}")
     url = _check_db(db, write=True, must_exist=False)
-    try:
-        catalog = _catalog(specs_dir, plugins)
-        jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
-    except (SpecError, PlanError) as e:
-        _fail(str(e))
+    jobs = _train_jobs(specs_dir, plugins, targets, paper)
     dev = pick_device(device)
     if os.environ.get("REPRO_THREADS"):
         import torch
 
         torch.set_num_threads(max(1, int(os.environ["REPRO_THREADS"])))
+    database, commit, label = Database(url), git_state()[0], device_name(dev)
+    if data:
+        _print_inputs(lib.bench_inputs(jobs, dev, decode, label, database, commit), fmt)
+        return
     eng = Engine.for_device(dev, engine.value, precision.value if precision else None, compile_)
-    label = device_name(dev)
-    database = Database(url)
-    commit = git_state()[0]
     results = []
-    for job in jobs:
-        r = bench_job(job, eng, dev, steps, label, vs is not None)
+    for r in lib.bench_jobs(jobs, eng, dev, steps, label, vs is not None, database, commit):
         results.append(r)
-        row = r.row()
-        database.put_benchmark({k: row[k] for k in ("job_id", "config_key", "model", "device", "engine", "precision",
-                                                     "compiled", "batch_size", "steps", "img_per_s", "ms_per_step",
-                                                     "peak_mem_mb", "projected_hours") if k in row}
-                               | {"job_id": r.job, "config": job.spec, "git_commit": commit})
         if fmt.value == "table":
-            ratio = (f"; reference {r.ref_img_per_s:,.1f} img/s, ratio {r.ratio:.2f}x; data path alone "
-                     f"{r.data_img_per_s:,.0f} vs {r.ref_data_img_per_s:,.0f} img/s, ratio {r.data_ratio:.1f}x"
-                     if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
-            print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
-                  f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
-                  f"peak {r.peak_mem_mb:,.0f} MB, " + (f"full recipe ~{r.projected_hours:,.1f} h" if r.projected_hours
-                                                      is not None else "full recipe: its image count is in its files")
-                  + ratio, flush=True)
+            print(_bench_line(r), flush=True)
     if fmt.value != "table":
         _emit([r.row() for r in results], fmt, list(BenchResultFields))
     elif not results:
         print("no training jobs in these targets", file=sys.stderr)
+
+
+def _train_jobs(specs_dir, plugins, targets, paper):
+    from ..plan import PlanError, plan, resolve_targets
+
+    try:
+        catalog = _catalog(specs_dir, plugins)
+        return plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+
+
+def _bench_line(r) -> str:
+    ratio = (f"; reference {r.ref_img_per_s:,.1f} img/s, ratio {r.ratio:.2f}x; data path alone "
+             f"{r.data_img_per_s:,.0f} vs {r.ref_data_img_per_s:,.0f} img/s, ratio {r.data_ratio:.1f}x"
+             if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
+    hours = f"full recipe ~{r.projected_hours:,.1f} h" if r.projected_hours is not None else \
+        "full recipe: its image count is in its files"
+    return (f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
+            f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
+            f"peak {r.peak_mem_mb:,.0f} MB, {hours}{ratio}")
+
+
+INPUT_COLUMNS = ["job", "model", "dataset", "split", "decode", "images", "fast_img_per_cpu_s", "ref_img_per_cpu_s",
+                 "ratio", "gpu_img_per_s", "gpu_rate", "fast_cores_per_gpu", "ref_cores_per_gpu"]
+
+
+def _print_inputs(measured, fmt: Format) -> None:
+    rows = []
+    for job, r, source in measured:
+        row = {"job": job.id, "model": job.model, "dataset": job.spec["dataset"], "gpu_rate": source, **r.row()}
+        rows.append(row)
+        if fmt == Format.table:
+            print(f"{job.id} {job.model} [{row['dataset']} {r.split} input, {r.images} JPEGs of {r.jpeg_kb:.0f} KB, "
+                  f"decode {r.decode}]: fast {r.fast_img_per_cpu_s:,.0f} img/s per core vs reference "
+                  f"{r.ref_img_per_cpu_s:,.0f}, ratio {r.ratio:.2f}x; at {r.gpu_img_per_s:,.0f} GPU img/s ({source}) "
+                  f"one GPU needs {r.fast_cores_per_gpu:.1f} cores (reference {r.ref_cores_per_gpu:.1f})", flush=True)
+    if fmt != Format.table:
+        _emit(rows, fmt, INPUT_COLUMNS)
+    elif not rows:
+        print("no job of these targets decodes JPEGs (ImageNet); the others' data lives on the device", file=sys.stderr)

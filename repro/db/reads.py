@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from ..states import JobState, Progress, RunStatus
 from .connect import Store
-from .schema import (ArtifactRow, Benchmark, CurvePoint, Job, Metric, ModelCount, PublishedCell, Run,
+from .schema import (ArtifactRow, Benchmark, InputBenchmark, CurvePoint, Job, Metric, ModelCount, PublishedCell, Run,
                      divergence_of)
 
 
@@ -141,6 +141,14 @@ class Reads(Store):
                 for jid, epoch in s.execute(q):
                     out[jid]["last_epoch"] = epoch
             return list(out.values())
+
+    def input_benchmarks(self) -> list[dict]:
+        """Every input-pipeline measurement, newest first."""
+        cols = [c.name for c in InputBenchmark.__table__.columns]
+        with self.engine.connect() as s:
+            q = select(*(InputBenchmark.__table__.c[c] for c in cols)).order_by(InputBenchmark.created_at.desc(),
+                                                                               InputBenchmark.id.desc())
+            return [dict(r._mapping) for r in s.execute(q)]
 
     # --- artifacts (trained weights kept by content) ----------------------------------------
     def artifact_of(self, job_id: str, kind: str = "weights") -> dict | None:

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from ..states import Divergence, JobState, RunStatus
 from .connect import Store
 from .queue import NO_PROGRESS, own, settle_downstream
-from .schema import ArtifactRow, Benchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run, utcnow
+from .schema import ArtifactRow, Benchmark, InputBenchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run, utcnow
 
 
 def _finite(values: dict[str, float], what: str) -> None:
@@ -108,6 +108,10 @@ class Results(Store):
     def put_benchmark(self, row: dict) -> None:
         with self.Session.begin() as s:
             s.add(Benchmark(created_at=utcnow(), **row))
+
+    def put_input_benchmark(self, row: dict) -> None:
+        with self.Session.begin() as s:
+            s.add(InputBenchmark(created_at=utcnow(), **row))
 
     def put_model_counts(self, rows: Iterable[dict]) -> None:
         """Store counts; a key already cached keeps its row (the key includes the code's hash)."""

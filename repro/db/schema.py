@@ -25,6 +25,9 @@ runs              every attempt at a job: status (a ``repro.states.RunStatus``),
                   (bf16 | fp32), ``compiled``, CPU ``threads``; ``data`` (how its data was read: the
                   JPEG decoder, a mean/std computed from the training set) and ``init_from`` (the
                   weights it started from: upstream job and artifact SHA-256, or a local file's).
+input_benchmarks  the input pipeline alone (``repro bench --data``): the fast and the reference ImageNet
+                  input's images per CPU-second on the same JPEGs in one run, and the cores one GPU needs
+                  at a GPU rate (measured by ``repro bench`` on CUDA, else stated); the estimate reads it.
 artifacts         what a finished job keeps beyond its checkpoints (its final weights, ``kind``
                   weights): SHA-256, path (content-addressed, under the artifact folder), size; one per
                   (job, kind). Another job's ``init_from`` loads it after checking the hash.
@@ -160,6 +163,25 @@ class Run(Base):
     threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
     data: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # how the data was read (decode, computed mean/std)
     init_from: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the weights it started from (job, sha256)
+
+
+class InputBenchmark(Base):
+    __tablename__ = "input_benchmarks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(128))
+    decode: Mapped[str] = mapped_column(String(16))
+    split: Mapped[str] = mapped_column(String(8))
+    images: Mapped[int] = mapped_column(Integer)
+    img_per_cpu_s: Mapped[float] = mapped_column(Float)  # the fast input, images per CPU-second (one core)
+    ref_img_per_cpu_s: Mapped[float] = mapped_column(Float)  # the reference (PIL) input, same files, same run
+    gpu_img_per_s: Mapped[float] = mapped_column(Float)  # the GPU rate the cores are sized for
+    cores_per_gpu: Mapped[float] = mapped_column(Float)
+    ref_cores_per_gpu: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ArtifactRow(Base):

@@ -1,6 +1,6 @@
 """Jobs that build on jobs: jobs.upstream (the jobs whose weights a job starts from) and
-jobs.failed_upstream, the artifacts table (trained weights kept by content), and what a run started from
-and how it read its data (runs.init_from, runs.data).
+jobs.failed_upstream, the artifacts table (trained weights kept by content), what a run started from and
+how it read its data (runs.init_from, runs.data), and the input pipeline's benchmarks (input_benchmarks).
 
 Revision ID: 0004
 Revises: 0003
@@ -34,6 +34,24 @@ def upgrade() -> None:
             sa.Column("size", sa.BigInteger, nullable=False),
             sa.Column("created_at", sa.DateTime, nullable=False),
             sa.UniqueConstraint("job_id", "kind"))
+    if not has_table("input_benchmarks"):
+        op.create_table(
+            "input_benchmarks",
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("job_id", sa.String(64), nullable=False, index=True),
+            sa.Column("config_key", sa.String(64), nullable=False, index=True),
+            sa.Column("dataset", sa.String(64), nullable=False),
+            sa.Column("device", sa.String(128), nullable=False),
+            sa.Column("decode", sa.String(16), nullable=False),
+            sa.Column("split", sa.String(8), nullable=False),
+            sa.Column("images", sa.Integer, nullable=False),
+            sa.Column("img_per_cpu_s", sa.Float, nullable=False),
+            sa.Column("ref_img_per_cpu_s", sa.Float, nullable=False),
+            sa.Column("gpu_img_per_s", sa.Float, nullable=False),
+            sa.Column("cores_per_gpu", sa.Float, nullable=False),
+            sa.Column("ref_cores_per_gpu", sa.Float, nullable=False),
+            sa.Column("created_at", sa.DateTime, nullable=False),
+            sa.Column("git_commit", sa.String(64)))
 
 
 def downgrade() -> None:
