@@ -33,7 +33,9 @@ def specs_roots(explicit=None) -> list[Path]:
     if isinstance(explicit, (str, os.PathLike)):
         explicit = [explicit]
     entries = list(explicit or []) or [e for e in os.environ.get("REPRO_SPECS", "").split(os.pathsep) if e]
-    builtin = Path(__file__).resolve().parent.parent / "specs"
+    from .paths import CHECKOUT
+
+    builtin = CHECKOUT / "specs"
     roots = [builtin if str(e) == BUILTIN else Path(e) for e in entries] or [builtin]
     unique: list[Path] = []
     for r in roots:

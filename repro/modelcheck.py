@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import CHECKOUT as ROOT  # noqa: E402
 SOURCES = ("models", "repro/counting.py")
 
 

@@ -13,12 +13,15 @@ DEFAULTS = {"db": ("results.db", "REPRO_DB"), "specs": ("specs", "REPRO_SPECS"),
             "checkpoints": ("checkpoints", None), "reports": ("reports", None), "artifacts": ("artifacts", None)}
 
 
+# The folder that holds this package (the checkout, for an editable install): the one place it is computed.
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def project_root() -> Path:
     """The checkout this package runs from (the directory holding ``specs/``), whatever the current
     directory: ``repro status`` run from elsewhere must see the same database as from the repo.
     An installed copy outside a checkout has no such directory and falls back to the current one."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "specs").is_dir() else Path.cwd()
+    return CHECKOUT if (CHECKOUT / "specs").is_dir() else Path.cwd()
 
 
 def resolve(what: str, explicit: str | os.PathLike | None = None) -> Path:

@@ -30,7 +30,7 @@ from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, Worker
 from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
 from .status import total_units
 
-REPO = Path(__file__).resolve().parent.parent
+from .paths import CHECKOUT as REPO  # noqa: E402
 
 
 @dataclass

@@ -108,7 +108,9 @@ def _version() -> str:
         version = metadata.version("repro")
     except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
         version = "unknown"
-    checkout, git = Path(__file__).resolve().parents[2], ""  # repro/cli/common.py -> the checkout
+    from ..paths import CHECKOUT as checkout
+
+    git = ""
     if (checkout / ".git").exists():  # an installed copy has no commit to report
         try:
             git = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
