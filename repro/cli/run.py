@@ -71,7 +71,7 @@ O = SimpleNamespace(
 
 @app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
                               "repro run cra --dry-run --format json"))
-def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<paper>, <paper>/<table>, or <table> with --paper"),
+def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
         paper: Optional[str] = O.paper, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: int = O.seeds,
         workers: Optional[int] = O.workers, jobs_per_gpu: int = O.jobs_per_gpu, executor: str = O.executor,
         detach: bool = O.detach, lease_seconds: Optional[float] = O.lease_seconds, threads: Optional[int] = O.threads,
@@ -230,7 +230,7 @@ def _kinds(jobs) -> str:
 @app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
                               "repro bench cra/table4 --precision bf16 --compile --format json",
                               "repro bench cra/table2 --data    # the ImageNet input alone, fast vs reference"))
-def bench(targets: list[str] = typer.Argument(..., metavar="TARGET...", help="<paper>, <paper>/<table>, or <table> with --paper"),
+def bench(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
           paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
           steps: int = typer.Option(20, "--steps", min=1, metavar="N", help="timed optimizer steps per job"),
           engine: Engine_ = typer.Option("fast", "--engine", help="fast | reference"),
