@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .compare import ClaimCheck, Comparison, check_claims, claim_verdict, compare_paper, overall_verdict, seed_verdict
 from .db import Database
-from .specs import METRICS, Catalog, Paper, TableSpec, table_rows
+from .expanded import ExpandedPaper, ExpandedTable, expand
+from .specs import METRICS, Catalog, Paper, Printed
 
 STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**",
                "not-reproducible": "not reproducible", "not-comparable": "not comparable", "pending": "pending",
@@ -36,9 +37,7 @@ def fmt_ours(r: Comparison) -> str:
     if r.ours is None:
         return "pending" if r.status == "pending" else ""
     if METRICS[r.metric][2]:
-        digits = len(r.printed.split(".")[1].rstrip("KMG%")) if "." in r.printed else 0
-        suffix = r.printed[-1] if r.printed[-1] in "KMG" else ""
-        text = f"{r.ours:.{digits}f}{suffix} ({r.ours_exact:,.0f})"
+        text = f"{Printed.parse(r.printed).show(r.ours)} ({r.ours_exact:,.0f})"
         return text if r.budget == "static" else f"{text} ({r.budget})"
     std = f" ± {r.std:.2f}" if r.std is not None else ""
     ci = f", 95% CI {r.ci_low:.2f}–{r.ci_high:.2f}" if r.ci_low is not None else ""
@@ -60,7 +59,8 @@ def _status(r: Comparison) -> str:
     return mark
 
 
-def _table_md(paper: Paper, spec: TableSpec, rows: list[Comparison]) -> list[str]:
+def _table_md(table: ExpandedTable, rows: list[Comparison]) -> list[str]:
+    spec = table.spec
     lines = [f"## {esc(spec.title)}", ""]
     if spec.caption:
         lines += [f"*{esc(spec.caption)}*", ""]
@@ -68,12 +68,12 @@ def _table_md(paper: Paper, spec: TableSpec, rows: list[Comparison]) -> list[str
         lines += [f"Metric: {esc(spec.metric_note)}", ""]
     by_cell = {(r.section, r.row, r.column): r for r in rows}
     columns = [c.label for c in spec.columns]
-    settings = sorted({k for row in table_rows(spec) for k in (row.settings or {})})
+    settings = table.settings
     head = [esc(spec.sweep.label) if spec.sweep else "Row"] + [esc(k) for k in settings]
     for c in columns:
         head += [f"{esc(c)}: published", "ours", "Δ", "status"]
     section = object()
-    for row in table_rows(spec):
+    for row in table.rows:
         if row.section != section:
             section = row.section
             if section:
@@ -147,9 +147,11 @@ def _summary(rows: list[Comparison]) -> Counter:
     return Counter(r.status for r in rows if r.status != "not-printed")
 
 
-def render_paper(catalog: Catalog, paper: Paper, db: Database, out: Path) -> tuple[Path, list[Comparison]]:
+def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, out: Path
+                 ) -> tuple[Path, list[Comparison]]:
     from . import figures
 
+    paper = expand(paper)  # compare, the tables and the figures read one expansion
     pdir = out / paper.slug
     (pdir / "figures").mkdir(parents=True, exist_ok=True)
     rows = compare_paper(catalog, paper, db)
@@ -185,7 +187,7 @@ def render_paper(catalog: Catalog, paper: Paper, db: Database, out: Path) -> tup
             lines += [f"## {esc(spec.title)}", "", f"*{esc(spec.caption)}*", ""]
             lines += [f"![{esc(spec.title)}](figures/{img.name})" if img else "No training curves measured yet (pending).", ""]
             continue
-        lines += _table_md(paper, spec, [r for r in rows if r.table == name])
+        lines += _table_md(paper.table(name), [r for r in rows if r.table == name])
     img = figures.ours_vs_published(paper, rows, pdir / "figures")
     lines += ["## Ours vs published, all cells", "",
               f"![ours vs published](figures/{img.name})" if img else "Nothing measured yet.", ""]
@@ -226,7 +228,7 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
         c_static = Counter(r.status for r in static)
         done = sum(1 for r in train if r.budget == "full")
         pending = len(train) - done
-        hours, note = estimate_gpu_hours(catalog, paper, db)
+        hours, note = estimate_gpu_hours(catalog, expand(paper), db)
         notes.append(f"- {slug}: {note}")
         tables = sum(1 for t in paper.tables.values() if t.kind == "table")
         cells = sum(1 for r in rows if r.status != "not-printed")
