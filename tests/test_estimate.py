@@ -130,3 +130,29 @@ def test_counts_are_cached_once_and_profile_jobs_reused(db, monkeypatch):
     db.complete("synthetic-profile", run, "test", {"macs": (123.0, "thop-2001")})
     assert est.forward_macs(db, {other_key: other}) == {other_key: 123}
 
+
+
+def test_the_report_index_shows_unknown_hours_without_building(db, serp, monkeypatch, tmp_path):
+    from repro.compare import compare_paper
+    from repro.report import _render_index
+
+    catalog, paper = serp
+    monkeypatch.setattr(est, "_count", no_build)
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    row = next(line for line in index.splitlines() if line.startswith("| [se-r]"))
+    assert row.endswith("| unknown |") and "unknown, left out: no MAC count stored" in index
+    fill_synthetic_cache(db, paper)
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    hours = assumed_hours(training_configs(paper).values())
+    assert next(line for line in index.splitlines() if line.startswith("| [se-r]")).endswith(f"| {hours:,.0f} |")
+
+
+def test_models_count_stores_what_the_report_reads(cli, toy_specs, tmp_path):
+    url = f"sqlite:///{tmp_path / 'counts.db'}"
+    first = cli("models", "count", "toy/table1", "--specs-dir", str(toy_specs), "--db", url, check=True)
+    assert first.stdout.strip().splitlines()[-1].startswith("2 training configuration(s): 2 counted, 0 already stored")
+    again = cli("models", "count", "toy", "--specs-dir", str(toy_specs), "--db", url, check=True)
+    assert again.stdout.strip().startswith("2 training configuration(s): 0 counted, 2 already stored")
+    catalog = load_catalog(toy_specs)
+    e = est.estimate(catalog, catalog.papers["toy"], Database(url, create=False))
+    assert (e.pending, e.assumed, e.unknown) == (2, 2, []) and e.hours > 0
