@@ -8,9 +8,10 @@ runs them.
     summary = api.run("se-r/table1")           # a campaign, with repro run's defaults and database
 
 Every reader takes ``paper`` (a slug) and ``table`` (a table of it, or a table name that one paper has),
-``db`` (a SQLAlchemy URL; default ``$REPRO_DB`` or the project's ``results.db``, as every command) and
-``specs_dir``. Readers never create, migrate or write a database. ``cells`` holds exactly the numbers
-``repro diff --format json`` prints (``repro.diff``: one implementation for both).
+``db`` (a SQLAlchemy URL; default ``$REPRO_DB`` or the project's ``results.db``, as every command),
+``specs_dir`` (one folder or several, as ``--specs-dir``) and ``plugins`` (as ``--plugins``). Readers never
+create, migrate or write a database. ``cells`` holds exactly the numbers ``repro diff --format json`` prints
+(``repro.diff``: one implementation for both).
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from .catalog import load_catalog
 from .diff import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
-from .paths import resolve
 from .plan import resolve_targets
 from .queries import CURVE_COLUMNS, JOB_COLUMNS, RUN_COLUMNS
 from .specs import METRICS, Catalog, Paper, cell_key
@@ -44,13 +44,13 @@ DTYPES = {**dict.fromkeys(["published", "ours", "ours_exact", "std", "delta", "s
 
 
 def cells(paper: str | None = None, table: str | None = None, db: str | None = None,
-          specs_dir: str | None = None) -> pd.DataFrame:
+          specs_dir: str | list[str] | None = None, plugins: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per published cell (the paper's printed cells; a '-' is not one), ours beside published:
     the fields of ``repro diff --format json`` (paper, table, section, row, column, metric, printed,
     published, ours, ours_exact, std, n, delta, budget, status, detail, uncertain, reason, also, sem,
     ci_low, ci_high, tolerance, values, verdict_note), then ``cell`` (its key), ``kind`` (profile | train |
     detect), ``config_key``, ``jobs`` (the job ids measured) and ``how`` (engine/precision/device)."""
-    catalog = _catalog(specs_dir)
+    catalog = load_catalog(specs_dir, plugins)
     targets = _targets(catalog, paper, table)
     with _database(db) as database:
         rows = compared(catalog, targets, database)
@@ -61,7 +61,7 @@ def cells(paper: str | None = None, table: str | None = None, db: str | None = N
 
 
 def runs(paper: str | None = None, table: str | None = None, db: str | None = None,
-         specs_dir: str | None = None) -> pd.DataFrame:
+         specs_dir: str | list[str] | None = None, plugins: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per run (an attempt at a job), with its job and provenance: run_id, job, the ``paper``,
     ``table`` and ``cells`` its configuration serves (comma-joined where several; None for a job no spec
     names now), config_key, kind, model, budget, seed, the job's ``state`` and the run's ``status``, error,
@@ -70,7 +70,7 @@ def runs(paper: str | None = None, table: str | None = None, db: str | None = No
     resumed_from_epoch, versions. Without ``paper``/``table``: every run in the database."""
     from . import queries
 
-    catalog = _catalog(specs_dir)
+    catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)
     with _database(db) as database:
         rows = queries.runs(database, keys)
@@ -78,14 +78,14 @@ def runs(paper: str | None = None, table: str | None = None, db: str | None = No
 
 
 def curves(paper: str | None = None, table: str | None = None, db: str | None = None,
-           specs_dir: str | None = None) -> pd.DataFrame:
+           specs_dir: str | list[str] | None = None, plugins: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per training epoch of each job: job, run_id (the attempt that wrote it), the ``paper``,
     ``table`` and ``cells`` it serves, config_key, kind, model, budget, seed, epoch, train_loss,
     train_top1_err, train_top5_err, test_top1_err, test_top5_err (%), lr, seconds. A figure spec's table
     (``table="figure3"``) selects the jobs of the cells its curves draw."""
     from . import queries
 
-    catalog = _catalog(specs_dir)
+    catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)
     with _database(db) as database:
         rows = queries.curve_points(database, keys)
@@ -137,10 +137,6 @@ _NONE = {"paper": None, "table": None, "cells": []}
 def _frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=columns)
     return frame.astype({c: t for c, t in DTYPES.items() if c in frame.columns})
-
-
-def _catalog(specs_dir) -> Catalog:
-    return load_catalog(resolve("specs", specs_dir))
 
 
 def _targets(catalog: Catalog, paper: str | None, table: str | None) -> list[tuple[Paper, str]]:

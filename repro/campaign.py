@@ -75,10 +75,9 @@ class CampaignSummary:
 def plan(opts: CampaignOptions) -> CampaignPlan:
     """The jobs of the targets (``SpecError`` or ``PlanError`` on bad input); writes nothing."""
     from .catalog import load_catalog
-    from .paths import resolve
 
     budget = parse_budget(opts.budget, opts.epochs)
-    catalog = load_catalog(resolve("specs", opts.specs_dir))
+    catalog = load_catalog(opts.specs_dir, opts.plugins)
     targets = resolve_targets(catalog, list(opts.targets), opts.paper)
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
                      max_jobs=opts.max_jobs)
@@ -121,6 +120,12 @@ def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     return Registered(plan, url, data_dir, str(resolve("checkpoints", opts.checkpoint_dir)), states, todo, held_back)
 
 
+def plugin_files(registered: Registered) -> tuple[str, ...]:
+    """Every plugin file the plan's registries needed ($REPRO_PLUGINS, options, papers' own): what each
+    worker process and Slurm task imports (entry points it finds itself)."""
+    return tuple(registered.plan.catalog.plugins)
+
+
 def worker_options(registered: Registered, opts: CampaignOptions):
     from .worker import WorkerOptions
 
@@ -128,7 +133,7 @@ def worker_options(registered: Registered, opts: CampaignOptions):
                          device=opts.device, checkpoint_dir=registered.checkpoint_dir,
                          loader_workers=opts.loader_workers, engine=opts.engine, precision=opts.precision,
                          compile=opts.compile, keep_checkpoints=opts.keep_checkpoints, threads=opts.threads,
-                         lease_seconds=opts.lease_seconds)
+                         lease_seconds=opts.lease_seconds, plugins=plugin_files(registered))
 
 
 def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:

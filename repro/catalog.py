@@ -22,13 +22,27 @@ class SpecsDirMissing(SpecError):
     """The specs folder itself is not there (a caller may say which option or variable points at it)."""
 
 
+BUILTIN = "@builtin"  # in a list of specs folders: the four papers that ship with repro
+
+
+def specs_roots(explicit=None) -> list[Path]:
+    """The specs folders: ``--specs-dir`` (one or several) beats ``$REPRO_SPECS`` (a list separated like
+    PATH) beats the repo's ``specs/``. The entry ``@builtin`` stands for the repo's ``specs/``, so a user's
+    papers can sit beside ours: ``--specs-dir @builtin --specs-dir ~/papers``."""
+    if isinstance(explicit, (str, os.PathLike)):
+        explicit = [explicit]
+    entries = list(explicit or []) or [e for e in os.environ.get("REPRO_SPECS", "").split(os.pathsep) if e]
+    builtin = Path(__file__).resolve().parent.parent / "specs"
+    roots = [builtin if str(e) == BUILTIN else Path(e) for e in entries] or [builtin]
+    unique: list[Path] = []
+    for r in roots:
+        if r.resolve() not in [u.resolve() for u in unique]:
+            unique.append(r)
+    return unique
+
+
 def specs_root(explicit: str | os.PathLike | None = None) -> Path:
-    """``--specs-dir`` beats ``$REPRO_SPECS`` beats the repo's ``specs/``."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("REPRO_SPECS"):
-        return Path(os.environ["REPRO_SPECS"])
-    return Path(__file__).resolve().parent.parent / "specs"
+    return specs_roots(explicit)[0]
 
 
 def _field_path(loc: tuple) -> str:
@@ -138,13 +152,23 @@ def _natural(path: Path) -> tuple:
     return (not path.stem.startswith("table"),) + tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def load_paper(paper_dir: Path) -> Paper:
+def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
+    """One paper's specs, after importing the plugins its paper.yaml lists (added to ``plugin_files``)."""
+    from .extensions import PluginError, load_file
+
     meta_path = paper_dir / "paper.yaml"
     if not meta_path.exists():
         raise SpecError(f"{meta_path}: missing (every paper directory needs a paper.yaml)")
     meta = _validate(PaperSpec, _load_yaml(meta_path), meta_path)
     if meta.paper != paper_dir.name:
         raise SpecError(f"{meta_path}: paper: {meta.paper!r} does not match its directory {paper_dir.name!r}")
+    for i, name in enumerate(meta.plugins):
+        try:
+            plugin = load_file(paper_dir / name, label=str(paper_dir / name))
+        except PluginError as e:
+            raise SpecError(f"{meta_path}: plugins[{i}]: {e}") from None
+        if plugin_files is not None and plugin.path not in plugin_files:
+            plugin_files.append(plugin.path)
     tables = {}
     for path in sorted(paper_dir.glob("*.yaml"), key=_natural):
         if path.name == "paper.yaml":
@@ -158,14 +182,23 @@ def load_paper(paper_dir: Path) -> Paper:
     return paper
 
 
-def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
-    root = specs_root(root)
-    if not root.is_dir():
-        raise SpecsDirMissing(f"{root}: specs directory not found")
-    catalog = Catalog(root)
+def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = ()) -> Catalog:
+    """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
+    entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. A paper slug defined in
+    two folders is an error naming both."""
+    from .extensions import load_all
+
+    catalog = Catalog(specs_roots(roots))
+    catalog.plugins = [p.path for p in load_all(plugins) if p.path]
     try:
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            catalog.papers[d.name] = load_paper(d)
+        for root in catalog.roots:
+            if not root.is_dir():
+                raise SpecsDirMissing(f"{root}: specs directory not found")
+            for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+                if d.name in catalog.papers:
+                    raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in "
+                                    f"{catalog.papers[d.name].path})")
+                paper = catalog.papers[d.name] = load_paper(d, catalog.plugins)
     finally:
         facts().save()  # what was learnt about the models, good or bad, even when a spec failed
     return catalog

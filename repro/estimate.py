@@ -37,10 +37,11 @@ def throughput_tmacs() -> float:
     return float(os.environ.get("REPRO_GPU_TMACS", "60"))
 
 
-def count_config(model: str, model_kwargs: dict, input_size, profile: str) -> dict:
-    """The profile-job configuration of a count (its ``config_key`` is a static cell's, if one exists)."""
+def count_config(model: str, model_kwargs: dict, input_size, profile: str, source: dict | None = None) -> dict:
+    """The profile-job configuration of a count (its ``config_key`` is a static cell's, if one exists);
+    ``source``: where a model from outside this repository comes from (``plan.model_source``)."""
     return {"kind": "profile", "model": model, "model_kwargs": model_kwargs, "input_size": list(input_size),
-            "counter_profile": profile}
+            "counter_profile": profile, **({"source": source} if source else {})}
 
 
 def code() -> str:
@@ -129,9 +130,9 @@ def images_seen(cfg: dict) -> float:
 
 def _count_config_of(cfg: dict, profile: str) -> dict:
     if cfg["kind"] == "detect":
-        return count_config(cfg["model"], cfg["model_kwargs"], DETECTION_INPUT, profile)
+        return count_config(cfg["model"], cfg["model_kwargs"], DETECTION_INPUT, profile, cfg.get("source"))
     size = 224 if cfg["dataset"] == "imagenet" else 32
-    return count_config(cfg["model"], cfg["model_kwargs"], (1, 3, size, size), profile)
+    return count_config(cfg["model"], cfg["model_kwargs"], (1, 3, size, size), profile, cfg.get("source"))
 
 
 @dataclass

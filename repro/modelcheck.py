@@ -13,6 +13,7 @@ A cache that cannot be written (read-only home, full disk) only costs speed, nev
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("models", "repro/counting.py")
 
 
-def code_version() -> str:
-    """A hash of everything whose answers the cache holds: the model code and the torch build."""
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
     h = hashlib.sha256()
     files = []
     for src in SOURCES:
@@ -34,12 +35,20 @@ def code_version() -> str:
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
-    for dist in ("torch", "torchvision", "thop"):
+    for dist in ("torch", "torchvision", "thop", "timm"):
         try:
             h.update(f"{dist}=={metadata.version(dist)}".encode())
         except metadata.PackageNotFoundError:
             pass
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
+    and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
+    from .extensions import fingerprint
+
+    return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -81,9 +90,37 @@ class ModelFacts:
             self._dirty = True
 
     def is_known(self, model: str) -> bool:
+        if "/" in model:  # timm/<name>, torchvision/<name>: asked of the library once, then cached
+            key = f"known {model}"
+            if key not in self.options:
+                from repro_models.registry import is_known
+
+                self.options[key] = {"ok": is_known(model)}
+                self._dirty = True
+            return self.options[key]["ok"]
         if self.models is None:
             self._registry()
         return model in self.models
+
+    def origin(self, model: str) -> str:
+        """built-in, timm, torchvision, or ``plugin <file>`` (what registered it)."""
+        key = f"origin {model}"
+        if key not in self.options:
+            from repro_models.registry import origin
+
+            self.options[key] = {"ok": origin(model)}
+            self._dirty = True
+        return self.options[key]["ok"]
+
+    def attention_origin(self, attention: str) -> str:
+        key = f"attention origin {attention}"
+        if key not in self.options:
+            self._registry()
+            from repro_models.registry import ORIGIN
+
+            self.options[key] = {"ok": ORIGIN.get(("attention", attention), "built-in")}
+            self._dirty = True
+        return self.options[key]["ok"]
 
     def profile_names(self) -> list[str]:
         if self.profiles is None:
@@ -133,8 +170,10 @@ _FACTS: ModelFacts | None = None
 
 
 def facts() -> ModelFacts:
-    """The process-wide facts (one cache file read per process)."""
+    """The process-wide facts (one cache file read per process, another when plugins were loaded since)."""
     global _FACTS
-    if _FACTS is None:
+    if _FACTS is None or _FACTS.version != code_version():
+        if _FACTS is not None:
+            _FACTS.save()
         _FACTS = ModelFacts()
     return _FACTS

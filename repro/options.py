@@ -49,6 +49,7 @@ class WorkerOptions:
     keep_checkpoints: bool = False
     lease_seconds: float = LEASE_SECONDS
     threads: int | None = None  # torch CPU threads; None: see ``resolve_threads``
+    plugins: tuple[str, ...] = ()  # plugin files every worker process imports before claiming a job
 
 
 @dataclass
@@ -83,12 +84,13 @@ class CampaignOptions:
 
     targets: tuple[str, ...] = ()
     paper: str | None = None  # the paper of bare table names
+    plugins: tuple[str, ...] = ()  # plugin files beyond $REPRO_PLUGINS, entry points and the papers' own
     budget: str = "full"  # full | smoke | epochs-N
     epochs: int | None = None  # shortens the schedule: budget epochs-N
     seeds: int = 1
     kinds: frozenset[str] | None = None  # only jobs of these kinds (profile, train, detect)
     max_jobs: int = MAX_JOBS
-    specs_dir: str | None = None
+    specs_dir: str | tuple[str, ...] | None = None  # one folder or several; None: $REPRO_SPECS or the repo's
     db: str | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

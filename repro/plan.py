@@ -98,14 +98,36 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     dataset = prod.get("dataset") or recipe.dataset
     num_classes, size = DATASETS[dataset]
     kwargs = facts().resolve(prod["model"], {"num_classes": num_classes, **prod.get("model_kwargs", {})})
+    # code from outside this repository is part of the job: an edited plugin or another timm is a new job
+    source = model_source(prod["model"], kwargs)
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
         input_size = prod.get("input_size") or [1, 3, size, size]
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
-                "input_size": list(input_size), "counter_profile": profile}
+                "input_size": list(input_size), "counter_profile": profile, **source}
     return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
             "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
-            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}}
+            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
+
+
+def model_source(model: str, kwargs: dict) -> dict:
+    """``{"source": {...}}`` naming the code a model comes from when it is not this repository's: the
+    library and its version (timm/torchvision), the plugin file's SHA-256 (a plugin model, backbone or
+    attention); ``{}`` for built-in code, so built-in jobs keep their identity."""
+    from .extensions import fingerprint_of
+
+    f = facts()
+    origin, parts = f.origin(model), {}
+    if origin in ("timm", "torchvision"):
+        from importlib import metadata
+
+        parts["library"] = f"{origin}=={metadata.version(origin)}"
+    elif origin.startswith("plugin "):
+        parts["model"] = f"{origin} {fingerprint_of(origin)}"
+    attention = kwargs.get("attention")
+    if isinstance(attention, str) and (a := f.attention_origin(attention)).startswith("plugin "):
+        parts["attention"] = f"{a} {fingerprint_of(a)}"
+    return {"source": parts} if parts else {}
 
 
 def config_key(config: dict) -> str:

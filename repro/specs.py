@@ -512,8 +512,13 @@ class Paper:
 
 @dataclass
 class Catalog:
-    root: Path
+    roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
 
 
 def _set_path(prod: dict, dotted: str, value: Any) -> None:

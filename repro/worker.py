@@ -81,7 +81,12 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     import platform
+
+    from .extensions import provenance
+
     out["python"] = platform.python_version()
+    if provenance():  # each plugin file's SHA-256 (a package's version)
+        out["plugins"] = provenance()
     return out
 
 
@@ -337,4 +342,7 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
     No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
     print_warnings()
+    from .extensions import load_all
+
+    load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     return Worker(opts).loop(job_ids)

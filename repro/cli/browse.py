@@ -10,11 +10,11 @@ import typer
 
 from ..specs import SpecError
 from .common import (_catalog, _check_db, console, data_app, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
-                     models_app, _plain, specs_app, SpecsOpt)
+                     models_app, _plain, specs_app, SpecsOpt, PluginsOpt)
 
 
 @specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
-def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+def specs_check(specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Validate every spec; one line per paper, or the first error and exit code 2.
 
     A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
@@ -23,7 +23,7 @@ def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
     from ..specs import table_cells
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     rows = []
@@ -55,13 +55,13 @@ def _is_cell(cell) -> bool:
 @models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))
 def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                     help="only models this paper's specs use"),
-                specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
     from ..specs import table_cells
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     if paper and paper not in catalog.papers:
@@ -73,17 +73,23 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                 if "model" in cell.production:
                     used.setdefault(cell.production["model"], set()).add(slug)
     rows = []
-    for name in models.available():
-        info = models.MODEL_INFO.get(name, {"backbone": name, "attention": "(any)"})
+    ecosystem = sorted(n for n in used if "/" in n)  # timm/<name>, torchvision/<name>: the ones specs use
+    for name in models.available() + ecosystem:
+        info = models.MODEL_INFO.get(name, {"backbone": name if "/" not in name else "", "attention": "(any)"})
         papers = sorted(used.get(name, set()))
         if paper and paper not in papers:
             continue
-        rows.append({"model": name, "used by": papers, "backbone": info.get("backbone") or "",
-                     "attention": info.get("attention") or ""})
+        rows.append({"model": name, "origin": models.registry.origin(name), "used by": papers,
+                     "backbone": info.get("backbone") or "", "attention": info.get("attention") or ""})
     if fmt == Format.table:
         for r in rows:
             r["used by"] = ", ".join(r["used by"])
-    _emit(rows, fmt, ["model", "used by", "backbone", "attention"])
+    _emit(rows, fmt, ["model", "origin", "used by", "backbone", "attention"])
+    if fmt == Format.table and not paper:
+        from repro_models import ecosystem as eco
+
+        console.print(f"also by name: timm/<name> ({len(eco.names('timm'))} models), torchvision/<name> "
+                      f"({len(eco.names('torchvision'))} models), never with downloaded weights")
 
 
 @models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
@@ -94,13 +100,21 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                 profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
                                             help="thop-2001 | thop-2004 | thop-0.1"),
                 fmt: Format = FormatOpt(),
-                as_json: bool = typer.Option(False, "--json", help="the same as --format json")):
+                as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
+                plugins: Optional[list[str]] = PluginsOpt):
     """Parameters and MACs of one model."""
     import repro_models as models
     from ..counting import measure
+    from ..extensions import load_all
+    from ..specs import SpecError
+
+    try:
+        load_all(tuple(plugins or ()))
+    except SpecError as e:
+        _fail(str(e))
 
     if not models.is_known(name):
-        _fail(f"unknown model {name!r}; see `repro models list`")
+        _fail(f"{models.registry.unknown_message(name)}; see `repro models list`")
     try:
         size = tuple(int(x) for x in input_size.split(","))
     except ValueError:
@@ -128,7 +142,8 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
 def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
                                                      help="<paper>, <paper>/<table>, or <table> with --paper"),
                  paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
-                 db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+                 db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+                 plugins: Optional[list[str]] = PluginsOpt):
     """Count the forward MACs of the targets' training configurations into the database (model_counts).
 
     `repro report` estimates the GPU-hours still needed from these counts (or from the static cells' profile
@@ -140,7 +155,7 @@ def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
 
     url = _check_db(db, write=True, must_exist=False)
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
         resolved = resolve_targets(catalog, targets, paper)
     except (SpecError, PlanError) as e:
         _fail(str(e))

@@ -46,7 +46,11 @@ if not console.is_terminal:  # piped output: do not squeeze tables into 80 colum
 
 DbOpt = typer.Option(None, "--db", metavar="URL",
                      help="SQLAlchemy URL (default $REPRO_DB or sqlite:///<repo>/results.db)")
-SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR", help="specs directory (default $REPRO_SPECS or <repo>/specs)")
+SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR",
+                        help="specs folder, repeatable; @builtin is the repo's (default $REPRO_SPECS, a list "
+                             "separated like PATH, or <repo>/specs)")
+PluginsOpt = typer.Option(None, "--plugins", metavar="PATH",
+                          help="a plugin file to import (repeatable; also $REPRO_PLUGINS and the papers' own)")
 
 
 class Format(str, Enum):
@@ -85,12 +89,11 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _catalog(specs_dir):
+def _catalog(specs_dir, plugins=None):
     from ..catalog import SpecsDirMissing, load_catalog
-    from ..paths import resolve
 
     try:
-        return load_catalog(resolve("specs", specs_dir))
+        return load_catalog(specs_dir, tuple(plugins or ()))
     except SpecsDirMissing as e:
         raise SpecsDirMissing(f"{e} (set --specs-dir or $REPRO_SPECS)") from None
 

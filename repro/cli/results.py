@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..specs import SpecError
 from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
-                     SpecsOpt)
+                     SpecsOpt, PluginsOpt)
 
 
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
@@ -26,7 +26,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
          fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
              None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
-         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against, which also shows
     where the published numbers it recorded differ from ours: a transcription fixed since).
 
@@ -39,7 +39,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     from ..report import fmt_ours
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
         resolved = resolve_targets(catalog, targets, paper)
     except (SpecError, PlanError) as e:
         _fail(str(e))
@@ -165,7 +165,7 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
 @app.command(epilog=_examples("repro report --paper se-r    # writes <repo>/reports/se-r/README.md"))
 def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
            out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
-           db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
     url = _check_db(db, write=False)
 
@@ -173,7 +173,7 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
     from ..paths import resolve
     from ..report import render
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     for p in paper or []:

@@ -13,7 +13,7 @@ from ..specs import SpecError
 from ..campaign import CampaignOptions
 from ..options import EXECUTORS
 from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt, _device, _emit, Engine_,
-                     _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt)
+                     _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt, PluginsOpt)
 from .render import option_error
 
 
@@ -77,7 +77,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
         slurm_constraint: Optional[str] = O.slurm_constraint, slurm_opt: Optional[list[str]] = O.slurm_opt,
         slurm_timeout_min: int = O.slurm_timeout_min, log_dir: str = O.log_dir, dry_run: bool = O.dry_run,
         fmt: Format = FormatOpt("dry-run output"), kind: Optional[list[Kind]] = O.kind, max_jobs: int = O.max_jobs,
-        db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt, data_dir: Optional[str] = O.data_dir,
+        db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, data_dir: Optional[str] = O.data_dir,
         download: bool = O.download, device: str = O.device, checkpoint_dir: Optional[str] = O.checkpoint_dir,
         loader_workers: Optional[int] = O.loader_workers, engine: Engine_ = O.engine,
         precision: Optional[Precision] = O.precision, compile_: bool = O.compile, retry_failed: bool = O.retry_failed,
@@ -93,7 +93,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
     execution = dict(workers=workers, executor=executor, log_dir=log_dir, jobs_per_gpu=jobs_per_gpu, detach=detach)
     opts = _campaign_options(
         targets=tuple(targets or ()), paper=paper, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
-        kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=specs_dir, db=url, data_dir=data_dir,
+        kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
         checkpoint_dir=checkpoint_dir, download=download, retry_diverged=retry_failed, device=device,
         engine=engine.value, precision=precision.value if precision else None, compile=compile_,
         loader_workers=loader_workers, keep_checkpoints=keep_checkpoints, threads=threads, lease_seconds=lease_seconds,
@@ -229,7 +229,7 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
                                      help="auto | cpu | cuda | cuda:N"),
           fmt: Format = FormatOpt(),
-          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Time N steps of each training job's exact recipe on synthetic data of the real shape."""
     from ..bench import bench_job
     from ..db import Database
@@ -241,7 +241,7 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
         _fail(f"--vs takes only 'reference', got {vs.value!r}")
     url = _check_db(db, write=True, must_exist=False)
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
         jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
     except (SpecError, PlanError) as e:
         _fail(str(e))
