@@ -4,7 +4,8 @@
 ``torchvision/<name>`` exactly ``torchvision.models.get_model(name, weights=None, num_classes=...,
 **model_kwargs)``: the ecosystem's own names, no renaming table. No weights are ever downloaded: a spec
 cannot ask for hub weights (``pretrained``/``weights`` are refused); pretrained weights come from a local
-file or another job. The library and its version are part of a job's identity (``library_version``).
+file or another job. The library and its version are part of a job's identity (``library_version``). A model option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
+our registered attentions, a plugin's included, into the library's blocks (``attention_factory``).
 """
 from __future__ import annotations
 
@@ -53,8 +54,34 @@ def library_version(name: str) -> str | None:
     return f"{parts[0]}=={metadata.version(parts[0])}" if parts else None
 
 
+def attention_factory(value: dict):
+    """``{repro_attention: NAME, **options}`` as a model option: our (or a plugin's) attention as the layer
+    class a library's blocks call with their channel count (timm's ``attn_layer``), so an attention of ours
+    plugs into the library's backbones too. Options the library passes besides the channels (device,
+    dtype) are left to the defaults."""
+    from .registry import ATTENTIONS
+
+    options = {k: v for k, v in value.items() if k != "repro_attention"}
+    cls = ATTENTIONS.get(value["repro_attention"])
+    if cls is None:
+        raise ValueError(f"unknown attention {value['repro_attention']!r}; known: {sorted(ATTENTIONS)}")
+
+    def layer(channels: int, **_library_options) -> nn.Module:
+        return cls(channels, **options)
+
+    return layer
+
+
+def _resolve(value: Any) -> Any:
+    """Option values with every ``{repro_attention: ...}`` (at any depth: timm's ``block_args``) resolved."""
+    if isinstance(value, dict):
+        return attention_factory(value) if "repro_attention" in value else {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
 def create(name: str, **kwargs: Any) -> nn.Module:
     library, rest = split(name)
+    kwargs = _resolve(kwargs)
     hub = _HUB_OPTIONS & set(kwargs)
     if hub:
         raise ValueError(f"{name}: {sorted(hub)} would fetch hub weights; repro never downloads weights (start "

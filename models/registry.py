@@ -74,13 +74,21 @@ def register_attention(name: str):
     return _register(ATTENTIONS, "attention", name)
 
 
+CANONICAL: dict[str, Callable[[dict], dict]] = {}
+
+
 def register_model(name: str | None = None, *, paper: str | None = None, backbone: str | None = None,
-                   attention: str | None = None):
-    """Register a named model function; ``paper``/``backbone``/``attention`` are for listings."""
+                   attention: str | None = None, canonical: Callable[[dict], dict] | None = None):
+    """Register a named model function; ``paper``/``backbone``/``attention`` are for listings.
+
+    ``canonical(options) -> options`` spells options that build the same network the same way (an
+    option left to its default vs the default written out), so that they hash to one job."""
 
     def decorator(fn):
         key = name or fn.__name__
         _register(MODELS, "model", key)(fn)
+        if canonical is not None:
+            CANONICAL[key] = canonical
         MODEL_INFO[key] = {"paper": paper, "backbone": backbone, "attention": attention,
                            "doc": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
         return fn
@@ -238,6 +246,8 @@ def resolved_kwargs(name: str, *, check: bool = True, **kwargs) -> dict[str, Any
         build_on_meta(name, **kwargs)
     for k, v in kwargs.items():
         out[k] = _jsonable(v)
+    if name in CANONICAL:
+        out = CANONICAL[name](out)
     return dict(sorted(out.items()))
 
 

@@ -17,6 +17,7 @@ into the CPU cores one GPU needs.
 """
 from __future__ import annotations
 
+import dataclasses
 import resource
 import tempfile
 import time
@@ -28,9 +29,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from . import data, loaders
+from . import data, datasets, loaders
 from .specs import JobRecipe
-from .loaders import FAST_DATASETS, TorchLoader
+from .loaders import TorchLoader, path_by_kind
 from .trainer import Engine, Meter, epoch_generator, lr_at, make_optimizer, mixup_batch, train_step
 
 SYNTHETIC_SIZE = {"imagenet": 256}  # stored image side before RandomResizedCrop / Resize+CenterCrop
@@ -72,26 +73,32 @@ class SyntheticImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+        img = self.images[i]
+        return self.transform(Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)), int(self.labels[i])
 
 
 def synthetic_loader(spec: dict, engine: Engine, device: torch.device, n: int):
-    recipe, dataset = JobRecipe.of(spec["recipe"]), spec["dataset"]
+    recipe, info = JobRecipe.of(spec["recipe"]), datasets.for_job(spec)
     classes = spec["model_kwargs"].get("num_classes", 10)
-    side = SYNTHETIC_SIZE.get(dataset, 32)
+    # a declared image folder may leave its size to its files: benchmark it at 32x32 then
+    height, width = (SYNTHETIC_SIZE[info.name],) * 2 if info.name in SYNTHETIC_SIZE else info.image_size or (32, 32)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n, height, width, info.channels), dtype=np.uint8)
     labels = rng.integers(0, classes, size=n)
-    if engine.name == "fast" and dataset in FAST_DATASETS:
+    if info.mean is None:  # computed from the training set in a real run; any values time the same
+        info = datasets.with_stats(info, (0.5,) * info.channels, (0.25,) * info.channels)
+    if info.kind != "imagenet":  # ImageNet's transforms crop 224 out of the stored 256
+        info = dataclasses.replace(info, image_size=(height, width), resize=False)
+    # the path a real run takes; where size decides, synthetic images are small enough for the device
+    if (path_by_kind(info, recipe, engine.name)[0] or "device") == "device":
         from .fastdata import DeviceLoader
 
-        mean, std = data.MEAN_STD.get(dataset, ((0.5,) * 3, (0.25,) * 3))
         return DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels), batch_size=recipe.batch_size,
-                            augment=recipe.augment, mean=mean, std=std, device=device, train=True,
-                            channels_last=engine.channels_last)
-    ds = SyntheticImages(images, labels, data.train_transform(dataset, recipe.augment))
+                            augment=recipe.augment, mean=info.mean, std=info.std, device=device, train=True,
+                            channels_last=engine.channels_last, grey_to_rgb=info.channels == 1)
+    ds = SyntheticImages(images, labels, data.train_transform(info, recipe.augment))
     workers = 0
-    if engine.name == "fast" and dataset == "imagenet":
+    if engine.name == "fast" and info.kind == "imagenet":
         from .loaders import default_workers
 
         workers = default_workers()
@@ -121,13 +128,14 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
     import repro_models as models
+    from repro_models.ghost_bn import apply_bn_batch
 
     if warmup is None:
         warmup = 3 if device.type == "cuda" else 1
 
     recipe = JobRecipe.of(spec["recipe"])
     torch.manual_seed(0)
-    model = models.create(spec["model"], **spec["model_kwargs"])
+    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
     weights = list(spec.get("train", {}).get("aux_loss_weights", []))

@@ -97,6 +97,18 @@ def known_states(plan: CampaignPlan, db_url: str) -> dict[str, JobState] | None:
         database.dispose()
 
 
+def plan_states(jobs: list[PlannedJob], known: dict[str, JobState]) -> dict[str, JobState | str]:
+    """What each planned job is waiting for: its state in the database, ``new`` if it is not there, and
+    ``blocked`` while an upstream job (whose weights it starts from) is not done."""
+    out: dict[str, JobState | str] = {}
+    for j in jobs:
+        state = known.get(j.id, "new")
+        if state in ("new", JobState.PENDING) and any(known.get(u) != JobState.DONE for u in j.upstream):
+            state = JobState.BLOCKED
+        out[j.id] = state
+    return out
+
+
 def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     """Write the published cells and the jobs; what is left to run."""
     from .db import Database

@@ -14,7 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from .modelcheck import facts
-from .specs import (DATASETS, METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from . import datasets
+from .specs import (METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
 
@@ -204,6 +205,26 @@ def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = ()) -> Catal
     return catalog
 
 
+def _check_datasets(paper: Paper, meta: Path) -> dict:
+    """The paper's declared datasets as descriptions: each name its own (not a registered one), each
+    declaration one that can be read."""
+    out = {}
+    for name, spec in paper.spec.datasets.items():
+        where = f"{meta}: datasets.{name}"
+        if name in datasets.registered():
+            raise SpecError(f"{where}: {name!r} is already a dataset ({datasets.get(name).origin}); a paper declares "
+                            f"a dataset under a name of its own")
+        if not datasets.NAME.match(name):
+            raise SpecError(f"{where}: a dataset name is letters, digits, '.', '_' and '-'")
+        if spec.path is not None and (Path(spec.path).is_absolute() or ".." in Path(spec.path).parts):
+            raise SpecError(f"{where}.path: {spec.path!r} must be a folder under the data dir (relative, no '..')")
+        try:
+            out[name] = datasets.declared(name, spec, paper.slug)
+        except ValueError as e:
+            raise SpecError(f"{where}: {e}") from None
+    return out
+
+
 def _check_references(paper: Paper) -> None:
     """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells; and
     each model must accept its options (checked by building it on the meta device, cached)."""
@@ -212,8 +233,9 @@ def _check_references(paper: Paper) -> None:
     meta = paper.path / "paper.yaml"
     if paper.spec.counter_profile not in profiles:
         raise SpecError(f"{meta}: counter_profile: unknown profile {paper.spec.counter_profile!r}")
+    declared = _check_datasets(paper, meta)
     for name, r in paper.spec.recipes.items():
-        if r.dataset not in DATASETS:
+        if r.dataset not in declared and r.dataset not in datasets.registered():
             raise SpecError(f"{meta}: recipes.{name}.dataset: unknown dataset {r.dataset!r}")
     keys = set()
     for spec in paper.tables.values():
@@ -257,14 +279,28 @@ def _check_references(paper: Paper) -> None:
             dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
             if dataset is None:
                 raise SpecError(f"{where}: dataset: missing")
-            if dataset not in DATASETS:
+            info = declared.get(dataset) or datasets.registered().get(dataset)
+            if info is None:
                 raise SpecError(f"{where}: dataset: unknown dataset {dataset!r}")
+            if kind == "profile" and "input_size" not in prod and info.input_size is None:
+                raise SpecError(f"{where}: input_size: missing: {dataset} declares no image_size, so its images' "
+                                f"size is known only from its files (declare image_size, or give input_size)")
             try:  # the same options plan.cell_config resolves, so that it finds them cached
-                registry.resolve(prod["model"], {"num_classes": DATASETS[dataset][0], **prod.get("model_kwargs", {})})
+                registry.resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
             except ValueError as e:
                 raise SpecError(f"{where}: model_kwargs: {e}") from None
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
+            init = prod.get("init_from")
+            if init is not None and kind == "profile":
+                raise SpecError(f"{where}: init_from: a count starts from no weights (only trained cells take it)")
+            if init is not None and init.table is not None:
+                from .plan import PlanError, upstream_cell
+
+                try:
+                    upstream_cell(paper, cell)
+                except PlanError as e:
+                    raise SpecError(str(e)) from None
     for spec in paper.tables.values():
         labels = {(r.section, r.label) for r in table_rows(spec)}
         for claim in spec.claims:

@@ -8,7 +8,8 @@ Per pending full-budget training configuration (one seed), in this order of pref
 2. assumed: 3 x forward MACs (forward + backward) x images seen / a sustained throughput,
    ``REPRO_GPU_TMACS`` (default 60 TMAC/s, about a quarter of an H100's dense BF16/TF32 peak in
    MACs). Small 32x32 models rarely sustain it, so this part is a lower bound;
-3. unknown: neither a measurement nor a stored MAC count; left out of the hours and named in the note.
+3. unknown: neither a measurement nor a stored MAC count (or a dataset whose size only its files
+   know); left out of the hours and named in the note.
 
 Forward MACs are those of the paper's counter profile at the dataset's input size, read from what is
 stored, never computed by a reader: a done profile job of the same configuration (a static cell), or the
@@ -22,13 +23,13 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from . import datasets
 from .db import Database
 from .expanded import ExpandedPaper, expand
 from .modelcheck import facts
 from .plan import config_key, job_hash
 from .specs import Catalog, JobRecipe, Paper
 
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_347, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
 
@@ -94,7 +95,7 @@ def count_configs(paper: Paper | ExpandedPaper, tables: list[str] | None = None)
     configs = {c.config_key: c.config for c in paper.cells(tables, kind=None)
                if c.config is not None and c.config["kind"] != "profile"}
     counts = (_count_config_of(cfg, paper.spec.counter_profile) for cfg in configs.values())
-    return {config_key(c): c for c in counts}
+    return {config_key(c): c for c in counts if c is not None}  # None: a dataset with no declared input size
 
 
 def _count(cfg: dict) -> tuple[int, int]:
@@ -118,21 +119,20 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
     return best
 
 
-def images_seen(cfg: dict) -> float:
+def images_seen(cfg: dict) -> float | None:
+    """Training images a configuration sees in all (None: its dataset's size is known only from its files)."""
     r = JobRecipe.of(cfg["recipe"])
     if r.iterations:
         return r.iterations * r.batch_size
-    per_epoch = TRAIN_IMAGES.get(cfg["dataset"])
-    if cfg["dataset"] == "svhn":
-        per_epoch = 73_257 + (531_131 if "extra" in r.train_split else 0)
-    return per_epoch * r.total_epochs
+    per_epoch = datasets.for_job(cfg).train_images(r.train_split)
+    return None if per_epoch is None else per_epoch * r.total_epochs
 
 
-def _count_config_of(cfg: dict, profile: str) -> dict:
+def _count_config_of(cfg: dict, profile: str) -> dict | None:
     if cfg["kind"] == "detect":
         return count_config(cfg["model"], cfg["model_kwargs"], DETECTION_INPUT, profile, cfg.get("source"))
-    size = 224 if cfg["dataset"] == "imagenet" else 32
-    return count_config(cfg["model"], cfg["model_kwargs"], (1, 3, size, size), profile, cfg.get("source"))
+    size = datasets.for_job(cfg).input_size
+    return None if size is None else count_config(cfg["model"], cfg["model_kwargs"], size, profile, cfg.get("source"))
 
 
 @dataclass
@@ -143,23 +143,31 @@ class Estimate:
     measured: dict[str, list[str]] = field(default_factory=dict)  # device -> models it measured
     profile: str = ""
     unknown: list[str] = field(default_factory=list)  # models of pending configurations with no stored count
+    unsized: int = 0  # pending configurations left out: their dataset's size or image count needs its files
 
     @property
     def hours_text(self) -> str:
         """The hours as a report's column shows them: 'unknown' when nothing is known, '≥ N' when a part is."""
-        if self.unknown and len(self.unknown) == self.pending:
+        left_out = len(self.unknown) + self.unsized
+        if left_out and left_out == self.pending:
             return "unknown"
-        return ("≥ " if self.unknown else "") + f"{self.hours:,.0f}"
+        return ("≥ " if left_out else "") + f"{self.hours:,.0f}"
 
     @property
     def note(self) -> str:
+        if not self.unsized:
+            return self._note()
+        return (f"{self._note()}; {self.unsized} more left out (their dataset declares no image_size or its "
+                f"training images are counted from its files)")
+
+    def _note(self) -> str:
         n_unknown = len(self.unknown)
-        n_measured = self.pending - self.assumed - n_unknown
+        n_measured = self.pending - self.assumed - n_unknown - self.unsized
         head = f"{self.pending} pending training configuration(s), one seed each"
         unknown = (f"{n_unknown} unknown, left out: no MAC count stored for the current model code "
                    f"({', '.join(sorted(set(self.unknown)))}; `repro models count` stores them)"
                    if n_unknown else "")
-        if n_unknown == self.pending and self.pending:
+        if n_unknown and n_unknown + self.unsized == self.pending:
             return f"{head}: GPU-hours {unknown}"
         total = f"{'at least ' if n_unknown else ''}{self.hours:,.0f} GPU-hours" + (f"; {unknown}" if unknown else "")
         if n_measured == 0:
@@ -181,10 +189,14 @@ def estimate(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database
     pending = {k: cfg for k, cfg in configs.items() if k not in done}
     profile = paper.spec.counter_profile
     bench = measured_throughput(db, pending)
-    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench}
+    unsized = {k for k, cfg in pending.items()
+               if images_seen(cfg) is None or (k not in bench and _count_config_of(cfg, profile) is None)}
+    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench and k not in unsized}
     macs = forward_macs(db, {config_key(c): c for c in counts.values()})
     seconds, measured, unknown = 0.0, defaultdict(list), []
     for k, cfg in pending.items():
+        if k in unsized:
+            continue
         if k in bench:
             seconds += images_seen(cfg) / bench[k]["img_per_s"]
             measured[bench[k]["device"]].append(cfg["model"])
@@ -194,4 +206,4 @@ def estimate(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database
         else:
             unknown.append(cfg["model"])
     return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts) - len(unknown),
-                    measured=dict(measured), profile=profile, unknown=unknown)
+                    measured=dict(measured), profile=profile, unknown=unknown, unsized=len(unsized))

@@ -112,10 +112,13 @@ def load_file(path: str | os.PathLike, *, label: str | None = None) -> Plugin:
 
 def load_entry_points() -> list[Plugin]:
     """Every installed package's ``repro.plugins`` entry point, imported once."""
+    out = []
+    points = metadata.entry_points(group=GROUP)
+    if not points:  # the registry imports torch and every model: not when there is nothing to load
+        return out
     from repro_models.registry import AlreadyRegistered, registering_as
 
-    out = []
-    for ep in metadata.entry_points(group=GROUP):
+    for ep in points:
         key = f"entry point {ep.name}"
         if key in _LOADED:
             out.append(_LOADED[key])

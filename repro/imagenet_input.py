@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms.v2 import functional as TF
 
-from . import data
+from . import datasets
 from .fastdata import hflip
 from .loaders import EpochBatches, sample_seed
 
@@ -179,7 +179,8 @@ class ImageNetLoader:
                                  # its own generator for the workers' seeds (unused: every draw is seeded per
                                  # sample), so that an epoch leaves the global RNG (dropout's) alone
                                  generator=torch.Generator())
-        mean, std = data.MEAN_STD["imagenet"]
+        imagenet = datasets.get("imagenet")
+        mean, std = imagenet.mean, imagenet.std
         self.normalise = "normalize" in augment
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
         self.std = torch.tensor(std, dtype=torch.float32, device=device)

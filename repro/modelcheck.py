@@ -78,6 +78,7 @@ class ModelFacts:
             data = {}  # another code version, or a file someone edited: trust none of it
         self.models: list[str] | None = data.get("models")
         self.profiles: list[str] | None = data.get("profiles")
+        self.origins: dict[str, str] = data.get("origins") or {}  # "model x" / "attention x" -> plugin (not built-in)
         self.options: dict[str, dict] = data.get("options") or {}
 
     def _registry(self) -> None:
@@ -86,7 +87,10 @@ class ModelFacts:
         from .counting import PROFILES
 
         if self.models is None:
+            from repro_models.registry import ORIGIN
+
             self.models, self.profiles = models.available(), list(PROFILES)
+            self.origins = {f"{kind} {name}": o for (kind, name), o in ORIGIN.items() if o != "built-in"}
             self._dirty = True
 
     def is_known(self, model: str) -> bool:
@@ -104,23 +108,16 @@ class ModelFacts:
 
     def origin(self, model: str) -> str:
         """built-in, timm, torchvision, or ``plugin <file>`` (what registered it)."""
-        key = f"origin {model}"
-        if key not in self.options:
-            from repro_models.registry import origin
-
-            self.options[key] = {"ok": origin(model)}
-            self._dirty = True
-        return self.options[key]["ok"]
+        if "/" in model:
+            return model.split("/")[0]
+        if self.models is None:
+            self._registry()
+        return self.origins.get(f"model {model}") or self.origins.get(f"backbone {model}") or "built-in"
 
     def attention_origin(self, attention: str) -> str:
-        key = f"attention origin {attention}"
-        if key not in self.options:
+        if self.models is None:
             self._registry()
-            from repro_models.registry import ORIGIN
-
-            self.options[key] = {"ok": ORIGIN.get(("attention", attention), "built-in")}
-            self._dirty = True
-        return self.options[key]["ok"]
+        return self.origins.get(f"attention {attention}", "built-in")
 
     def profile_names(self) -> list[str]:
         if self.profiles is None:
@@ -149,7 +146,8 @@ class ModelFacts:
     def save(self) -> None:
         if not self._dirty:
             return
-        data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options}
+        data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options,
+                "origins": self.origins}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # write-then-rename: a concurrent reader sees the old file or the new one, never half

@@ -2,14 +2,13 @@
 package with the others): every run with its provenance, training-curve points, and the published cells a
 database recorded when it was run.
 
-Each function takes a ``Database`` and reads with Core selects (no ORM objects), in chunks of 500 keys to
-stay under SQLite's bound-parameter limit. A database made before a column existed is read with NULL in its
-place (nothing is migrated by a read)."""
+Each function takes a ``Database`` (opened at the schema's head revision) and reads with Core selects (no ORM
+objects), in chunks of 500 keys to stay under SQLite's bound-parameter limit."""
 from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import inspect, null, select
+from sqlalchemy import select
 
 from .db import CurvePoint, Database, Job, PublishedCell, Run, TableRow
 
@@ -22,10 +21,8 @@ CURVE_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "tes
                  "seconds")
 
 
-def _columns(db: Database, model, names: Iterable[str]) -> list:
-    """The columns ``names`` of ``model``'s table; NULL (labelled) for those this database lacks."""
-    present = {c["name"] for c in inspect(db.engine).get_columns(model.__tablename__)}
-    return [getattr(model, n) if n in present else null().label(n) for n in names]
+def _columns(model, names: Iterable[str]) -> list:
+    return [getattr(model, n) for n in names]
 
 
 def _chunked(db: Database, query, column, keys: Iterable[str] | None):
@@ -42,7 +39,7 @@ def _chunked(db: Database, query, column, keys: Iterable[str] | None):
 def runs(db: Database, config_keys: Iterable[str] | None = None) -> list[dict]:
     """Every attempt (run) at the jobs of these configurations (all jobs when None), with the job it
     belongs to: one dict per run, ordered by job and attempt."""
-    q = (select(Run.id, Job.id, *_columns(db, Job, JOB_COLUMNS), *_columns(db, Run, RUN_COLUMNS))
+    q = (select(Run.id, Job.id, *_columns(Job, JOB_COLUMNS), *_columns(Run, RUN_COLUMNS))
          .join(Job, Job.id == Run.job_id).order_by(Job.id, Run.id))
     names = ("run_id", "job") + JOB_COLUMNS + RUN_COLUMNS
     out = [dict(zip(names, row)) for row in _chunked(db, q, Job.config_key, config_keys)]
@@ -53,7 +50,7 @@ def curve_points(db: Database, config_keys: Iterable[str] | None = None) -> list
     """Every per-epoch point of the jobs of these configurations (all jobs when None), with the job's
     configuration, model, budget and seed; ordered by job and epoch."""
     q = (select(CurvePoint.job_id, CurvePoint.run_id, Job.config_key, Job.kind, Job.model, Job.budget, Job.seed,
-                *_columns(db, CurvePoint, CURVE_COLUMNS))
+                *_columns(CurvePoint, CURVE_COLUMNS))
          .join(Job, Job.id == CurvePoint.job_id).order_by(CurvePoint.job_id, CurvePoint.epoch))
     names = ("job", "run_id", "config_key", "kind", "model", "budget", "seed") + CURVE_COLUMNS
     out = [dict(zip(names, row)) for row in _chunked(db, q, Job.config_key, config_keys)]
@@ -64,8 +61,6 @@ def published_cells(db: Database, papers: Iterable[str] | None = None) -> dict[t
     """The published numbers this database recorded (``repro run`` writes the cells of what it plans), by
     (paper, table, section, row, column), section None where the table has none: the printed text and the
     configuration key the cell pointed at then."""
-    if not inspect(db.engine).has_table(PublishedCell.__tablename__):
-        return {}
     q = select(PublishedCell.paper, PublishedCell.table_name, PublishedCell.section, PublishedCell.row,
                PublishedCell.column, PublishedCell.printed, PublishedCell.config_key)
     out = {}
@@ -77,7 +72,5 @@ def published_cells(db: Database, papers: Iterable[str] | None = None) -> dict[t
 def recorded_tables(db: Database) -> set[tuple[str, str]]:
     """The (paper, table) pairs whose published cells this database recorded: a cell missing from a recorded
     table was added to the spec since; one of a table never recorded says nothing."""
-    if not inspect(db.engine).has_table(TableRow.__tablename__):
-        return set()
     with db.engine.connect() as conn:
         return {(p, t) for p, t in conn.execute(select(TableRow.paper, TableRow.name))}

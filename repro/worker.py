@@ -171,6 +171,8 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
 def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
               on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
     import repro_models as models
+    from repro_models.ghost_bn import apply_bn_batch
+
     from . import loaders
     from .specs import JobRecipe
     from .trainer import fit, seed_everything
@@ -179,8 +181,10 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
                                               download=opts.download, loader_workers=opts.loader_workers,
                                               channels_last=engine.channels_last)
     seed_everything(spec["seed"])
-    model = models.create(spec["model"], **spec["model_kwargs"])
-    metrics = fit(model, train_loader, test_loader, JobRecipe.of(spec["recipe"]), spec.get("train", {}),
+    recipe = JobRecipe.of(spec["recipe"])
+    # the paper's device layout, where it matters for the numbers: BatchNorm over bn_batch images
+    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
+    metrics = fit(model, train_loader, test_loader, recipe, spec.get("train", {}),
                   seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
     return {k: (v, None) for k, v in metrics.items()}

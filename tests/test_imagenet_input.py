@@ -28,7 +28,7 @@ from torchvision import transforms
 from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
-from repro import data, loaders
+from repro import data, datasets, loaders
 from repro import imagenet_input as ii
 from repro.bench import cores_per_gpu, imagenet_jpegs, measure_input, natural_image
 from repro.checkpoints import CheckpointStore
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding 
 
 CPU = torch.device("cpu")
 AUGMENT = ["random_resized_crop", "hflip", "normalize"]
-MEAN, STD = data.MEAN_STD["imagenet"]
+MEAN, STD = datasets.get("imagenet").mean, datasets.get("imagenet").std
 LEVEL = 1 / 255 / min(STD)  # one level of 255 in normalised units, at its largest
 
 

@@ -72,3 +72,16 @@ def test_dry_run_table_lists_cells(cli, tmp_path):
     proc = cli("run", "se-r/table1", "--dry-run", "--db", f"sqlite:///{tmp_path}/r.db")
     assert proc.returncode == 0
     assert "se-r: 1 spec(s), 6 job(s) (6 profile), 0 done" in proc.stdout
+
+
+def test_cmpe_se_table5_wrn16_8_fold_columns_are_one_job():
+    """Issue 14.7: WRN-16-8's (n = 20, m = C/10) cells build its default fold (16, C/8) and the (16, C/8)
+    cells name it: one network, one job per dataset, serving both cells (not two runs of the same model)."""
+    jobs = plan(CATALOG, resolve_targets(CATALOG, ["cmpe-se/table5"]))
+    wrn16 = [j for j in jobs if j.model == "cmpe_se_wrn16_8"]
+    assert len(wrn16) == 4  # (32, C/16) and the shared default, on CIFAR-10 and CIFAR-100
+    shared = [j for j in wrn16 if len(j.cells) == 2]
+    assert len(shared) == 2 and all(j.spec["model_kwargs"]["fold_n"] == 16 for j in shared)
+    for j in shared:
+        assert sorted("(n = 20, m = C/10)" in c for c in j.cells) == [False, True]
+        assert sorted("(n = 16, m = C/8)" in c for c in j.cells) == [False, True]

@@ -185,3 +185,13 @@ def test_plugins_reach_spawned_workers(tmp_path, cli, fake_cifar100):
                  "where j.model = 'resnet_cifar'")
     assert [status for _, status, _, _ in runs] == ["done", "done"]
     assert all("eca.py" in json.loads(v)["plugins"] for *_, v in runs)
+
+
+def test_repro_new_writes_a_paper_that_specs_check_accepts(tmp_path, cli):
+    made = cli("new", "my-paper", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (tmp_path / "my-paper").iterdir()) == ["my_paper.py", "paper.yaml", "table1.yaml"]
+    check = cli("specs", "check", "--specs-dir", str(tmp_path))
+    assert check.returncode == 0 and "my-paper: 1 spec file(s), 9 published cells: ok" in check.stdout, check.stderr
+    again = cli("new", "my-paper", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "exists already: nothing written" in again.stderr

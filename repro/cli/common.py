@@ -32,7 +32,7 @@ app = typer.Typer(add_completion=True, help="Reproduce paper tables: specs -> jo
 specs_app = typer.Typer(help="Validate and inspect table specs.", epilog=_examples("repro specs check"), **_TYPER)
 models_app = typer.Typer(help="List and inspect registered models.", epilog=_examples("repro models list --paper cra"),
                          **_TYPER)
-data_app = typer.Typer(help="Datasets: tiny fakes in the real on-disk formats.",
+data_app = typer.Typer(help="Datasets: the ones recipes can name, and tiny fakes in their real on-disk formats.",
                        epilog=_examples("repro data fake cifar100 /tmp/tiny"), **_TYPER)
 app.add_typer(specs_app, name="specs")
 app.add_typer(models_app, name="models")

@@ -187,15 +187,18 @@ def _print_detached(opts) -> None:
         console.print("detached")
 
 
-PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "cells"]
+PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "upstream", "cells"]
 
 
 def _print_plan(jobs, states, resolved, fmt: Format):
+    from ..campaign import plan_states
+
     papers = {}
     for p, t in resolved:
         papers.setdefault(p.slug, []).append(t)
+    shown = plan_states(jobs, states)
     rows = [{"job": j.id, "kind": j.kind, "model": j.model, "seed": j.seed, "budget": j.budget,
-             "cells": j.cells, "state": states.get(j.id, "new")} for j in jobs]
+             "cells": j.cells, "state": str(shown[j.id]), "upstream": j.upstream} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, PLAN_COLUMNS)
         return
@@ -203,7 +206,9 @@ def _print_plan(jobs, states, resolved, fmt: Format):
         cells = r["cells"]
         r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
         r["seed"] = "-" if r["seed"] is None else r["seed"]
-    _emit(rows, fmt, ["job", "kind", "model", "seed", "state", "cells"], title="plan")
+        r["after"] = ", ".join(r["upstream"])
+    columns = ["job", "kind", "model", "seed", "state"] + (["after"] if any(j.upstream for j in jobs) else [])
+    _emit(rows, fmt, columns + ["cells"], title="plan")
     for slug, tables in papers.items():
         mine = [j for j in jobs if any(c.startswith(slug + "/") for c in j.cells)]
         done = sum(1 for j in mine if states.get(j.id) == "done")
@@ -269,7 +274,9 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
                      if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
             print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
                   f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
-                  f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
+                  f"peak {r.peak_mem_mb:,.0f} MB, " + (f"full recipe ~{r.projected_hours:,.1f} h" if r.projected_hours
+                                                      is not None else "full recipe: its image count is in its files")
+                  + ratio, flush=True)
     if fmt.value != "table":
         _emit([r.row() for r in results], fmt, list(BenchResultFields))
     elif not results:
