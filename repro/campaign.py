@@ -40,6 +40,7 @@ class Registered:
     db_url: str
     data_dir: str
     checkpoint_dir: str
+    artifact_dir: str
     states: dict[str, JobState]  # before this campaign touched them
     todo: list[PlannedJob]
     held_back: dict[str, tuple[str, int]]  # dataset -> (why it cannot be read, jobs held back)
@@ -120,7 +121,7 @@ def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     try:
         states = database.job_states(j.id for j in plan.jobs)
         database.sync_published(*published_rows(plan.catalog, plan.targets))
-        database.add_jobs(j.row() for j in plan.jobs)
+        database.add_jobs({**j.row(), "upstream": j.upstream} for j in plan.jobs)  # upstream jobs come first
     finally:
         database.dispose()
     finished = (JobState.DONE,) if opts.retry_diverged else (JobState.DONE, JobState.DIVERGED)
@@ -129,7 +130,10 @@ def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     held_back: dict[str, tuple[str, int]] = {}
     if not opts.download:
         todo, held_back = split_missing_data(todo, data_dir)
-    return Registered(plan, url, data_dir, str(resolve("checkpoints", opts.checkpoint_dir)), states, todo, held_back)
+    checkpoints = resolve("checkpoints", opts.checkpoint_dir)
+    # artifacts live beside the checkpoints (shared storage on a cluster, like them) unless told otherwise
+    artifacts = opts.artifact_dir or (checkpoints.parent / "artifacts" if opts.checkpoint_dir else resolve("artifacts"))
+    return Registered(plan, url, data_dir, str(checkpoints), str(artifacts), states, todo, held_back)
 
 
 def plugin_files(registered: Registered) -> tuple[str, ...]:
@@ -145,7 +149,8 @@ def worker_options(registered: Registered, opts: CampaignOptions):
                          device=opts.device, checkpoint_dir=registered.checkpoint_dir,
                          loader_workers=opts.loader_workers, engine=opts.engine, precision=opts.precision,
                          compile=opts.compile, keep_checkpoints=opts.keep_checkpoints, threads=opts.threads,
-                         lease_seconds=opts.lease_seconds, plugins=plugin_files(registered))
+                         lease_seconds=opts.lease_seconds, plugins=plugin_files(registered),
+                         artifact_dir=registered.artifact_dir, decode=opts.decode)
 
 
 def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:

@@ -160,11 +160,13 @@ def set_min_size(model: nn.Module, recipe: Recipe) -> None:
         model.transform.min_size = (recipe.min_size,)
 
 
-def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
-    """Load a classification state dict into ``model.backbone.body``; False when no path is given."""
+def load_backbone(model: nn.Module, path: str | Path | dict | None) -> bool:
+    """Load a classification state dict (a file, or the dict itself) into ``model.backbone.body``, its
+    classification head dropped; False when there is none. The body's frozen BatchNorms take the
+    classifier's statistics, as torchvision's and Detectron's pretrained RetinaNet bodies do."""
     if path is None:
         return False
-    state = safe_load(path)  # weights only: a hostile file runs no code
+    state = path if isinstance(path, dict) else safe_load(path)  # weights only: a hostile file runs no code
     state = state.get("model", state)
     body = model.backbone.body
     parts = {name for name, _ in body.named_children()}  # the FC (and pooling) stay behind
@@ -172,7 +174,8 @@ def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
     try:
         body.load_state_dict(state)  # strict: every body tensor must come from the checkpoint
     except RuntimeError as e:
-        raise ValueError(f"backbone checkpoint {path} does not fit {type(body).__name__} of this model: {e}") from e
+        where = "the upstream weights" if isinstance(path, dict) else f"backbone checkpoint {path}"
+        raise ValueError(f"{where} do not fit {type(body).__name__} of this model: {e}") from e
     return True
 
 
@@ -282,8 +285,11 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
 
 def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: CheckpointStore,
                device: torch.device, on_progress: Callable[[int, int, float], None] | None,
-               on_resume: Callable[[int], None] | None) -> dict[str, tuple[float, None]]:
-    """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained``."""
+               on_resume: Callable[[int], None] | None, init_state: dict | None = None
+               ) -> tuple[dict[str, tuple[float, None]], dict]:
+    """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained`` (1 when the body
+    started from ImageNet weights: ``init_state``, the upstream job's, or the recipe's backbone_checkpoint),
+    and the final weights."""
     import repro_models as models
 
     recipe = JobRecipe.of(spec["recipe"])
@@ -299,8 +305,9 @@ def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: C
     val_ds = subset(val_ds, recipe.test_images)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    pretrained = load_backbone(model, recipe.backbone_checkpoint)
+    pretrained = load_backbone(model, init_state if init_state is not None else recipe.backbone_checkpoint)
     metrics = fit_detection(model, train_ds, val_ds, recipe, seed=spec["seed"], device=device,
                             store=store, on_progress=on_progress,
                             on_resume=on_resume, checkpoint_every=CHECKPOINT_EVERY)
-    return {k: (v, None) for k, v in {**metrics, "pretrained": float(pretrained)}.items()}
+    final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {k: (v, None) for k, v in {**metrics, "pretrained": float(pretrained)}.items()}, final

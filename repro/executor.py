@@ -103,7 +103,12 @@ def run(job_ids: list[str], wopts: WorkerOptions, eopts: ExecOptions, events: Ev
     if uses_gpus(wopts.device) and n_gpus and workers > n_gpus * eopts.jobs_per_gpu:
         raise ExecError(f"{workers} is more than {n_gpus} GPU(s) x {eopts.jobs_per_gpu} job(s) per GPU", "workers")
     if workers <= 1:
-        return Worker(wopts, events).loop(job_ids)
+        worker = Worker(wopts, events)
+        lost = worker.loop(job_ids).lost
+        try:
+            return WorkerReport(outcomes=worker.db.outcomes(job_ids), lost=lost)
+        finally:
+            worker.db.dispose()
     return _local_pool(job_ids, wopts, eopts, workers, n_gpus, events)
 
 
@@ -184,18 +189,10 @@ def _follow(job_ids, db, watched: list, events: Events, poll: float, refresh=Non
 
 
 def outcomes_from(db: Database, job_ids: list[str]) -> WorkerReport:
-    """Each job's outcome as the database holds it: the same facts an in-process worker reports."""
-    report = WorkerReport()
-    for jid, (state, error, divergence) in db.outcomes(job_ids).items():
-        if state == JobState.DONE:
-            report.outcomes[jid] = JobOutcome(jid, state)
-        elif state == JobState.DIVERGED:
-            report.outcomes[jid] = JobOutcome(jid, state, divergence=divergence, error=None if divergence else error)
-        elif state == JobState.FAILED:
-            report.outcomes[jid] = JobOutcome(jid, state, error=error)
-        else:
-            report.outcomes[jid] = JobOutcome(jid, state, unfinished=True)
-    return report
+    """Each job's outcome as the database holds it: the same facts an in-process worker reports, and
+    those of jobs that ended without running here (failed unrun because an upstream job failed, or run by
+    another invocation)."""
+    return WorkerReport(outcomes=db.outcomes(job_ids))
 
 
 # --- submitit / Slurm ------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class WorkerOptions:
     lease_seconds: float = LEASE_SECONDS
     threads: int | None = None  # torch CPU threads; None: see ``resolve_threads``
     plugins: tuple[str, ...] = ()  # plugin files every worker process imports before claiming a job
+    artifact_dir: str = "artifacts"  # where finished jobs keep their final weights (content-addressed)
+    decode: str = "cpu"  # where the fast ImageNet path decodes JPEGs: cpu | cuda (nvJPEG)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class CampaignOptions:
     db: str | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None
+    artifact_dir: str | None = None  # None: beside the checkpoints (<checkpoint dir>/../artifacts)
+    decode: str = "cpu"
     download: bool = False
     retry_diverged: bool = False  # failed jobs are always retried; diverged ones only when asked
     # how jobs run (provenance, never identity)

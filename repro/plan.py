@@ -176,6 +176,20 @@ def config_key(config: dict) -> str:
     return job_hash(config)
 
 
+def upstream_configs(catalog: Catalog) -> dict[str, str]:
+    """The configurations whose weights a cell of the catalog starts from (``init_from: {table, row}``):
+    config key -> the first such cell."""
+    out: dict[str, str] = {}
+    for paper in catalog.papers.values():
+        for spec in paper.tables.values():
+            for cell in table_cells(paper, spec):
+                init = cell.production.get("init_from")
+                if init is not None and init.table is not None:
+                    key = config_key(cell_config(paper, upstream_cell(paper, cell)))
+                    out.setdefault(key, cell.key)
+    return out
+
+
 def _plugged_attentions(value) -> list[str]:
     """Attentions a library model's options plug in (``{repro_attention: x}`` at any depth)."""
     if isinstance(value, dict):
@@ -283,7 +297,14 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
                 if cell.key not in job.cells:
                     job.cells.append(cell.key)
     order = {"profile": 0, "train": 1, "detect": 2}
-    return sorted(jobs.values(), key=lambda j: (order[j.kind], j.model, json.dumps(j.spec, sort_keys=True)))
+    depth: dict[str, int] = {}
+
+    def hops(j: PlannedJob) -> int:  # upstream jobs first: a job's weights exist before the jobs they start
+        if j.id not in depth:
+            depth[j.id] = 1 + max((hops(jobs[u]) for u in j.upstream), default=-1)
+        return depth[j.id]
+
+    return sorted(jobs.values(), key=lambda j: (hops(j), order[j.kind], j.model, json.dumps(j.spec, sort_keys=True)))
 
 
 def published_rows(catalog: Catalog, targets: list[tuple[Paper, str]]) -> tuple[list, list, list]:

@@ -20,13 +20,7 @@ the built-in ones do. A dataset function: see ``register_dataset``.
 """
 from repro_models.registry import register_attention, register_backbone, register_model
 
-
-def __getattr__(name):  # the dataset registry imports torchvision: only for the plugins that register one
-    if name == "register_dataset":
-        from .datasets import register_dataset
-
-        return register_dataset
-    raise AttributeError(name)
+from .datasets import register_dataset
 
 
 __all__ = ["register_attention", "register_backbone", "register_dataset", "register_model"]

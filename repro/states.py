@@ -99,6 +99,8 @@ class JobOutcome:
     error: str | None = None  # a failure's exception line, for people
     divergence: Divergence | None = None
     unfinished: bool = False
+    upstream: str | None = None  # failed unrun: the upstream job (its weights) that failed or diverged
+    upstream_state: JobState | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,4 +110,6 @@ class JobOutcome:
     def why(self) -> str | None:
         if self.unfinished:
             return f"left {self.state}: no worker was left to run it"
+        if self.upstream:
+            return f"its upstream job {self.upstream} {self.upstream_state or 'did not finish'}: not run"
         return str(self.divergence) if self.divergence else self.error

@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from .artifacts import ArtifactStore
 from .db import Database, LeaseLost, utcnow
 from .events import Events, log, print_warnings
 from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions  # noqa: F401
@@ -169,7 +170,10 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
 
 
 def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
-              on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
+              on_step: Callable | None, on_resume: Callable, init_state: dict | None = None,
+              on_data: Callable[[dict], None] | None = None) -> tuple[dict[str, tuple[float, str | None]], dict]:
+    """Train one job: its metrics and its final weights (the artifact it keeps). ``init_state``: the
+    weights it starts from (``init_from``, already checked), loaded before any checkpoint is resumed."""
     import repro_models as models
     from repro_models.ghost_bn import apply_bn_batch
 
@@ -177,17 +181,38 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
     from .specs import JobRecipe
     from .trainer import fit, seed_everything
 
+    from .datasets import for_job
+
+    # JPEGs are decoded on the GPU only where the fast ImageNet path reads them; elsewhere nothing to choose
+    decode = opts.decode if engine.name == "fast" and for_job(spec).kind == "imagenet" else "cpu"
     train_loader, test_loader = loaders.build(spec, engine=engine.name, device=device, data_dir=opts.data_dir,
                                               download=opts.download, loader_workers=opts.loader_workers,
-                                              channels_last=engine.channels_last)
+                                              channels_last=engine.channels_last, decode=decode)
+    if on_data is not None:
+        on_data({**(getattr(train_loader, "data_provenance", None) or {}), "decode": decode})
     seed_everything(spec["seed"])
     recipe = JobRecipe.of(spec["recipe"])
+    model = models.create(spec["model"], **spec["model_kwargs"])
+    if init_state is not None:
+        load_initial(model, init_state, spec["init_from"]["into"])
     # the paper's device layout, where it matters for the numbers: BatchNorm over bn_batch images
-    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
+    model = apply_bn_batch(model, recipe.bn_batch)
     metrics = fit(model, train_loader, test_loader, recipe, spec.get("train", {}),
                   seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
-    return {k: (v, None) for k, v in metrics.items()}
+    if init_state is not None:
+        metrics["pretrained"] = 1.0
+    return {k: (v, None) for k, v in metrics.items()}, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def load_initial(model: torch.nn.Module, state: dict, into: str) -> None:
+    """Start ``model`` from ``state``: all of it (``model``), or a classifier's into a detector's body."""
+    if into == "backbone":
+        from .detect import load_backbone
+
+        load_backbone(model, state)
+    else:
+        model.load_state_dict(state.get("model", state))  # strict: every tensor must come from it
 
 
 class Worker:
@@ -221,8 +246,10 @@ class Worker:
         run_id = self.db.start_run(job_id, self.owner, **self._provenance(job, engine))
         try:
             with Heartbeat(self.db, job_id, self.owner) as hb:
-                metrics = self._run(job, run_id, engine, hb)
-            self.db.complete(job_id, run_id, self.owner, metrics)
+                metrics, final = self._run(job, run_id, engine, hb)
+            # the final weights outlive the checkpoints: another job may start from them
+            artifact = ArtifactStore(Path(self.opts.artifact_dir)).put(final) if final is not None else None
+            self.db.complete(job_id, run_id, self.owner, metrics, artifact=artifact)
             if not self.opts.keep_checkpoints:
                 self._store(job_id, run_id).remove_all()
             return JobOutcome(job_id, JobState.DONE)
@@ -271,10 +298,11 @@ class Worker:
         """The job's runner with its callbacks: progress to the heartbeat and the events, curve points to
         the database (fenced), a lost lease noticed between steps."""
         if job.kind == "profile":
-            return run_profile(job.spec)
+            return run_profile(job.spec), None
         store = self._store(job.id, run_id)
         resumed = lambda step: self.db.set_resumed(job.id, run_id, self.owner, step)  # noqa: E731
         total = total_units(job.spec)
+        init_state = self._initial_weights(job, run_id)
         if job.kind == "train":
             def on_epoch(r):
                 hb.progress = Progress(r.epoch, total, "epoch")
@@ -285,7 +313,9 @@ class Worker:
                 hb.check()
                 self.events.job_step(job, epoch, step, steps)
 
-            return run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed)
+            on_data = lambda facts: self.db.set_run_facts(job.id, run_id, self.owner, data=facts)  # noqa: E731
+            return run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed,
+                             init_state, on_data)
         if job.kind == "detect":
             from .detect import run_detect
 
@@ -295,8 +325,28 @@ class Worker:
                 self.events.job_iteration(job, it, total_its, loss)
 
             return run_detect(job.spec, self.opts.data_dir, self.opts.download, store, self.device, on_progress,
-                              resumed)
+                              resumed, init_state)
         raise ValueError(f"job kind {job.kind!r} has no runner")
+
+    def _initial_weights(self, job, run_id: int) -> dict | None:
+        """The weights a job starts from (its spec's ``init_from``): the upstream job's artifact or a local
+        file, its bytes checked against the recorded SHA-256; recorded in the run's provenance."""
+        from .artifacts import ArtifactError, load_verified
+
+        init = job.spec.get("init_from")
+        if init is None:
+            return None
+        if "job" in init:
+            artifact = self.db.artifact_of(init["job"])
+            if artifact is None:
+                raise ArtifactError(f"upstream job {init['job']} kept no weights (no artifact recorded)")
+            path, sha256, fact = artifact["path"], artifact["sha256"], {"job": init["job"]}
+        else:
+            path, sha256, fact = init["file"], init["sha256"], {"file": init["file"]}
+        state = load_verified(path, sha256)
+        self.db.set_run_facts(job.id, run_id, self.owner,
+                              init_from={**fact, "sha256": sha256, "path": path, "into": init["into"]})
+        return state
 
     def _lost(self, job_id: str) -> bool:
         try:

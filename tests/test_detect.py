@@ -148,8 +148,9 @@ def test_run_detect_trains_a_pretrained_retinanet(coco_root, tmp_path):
             "recipe": tiny_recipe(train_images=3, backbone_checkpoint=str(tmp_path / "imagenet.pt"))}
     progress = []
     store = CheckpointStore(tmp_path / "ckpt" / "job1")
-    metrics = run_detect(spec, coco_root, False, store, CPU,
-                         lambda it, total, loss: progress.append((it, total, loss)), None)
+    metrics, final = run_detect(spec, coco_root, False, store, CPU,
+                                lambda it, total, loss: progress.append((it, total, loss)), None)
+    assert set(final) == set(models.create("retinanet_resnet50").state_dict())  # the artifact it keeps
 
     assert set(metrics) == {"map", "map50", "map75", "iterations", "pretrained"}
     for name in ("map", "map50", "map75"):

@@ -184,7 +184,7 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
         console.print(f"wrote {path}")
 
 
-STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner"]
+STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner", "waits_for"]
 RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed", "eta", "heartbeat"]
 
 
@@ -194,6 +194,7 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from ..db import Database, exists, safe_url
+    from ..states import JobState
     from ..status import running_jobs
 
     url = _check_db(db, write=False)
@@ -207,8 +208,10 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
         running = running_jobs(database.running())
     except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
         _fail(f"{safe_url(url)} is not a repro results database ({str(e.orig).splitlines()[0]})")
+    waits = database.waiting_for(j.id for j in jobs if j.state == JobState.BLOCKED)
     rows = [{"job": j.id, "state": str(j.state), "kind": j.kind, "model": j.model, "budget": j.budget, "seed": j.seed,
-             "progress": _progress(j.progress_done, j.progress_total, j.progress_unit), "owner": j.owner} for j in jobs]
+             "progress": _progress(j.progress_done, j.progress_total, j.progress_unit), "owner": j.owner,
+             "waits_for": waits.get(j.id) or ([j.failed_upstream] if j.failed_upstream else [])} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, STATUS_COLUMNS)
         return
@@ -218,7 +221,8 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
         _emit([_running_row(r) for r in running], fmt, RUNNING_COLUMNS, title="running")
     for r in rows:
         r["seed"] = "-" if r["seed"] is None else r["seed"]
-    _emit(rows, fmt, STATUS_COLUMNS)
+        r["waits_for"] = ", ".join(r["waits_for"])
+    _emit(rows, fmt, STATUS_COLUMNS if any(r["waits_for"] for r in rows) else STATUS_COLUMNS[:-1])
 
 
 def _progress(done, total, unit) -> str | None:
@@ -240,3 +244,44 @@ def _running_row(r) -> dict[str, str]:
     return {"job": r.job, "kind": r.kind, "model": r.model, "progress": str(r.progress) if r.progress else "starting",
             "host": r.host, "pid": str(r.pid), "elapsed": _hms(r.elapsed_s), "eta": _hms(r.eta_s),
             "heartbeat": f"{int(r.heartbeat_age_s)} s ago" if r.heartbeat_age_s is not None else "-"}
+
+
+ARTIFACT_COLUMNS = ["job", "model", "budget", "seed", "kind", "size", "sha256", "cells", "needed_by", "path"]
+
+
+@app.command(epilog=_examples("repro artifacts", "repro artifacts --remove-unneeded --db sqlite:///old.db"))
+def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
+                                                   help="delete the artifacts no job of the database starts from"),
+              db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+              plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
+    """Trained weights that finished jobs kept (job, cells, size, SHA-256), and which jobs or cells start
+    from them (a job of the database naming it upstream; a cell of the specs whose init_from names its cell)."""
+    from ..artifacts import ArtifactStore
+    from ..db import Database
+    from ..plan import upstream_configs
+
+    database = Database(_check_db(db, write=remove_unneeded), create=False)
+    try:
+        needed_configs = upstream_configs(_catalog(specs_dir, plugins))
+    except SpecError as e:
+        _fail(str(e))
+    rows = database.artifacts()
+    for r in rows:
+        if r["config_key"] in needed_configs:
+            r["needed_by"] = r["needed_by"] + [needed_configs[r["config_key"]]]
+    if remove_unneeded:
+        gone = [r for r in rows if not r["needed_by"]]
+        for r in gone:
+            ArtifactStore(Path(r["path"]).parent.parent).remove(r["path"])
+            database.forget_artifact(r["id"])
+        console.print(f"removed {len(gone)} artifact(s) no job needs ({sum(r['size'] for r in gone):,} bytes); "
+                      f"kept {len(rows) - len(gone)}")
+        rows = [r for r in rows if r["needed_by"]]
+    shown = [{"job": r["job_id"], **{k: r[k] for k in ("model", "budget", "seed", "kind", "size", "sha256", "path")},
+              "cells": r["cells"], "needed_by": r["needed_by"]} for r in rows]
+    if fmt == Format.table:
+        for r in shown:
+            r["sha256"], r["cells"] = r["sha256"][:16], ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
+            r["needed_by"] = ", ".join(r["needed_by"]) or "-"
+            r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(shown, fmt, ARTIFACT_COLUMNS)

@@ -53,6 +53,10 @@ O = SimpleNamespace(
     download=typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
     device=typer.Option(_D.device, "--device", callback=_device, metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
     checkpoint_dir=typer.Option(None, "--checkpoint-dir", metavar="DIR", help="training checkpoints (default <repo>/checkpoints)"),
+    artifact_dir=typer.Option(None, "--artifact-dir", metavar="DIR", help="final weights of finished jobs, kept by "
+                              "content for jobs that start from them (default: beside the checkpoints)"),
+    decode=typer.Option("cpu", "--decode", metavar="WHERE", help="cpu | cuda: where the fast ImageNet path decodes "
+                        "JPEGs (cuda: nvJPEG in batches); recorded with each run"),
     loader_workers=typer.Option(None, "--loader-workers", min=0, metavar="N", help="DataLoader worker processes per "
                                 "job (default: 0, or a share of the CPU cores for ImageNet)"),
     engine=typer.Option(_D.engine, "--engine", help="fast (device-resident 32x32 data, batched augmentation) | "
@@ -79,6 +83,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
         fmt: Format = FormatOpt("dry-run output"), kind: Optional[list[Kind]] = O.kind, max_jobs: int = O.max_jobs,
         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, data_dir: Optional[str] = O.data_dir,
         download: bool = O.download, device: str = O.device, checkpoint_dir: Optional[str] = O.checkpoint_dir,
+        artifact_dir: Optional[str] = O.artifact_dir, decode: str = O.decode,
         loader_workers: Optional[int] = O.loader_workers, engine: Engine_ = O.engine,
         precision: Optional[Precision] = O.precision, compile_: bool = O.compile, retry_failed: bool = O.retry_failed,
         keep_checkpoints: bool = O.keep_checkpoints):
@@ -86,6 +91,8 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
     # what needs no spec (and no torch import) is checked first: seconds must not precede a typo
     if executor not in EXECUTORS:
         _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if decode not in ("cpu", "cuda"):
+        _fail(f"--decode {decode!r}: use cpu or cuda")
     url = _check_db(db, write=not dry_run, must_exist=False)
     slurm = dict(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
                  account=slurm_account, qos=slurm_qos, constraint=slurm_constraint, timeout_min=slurm_timeout_min,
@@ -94,7 +101,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<pa
     opts = _campaign_options(
         targets=tuple(targets or ()), paper=paper, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
         kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
-        checkpoint_dir=checkpoint_dir, download=download, retry_diverged=retry_failed, device=device,
+        checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download, retry_diverged=retry_failed, device=device,
         engine=engine.value, precision=precision.value if precision else None, compile=compile_,
         loader_workers=loader_workers, keep_checkpoints=keep_checkpoints, threads=threads, lease_seconds=lease_seconds,
         slurm=slurm, execution=execution)

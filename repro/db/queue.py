@@ -10,7 +10,9 @@ from typing import Any, Iterable
 
 from sqlalchemy import select, update
 
-from ..states import Divergence, JobState, Progress
+from dataclasses import replace
+
+from ..states import FINISHED, JobOutcome, JobState, Progress
 from .connect import Store
 from .schema import Job, Run, divergence_of, utcnow
 
@@ -31,12 +33,46 @@ def own(s, job_id: str, owner: str) -> None:
         raise LeaseLost(f"lost the lease on job {job_id} to another worker")
 
 
+def _states(s, ids) -> dict[str, JobState]:
+    ids = list(ids)
+    return dict(s.execute(select(Job.id, Job.state).where(Job.id.in_(ids))).all()) if ids else {}
+
+
+def waiting_state(upstream_states: dict[str, JobState], upstream: list[str]) -> tuple[JobState, str | None]:
+    """A job's state from its upstream jobs' (``upstream`` in order): pending when all are done; failed,
+    naming the first that failed or diverged, when one did; blocked otherwise."""
+    for u in upstream:
+        if upstream_states.get(u) in (JobState.FAILED, JobState.DIVERGED):
+            return JobState.FAILED, u
+    if all(upstream_states.get(u) == JobState.DONE for u in upstream):
+        return JobState.PENDING, None
+    return JobState.BLOCKED, None
+
+
+def settle_downstream(s, job_id: str) -> None:
+    """Inside the transaction that ended ``job_id``: the blocked jobs that wait for it become pending (all
+    their upstream jobs done) or failed, naming it (it failed or diverged: not retried until it succeeds)."""
+    blocked = [(j, ups) for j, ups in s.execute(select(Job.id, Job.upstream).where(Job.state == JobState.BLOCKED))
+               if ups and job_id in ups]
+    for j, ups in blocked:
+        state, failed = waiting_state(_states(s, ups), ups)
+        if state != JobState.BLOCKED:
+            s.execute(update(Job).where(Job.id == j, Job.state == JobState.BLOCKED)
+                      .values(state=state, failed_upstream=failed, updated_at=utcnow()))
+            if state == JobState.FAILED:
+                settle_downstream(s, j)
+
+
 class Queue(Store):
     def add_jobs(self, jobs: Iterable[dict]) -> None:
-        """Insert planned jobs; jobs already known (same hash) are left as they are."""
+        """Insert planned jobs; jobs already known (same hash) are left as they are. A job with upstream
+        jobs (``upstream``: ids, inserted before it) starts blocked until they are done."""
         with self.Session.begin() as s:
             for job in jobs:
-                s.execute(self._insert(Job.__table__).values(**job, state=JobState.PENDING).on_conflict_do_nothing())
+                ups = job.get("upstream") or []
+                state, failed = waiting_state(_states(s, ups), ups) if ups else (JobState.PENDING, None)
+                s.execute(self._insert(Job.__table__).values(**{**job, "upstream": ups or None}, state=state,
+                                                             failed_upstream=failed).on_conflict_do_nothing())
 
     def job_states(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
@@ -53,14 +89,28 @@ class Queue(Store):
 
     def reset_failed(self, ids: Iterable[str], diverged: bool = False) -> int:
         """Make failed jobs claimable again (a new ``repro run`` retries what failed before); diverged
-        jobs only when asked (``--retry-failed``): a diverged loss is a result of the recipe."""
+        jobs only when asked (``--retry-failed``): a diverged loss is a result of the recipe. A job that
+        waits for upstream jobs goes back to blocked (or stays failed while one of them still is)."""
         ids = list(ids)
         states = [JobState.FAILED, JobState.DIVERGED] if diverged else [JobState.FAILED]
         n = 0
         with self.Session.begin() as s:
+            rows = []
             for i in range(0, len(ids), 500):
-                n += s.execute(update(Job).where(Job.id.in_(ids[i:i + 500]), Job.state.in_(states))
-                               .values(state=JobState.PENDING, owner=None)).rowcount
+                rows += s.execute(select(Job.id, Job.upstream).where(Job.id.in_(ids[i:i + 500]),
+                                                                     Job.state.in_(states))).all()
+            for jid, ups in rows:  # upstream first: a retried upstream is pending when its downstream looks
+                if not ups:
+                    n += s.execute(update(Job).where(Job.id == jid).values(
+                        state=JobState.PENDING, owner=None, failed_upstream=None)).rowcount
+            for jid, ups in rows:
+                if ups:
+                    state, failed = waiting_state(_states(s, ups), ups)
+                    if state == JobState.FAILED and failed in {j for j, _ in rows}:
+                        state, failed = JobState.BLOCKED, None  # its upstream is retried in this same call
+                    n += state != JobState.FAILED
+                    s.execute(update(Job).where(Job.id == jid).values(state=state, owner=None,
+                                                                       failed_upstream=failed))
         return n
 
     def claim(self, job_id: str, owner: str, stale_before: dt.datetime) -> bool:
@@ -96,23 +146,39 @@ class Queue(Store):
                                                   Job.state == JobState.RUNNING)).first() is not None
 
     def finish_job(self, job_id: str, owner: str, state: JobState) -> bool:
-        """Release a job we own with its new state; False when it is no longer ours."""
+        """Release a job we own with its new state; False when it is no longer ours. A failed job fails the
+        jobs that wait for it."""
         with self.Session.begin() as s:
-            return s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
+            mine = s.execute(update(Job).where(Job.id == job_id, Job.owner == owner)
                              .values(state=state, updated_at=utcnow(), **NO_PROGRESS)).rowcount == 1
+            if mine and state == JobState.FAILED:
+                settle_downstream(s, job_id)
+            return mine
 
-    def outcomes(self, ids: Iterable[str]) -> dict[str, tuple[JobState, str | None, Divergence | None]]:
+    def outcomes(self, ids: Iterable[str]) -> dict[str, JobOutcome]:
         """Each job's state with why its latest attempt ended as it did: the error of a failure, where a
-        divergence happened (what executors summarise, typed)."""
+        divergence happened, the upstream job that failed it unrun (what executors summarise, typed)."""
         ids = list(ids)
-        out: dict[str, tuple] = {}
-        cols = (Job.id, Job.state, Run.error, Run.diverged_value, Run.diverged_unit, Run.diverged_at, Run.diverged_lr)
+        out: dict[str, JobOutcome] = {}
+        cols = (Job.id, Job.state, Job.failed_upstream, Run.error, Run.diverged_value, Run.diverged_unit,
+                Run.diverged_at, Run.diverged_lr)
         with self.engine.connect() as s:
             for i in range(0, len(ids), 500):
                 q = (select(*cols).outerjoin(Run, Run.job_id == Job.id).where(Job.id.in_(ids[i:i + 500]))
                      .order_by(Job.id, Run.id))
-                for jid, state, error, *at in s.execute(q):
-                    _, old_error, old_at = out.get(jid, (None, None, None))
+                for jid, state, failed_upstream, error, *at in s.execute(q):
+                    old = out.get(jid)
                     # ordered by run id: the latest attempt that says something wins
-                    out[jid] = (state, error or old_error, divergence_of(*at) or old_at)
+                    divergence = divergence_of(*at) or (old.divergence if old else None)
+                    error = error or (old.error if old else None)
+                    upstream = failed_upstream if state == JobState.FAILED else None
+                    out[jid] = JobOutcome(jid, state, error=None if divergence or upstream else error,
+                                          divergence=divergence if state == JobState.DIVERGED else None,
+                                          upstream=upstream,
+                                          unfinished=state not in FINISHED)
+            ups = {o.upstream for o in out.values() if o.upstream}
+            if ups:
+                up_states = _states(s, ups)
+                out = {j: (replace(o, upstream_state=up_states.get(o.upstream)) if o.upstream else o)
+                       for j, o in out.items()}
         return out

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from ..states import JobState, Progress, RunStatus
 from .connect import Store
-from .schema import Benchmark, CurvePoint, Job, Metric, ModelCount, Run, divergence_of
+from .schema import (ArtifactRow, Benchmark, CurvePoint, Job, Metric, ModelCount, PublishedCell, Run,
+                     divergence_of)
 
 
 class Reads(Store):
@@ -140,3 +141,50 @@ class Reads(Store):
                 for jid, epoch in s.execute(q):
                     out[jid]["last_epoch"] = epoch
             return list(out.values())
+
+    # --- artifacts (trained weights kept by content) ----------------------------------------
+    def artifact_of(self, job_id: str, kind: str = "weights") -> dict | None:
+        """The artifact a done job kept (sha256, path, size), or None."""
+        with self.engine.connect() as s:
+            row = s.execute(select(ArtifactRow.sha256, ArtifactRow.path, ArtifactRow.size)
+                            .where(ArtifactRow.job_id == job_id, ArtifactRow.kind == kind)).first()
+        return dict(row._mapping) if row else None
+
+    def artifacts(self) -> list[dict]:
+        """Every artifact with its job, the published cells its job serves, and whether a job needs it: a
+        job of this database names its job as upstream (it starts, or will start again, from it)."""
+        with self.engine.connect() as s:
+            rows = s.execute(select(ArtifactRow.id, ArtifactRow.job_id, ArtifactRow.kind, ArtifactRow.sha256,
+                                    ArtifactRow.path, ArtifactRow.size, Job.config_key, Job.model, Job.budget,
+                                    Job.seed).join(Job, Job.id == ArtifactRow.job_id)
+                             .order_by(Job.model, Job.seed)).all()
+            needed: dict[str, list[str]] = {}
+            for jid, ups in s.execute(select(Job.id, Job.upstream).where(Job.upstream.is_not(None))):
+                for u in ups or []:
+                    needed.setdefault(u, []).append(jid)
+            keys = sorted({r.config_key for r in rows})
+            cells: dict[str, list[str]] = {}
+            for i in range(0, len(keys), 500):
+                q = select(PublishedCell.config_key, PublishedCell.paper, PublishedCell.table_name, PublishedCell.row,
+                           PublishedCell.column).where(PublishedCell.config_key.in_(keys[i:i + 500]))
+                for key, paper, table, row, column in s.execute(q):
+                    cells.setdefault(key, []).append(f"{paper}/{table}/{row}/{column}")
+        return [{**dict(r._mapping), "cells": cells.get(r.config_key, []), "needed_by": needed.get(r.job_id, [])}
+                for r in rows]
+
+    def forget_artifact(self, artifact_id: int) -> None:
+        with self.Session.begin() as s:
+            s.execute(ArtifactRow.__table__.delete().where(ArtifactRow.id == artifact_id))
+
+    def waiting_for(self, job_ids: Iterable[str]) -> dict[str, list[str]]:
+        """For blocked jobs: the upstream jobs they wait for that are not done yet."""
+        ids = list(job_ids)
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as s:
+            rows = [(j, ups) for i in range(0, len(ids), 500) for j, ups in s.execute(
+                select(Job.id, Job.upstream).where(Job.id.in_(ids[i:i + 500]), Job.upstream.is_not(None)))]
+            ups = sorted({u for _, us in rows for u in us or []})
+            done = set(s.scalars(select(Job.id).where(Job.id.in_(ups), Job.state == JobState.DONE))) if ups else set()
+        for j, us in rows:
+            out[j] = [u for u in us or [] if u not in done]
+        return out

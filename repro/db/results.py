@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from ..states import Divergence, JobState, RunStatus
 from .connect import Store
-from .queue import NO_PROGRESS, own
-from .schema import Benchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run, utcnow
+from .queue import NO_PROGRESS, own, settle_downstream
+from .schema import ArtifactRow, Benchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run, utcnow
 
 
 def _finite(values: dict[str, float], what: str) -> None:
@@ -70,11 +70,19 @@ class Results(Store):
                  .where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step.desc(), CheckpointRow.id.desc()))
             return [tuple(r) for r in s.execute(q)]
 
+    def set_run_facts(self, job_id: str, run_id: int, owner: str, **facts) -> None:
+        """Provenance an attempt learns while it runs: ``data`` (how its data was read), ``init_from`` (the
+        weights it started from)."""
+        with self.Session.begin() as s:
+            own(s, job_id, owner)
+            s.execute(update(Run).where(Run.id == run_id).values(**facts))
+
     def complete(self, job_id: str, run_id: int, owner: str, metrics: dict[str, tuple[float, str | None]],
-                 divergence: Divergence | None = None) -> None:
-        """The end of an attempt, in one fenced transaction: metrics, the run's status, the job's state
-        (done, or diverged where ``divergence`` says). Raises ``LeaseLost`` (and writes nothing) when the
-        job is no longer ours."""
+                 divergence: Divergence | None = None, artifact=None) -> None:
+        """The end of an attempt, in one fenced transaction: metrics, the artifact it keeps (its final
+        weights, an ``artifacts.Artifact``), the run's status, the job's state (done, or diverged where
+        ``divergence`` says), and the jobs that wait for it (unblocked, or failed when it diverged). Raises
+        ``LeaseLost`` (and writes nothing) when the job is no longer ours."""
         state = JobState.DONE if divergence is None else JobState.DIVERGED
         at = {} if divergence is None else {"diverged_value": divergence.value, "diverged_unit": divergence.unit,
                                              "diverged_at": divergence.at, "diverged_lr": divergence.lr}
@@ -86,9 +94,15 @@ class Results(Store):
                                                              value=float(value), detail=detail)
                 s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "name"],
                                                      set_={"value": float(value), "detail": detail, "run_id": run_id}))
+            if artifact is not None:
+                row = {"sha256": artifact.sha256, "path": artifact.path, "size": artifact.size, "run_id": run_id,
+                       "created_at": utcnow()}
+                stmt = self._insert(ArtifactRow.__table__).values(job_id=job_id, kind=artifact.kind, **row)
+                s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "kind"], set_=row))
             s.execute(update(Run).where(Run.id == run_id).values(status=RunStatus(state.value), ended_at=utcnow(),
                                                                  **at))
             s.execute(update(Job).where(Job.id == job_id).values(state=state, updated_at=utcnow(), **NO_PROGRESS))
+            settle_downstream(s, job_id)
 
     # --- measurements outside a job's lease ------------------------------------------------
     def put_benchmark(self, row: dict) -> None:

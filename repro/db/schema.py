@@ -17,12 +17,20 @@ jobs              one row per fully resolved job; ``id`` is the hash of the job 
                   ``owner``/``heartbeat_at`` implement claiming: a worker takes a job with one
                   conditional UPDATE, so two processes never run the same job. While it runs,
                   ``progress_done`` of ``progress_total`` ``progress_unit`` (epoch | iteration).
+                  ``upstream``: the jobs whose final weights it starts from (``init_from``); it is
+                  ``blocked`` until they are done, and ends ``failed`` unrun, with ``failed_upstream``
+                  naming the one that failed or diverged, if one does.
 runs              every attempt at a job: status (a ``repro.states.RunStatus``), error (a failure's
                   exception line, for people), where a diverged attempt diverged (``diverged_value``
                   nan | inf at ``diverged_unit`` ``diverged_at``, with ``diverged_lr``), start/end,
                   host, pid, device, git commit and dirty flag, package versions, the epoch it
                   resumed from; how the job ran: ``engine`` (fast | reference), ``precision``
-                  (bf16 | fp32), ``compiled``, CPU ``threads``.
+                  (bf16 | fp32), ``compiled``, CPU ``threads``; ``data`` (how its data was read: the
+                  JPEG decoder, a mean/std computed from the training set) and ``init_from`` (the
+                  weights it started from: upstream job and artifact SHA-256, or a local file's).
+artifacts         what a finished job keeps beyond its checkpoints (its final weights, ``kind``
+                  weights): SHA-256, path (content-addressed, under the artifact folder), size; one per
+                  (job, kind). Another job's ``init_from`` loads it after checking the hash.
 checkpoints       every checkpoint file an attempt wrote (job, run, path, SHA-256, epoch or iteration):
                   only a file this database recorded, with the same bytes, is ever resumed.
 metrics           final numbers of a job (name, value in base units, detail such as the counter
@@ -124,6 +132,8 @@ class Job(Base):
     progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     progress_unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    upstream: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # job ids whose weights it starts from
+    failed_upstream: Mapped[str | None] = mapped_column(String(64), nullable=True)  # why it ended failed unrun
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -151,6 +161,21 @@ class Run(Base):
     precision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     compiled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # how the data was read (decode, computed mean/std)
+    init_from: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the weights it started from (job, sha256)
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class CheckpointRow(Base):
