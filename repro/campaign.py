@@ -155,13 +155,13 @@ def worker_options(registered: Registered, opts: CampaignOptions):
 
 def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:
     """Run what is left; each job's outcome, whichever executor ran it."""
+    summary = CampaignSummary(registered)
+    ids = [j.id for j in registered.todo]
+    if not ids:  # before the executors' imports (torch): a campaign with nothing left answers at once
+        return summary
     from . import executor
     from .db import Database
 
-    summary = CampaignSummary(registered)
-    ids = [j.id for j in registered.todo]
-    if not ids:
-        return summary
     wopts = worker_options(registered, opts)
     executor.check(wopts, opts.execution)  # before anything changes state
     database = Database(registered.db_url)

@@ -22,8 +22,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from .db import Database
-from .plan import cell_config, config_key
-from .specs import METRICS, SCALE, Catalog, Paper, Printed, table_cells, tolerance
+from .expanded import ExpandedCell, ExpandedPaper, expand
+from .specs import METRICS, SCALE, Catalog, Paper, Printed
 
 CONFIDENCE = 0.95  # of the interval around a cell's mean
 ALPHA = 0.05  # significance level of the claim test (two-sided Welch t-test)
@@ -130,22 +130,19 @@ def pick_budget(by_budget: dict[str, list[dict]]) -> str | None:
     return max(by_budget, key=lambda b: (length(b), len(by_budget[b])))
 
 
-def compare_paper(catalog: Catalog, paper: Paper, db: Database, tables: list[str] | None = None) -> list[Comparison]:
-    specs = [paper.tables[t] for t in (tables or paper.tables)]
-    cells = [(spec, c) for spec in specs if spec.kind == "table" for c in table_cells(paper, spec)]
-    keys = {}
-    for spec, c in cells:
-        cfg = cell_config(paper, c)
-        keys[id(c)] = config_key(cfg) if cfg else None
-    wanted = {k for k in keys.values() if k}
+def compare_paper(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database,
+                  tables: list[str] | None = None) -> list[Comparison]:
+    """Every cell of ``tables`` (default all; figure specs are not compared) against the database: two
+    queries (done results, diverged jobs) whatever the number of cells. ``catalog`` is not needed."""
+    cells = expand(paper).cells(tables)
+    wanted = {c.config_key for c in cells if c.config_key}
     by_key: dict[str, list[dict]] = {}
     for r in db.results_for(wanted):
         by_key.setdefault(r["config_key"], []).append(r)
     diverged: dict[str, list[dict]] = {}
     for d in db.diverged_for(wanted):
         diverged.setdefault(d["config_key"], []).append(d)
-    return [_compare_cell(paper, spec, c, keys[id(c)], by_key.get(keys[id(c)], []), diverged.get(keys[id(c)], []))
-            for spec, c in cells]
+    return [_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, [])) for c in cells]
 
 
 def _diverged_note(jobs: list[dict], n_done: int) -> str:
@@ -155,11 +152,12 @@ def _diverged_note(jobs: list[dict], n_done: int) -> str:
     return f"{len(jobs)} of {len(jobs) + n_done} seed(s) diverged ({seeds})"
 
 
-def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
+def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Comparison:
+    c = ec.cell
     printed = c.printed
     base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
                 printed=c.published.value, published=printed.value if printed else None,
-                uncertain=c.published.uncertain, config_key=key)
+                uncertain=c.published.uncertain, config_key=ec.config_key)
     empty = dict(ours=None, ours_exact=None, std=None, n=0, delta=None, detail=None, jobs=[])
     if c.cited or c.published.value == "-":
         return Comparison(**base, **empty, budget=None, status="cited" if c.cited else "not-printed", reason=c.cited)
@@ -174,8 +172,7 @@ def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
         jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
         return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
                           reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)))
-    also_metrics = next(col.also for col in spec.columns if col.label == c.column)
-    also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in also_metrics
+    also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in ec.also
             if all(m in r["metrics"] for r in chosen)} or None
     values = [r["metrics"][c.metric] for r in chosen]
     s = seed_stats(values)
@@ -189,7 +186,7 @@ def _compare_cell(paper, spec, c, key, results, diverged=()) -> Comparison:
                           how=how_ran(chosen))
     if is_count:
         return _compare_count(base, c, printed, s, budget, chosen, also)
-    tol = tolerance(paper, spec, c)
+    tol = ec.tolerance
     if budget != "full":
         status, note = "not-comparable", f"{budget} budget: never compared with the paper"
     else:

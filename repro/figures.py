@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .compare import Comparison, group_by_budget, pick_budget
 from .db import Database
-from .plan import cell_config, config_key
-from .specs import METRICS, Paper, TableSpec, table_cells
+from .expanded import ExpandedPaper, expand
+from .specs import METRICS, Paper, TableSpec
 
 
 def _pyplot():
@@ -61,11 +61,6 @@ LAYOUTS = {
 
 def layout_for(paper: Paper, spec: TableSpec) -> Layout:
     return LAYOUTS.get((paper.slug, spec.table), Layout(panels=(spec.plot_metric or "test_top1_err",)))
-
-
-def _cell(paper: Paper, ref: str):
-    table, row, column = ref.split("/")
-    return next(c for c in table_cells(paper, paper.tables[table]) if c.row == row and c.column == column)
 
 
 _KEY = "repro-key"  # a PNG text chunk: the hash of everything the figure was drawn from
@@ -116,10 +111,11 @@ class Curve:
     points: list[dict]
 
 
-def curve_series(paper: Paper, spec: TableSpec, db: Database) -> list[tuple[str, str | None, Curve | None]]:
+def curve_series(paper: Paper | ExpandedPaper, spec: TableSpec, db: Database
+                 ) -> list[tuple[str, str | None, Curve | None]]:
     """(label, budget, curve) per curve of a figure: one query for the jobs, one aggregate per curve (the
     database averages the seeds per epoch), and only the curves of the budget shown are read."""
-    keys = [config_key(cell_config(paper, _cell(paper, c.cell))) for c in spec.curves]
+    keys = [expand(paper).ref(c.cell).config_key for c in spec.curves]
     by_key: dict[str, list[dict]] = {}
     for r in db.results_for(keys):
         if r["kind"] == "train":

@@ -25,7 +25,8 @@ from markupsafe import Markup
 
 from .compare import Comparison, compare_paper
 from .db import Database
-from .specs import METRICS, Catalog, Paper, TableSpec, table_cells, table_rows
+from .expanded import ExpandedPaper, ExpandedTable, expand
+from .specs import METRICS, Catalog, Paper, Printed, TableSpec
 
 # Order of the status filters; statuses not listed here (added later) follow, in a neutral colour.
 STATUS_ORDER = ["reproduced", "differs", "not-reproducible", "inconclusive", "diverged", "not-comparable",
@@ -56,9 +57,7 @@ def _ours_text(r: Comparison) -> str:
     if r.ours is None:  # the status line under it says pending; never a zero
         return "—" if r.status == "pending" else ""
     if METRICS[r.metric][2]:  # a count: rounded as printed, with its suffix
-        digits = len(r.printed.split(".")[1].rstrip("KMG%")) if "." in r.printed else 0
-        suffix = r.printed[-1] if r.printed[-1] in "KMG" else ""
-        return f"{r.ours:.{digits}f}{suffix}"
+        return Printed.parse(r.printed).show(r.ours)
     budget = "" if r.budget == "full" else f", {r.budget}"  # a short budget is said next to its number
     return f"{r.ours:.2f}" + (f" ± {r.std:.2f}" if r.std is not None else "") + f" (n={r.n}{budget})"
 
@@ -133,13 +132,15 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
             "paper_assumptions": [a.id for a in paper.spec.assumptions]}
 
 
-def _table_view(paper: Paper, spec: TableSpec, rows: list[Comparison], prov: dict[str, dict]) -> dict:
+def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[Comparison], prov: dict[str, dict]
+                ) -> dict:
+    spec = table.spec
     by_cell = {(r.section, r.row, r.column): r for r in rows}
-    recipes = {(c.section, c.row, c.column): c.production.get("recipe") for c in table_cells(paper, spec)}
+    recipes = {(c.cell.section, c.cell.row, c.cell.column): c.recipe for c in table.cells}
     columns = [c.label for c in spec.columns]
-    settings = sorted({k for row in table_rows(spec) for k in (row.settings or {})})
+    settings = table.settings
     sections: list[dict] = []
-    for row in table_rows(spec):
+    for row in table.rows:
         if not sections or sections[-1]["name"] != row.section:
             sections.append({"name": row.section, "rows": []})
         cells = []
@@ -174,8 +175,9 @@ def _statuses(counts: Counter) -> list[tuple[str, int, str]]:
     return [(s, counts[s], STATUS_LEGEND.get(s, "")) for s in order if counts.get(s)]
 
 
-def render_paper_html(env: Environment, paper: Paper, rows: list[Comparison], prov: dict[str, dict], out: Path,
-                      generated: str) -> Path:
+def render_paper_html(env: Environment, paper: Paper | ExpandedPaper, rows: list[Comparison], prov: dict[str, dict],
+                      out: Path, generated: str) -> Path:
+    paper = expand(paper)
     pdir = out / paper.slug
     figdir = pdir / "figures"
     blocks = []
@@ -184,7 +186,7 @@ def render_paper_html(env: Environment, paper: Paper, rows: list[Comparison], pr
             blocks.append({"figure": True, "id": name, "title": spec.title, "caption": (spec.caption or "").strip(),
                            "src": _png(figdir / f"{name}.png")})
         else:
-            blocks.append(_table_view(paper, spec, [r for r in rows if r.table == name], prov))
+            blocks.append(_table_view(paper, paper.table(name), [r for r in rows if r.table == name], prov))
     shown = [r for r in rows if r.status != "not-printed"]
     page = env.get_template("paper.html").render(
         paper=paper.spec, blocks=blocks, statuses=_statuses(Counter(r.status for r in shown)),

@@ -106,6 +106,11 @@ class Printed:
             raise ValueError(f"{text!r} is not a printed number (digits with an optional K/M/G/% suffix)")
         return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"])
 
+    def show(self, value: float) -> str:
+        """``value`` (in this number's printed unit) written as the paper writes this number: the same
+        decimals and K/M/G suffix ('21.655M')."""
+        return f"{value:.{self.decimals}f}{self.suffix if self.suffix != '%' else ''}"
+
     def rounds_to(self, base_value: float) -> float:
         """``base_value`` expressed in this number's printed unit, rounded half up as printed."""
         from decimal import ROUND_HALF_UP, Decimal
@@ -502,6 +507,11 @@ class PaperSpec(Strict):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
 
 
+def cell_key(paper: str, table: str, section: str | None, row: str, column: str) -> str:
+    """A cell's name across the project: ``paper/table/[section / ]row/column`` (plans, reports, the API)."""
+    return f"{paper}/{table}/{f'{section} / {row}' if section else row}/{column}"
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """One published number and its fully merged production."""
@@ -518,8 +528,7 @@ class CellSpec:
 
     @property
     def key(self) -> str:
-        row = f"{self.section} / {self.row}" if self.section else self.row
-        return f"{self.paper}/{self.table}/{row}/{self.column}"
+        return cell_key(self.paper, self.table, self.section, self.row, self.column)
 
     @property
     def printed(self) -> Printed | None:
@@ -528,9 +537,12 @@ class CellSpec:
 
 @dataclass
 class Paper:
+    """A loaded paper; read-only once loaded (its expansion, ``repro.expanded.expand``, is kept on it)."""
+
     spec: PaperSpec
     tables: dict[str, TableSpec]
     path: Path
+    _expanded: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def slug(self) -> str:
@@ -582,10 +594,12 @@ def table_rows(spec: TableSpec) -> list[Row]:
     return rows
 
 
-def table_cells(paper: Paper, spec: TableSpec) -> list[CellSpec]:
+def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) -> list[CellSpec]:
+    """Every published cell of a table, production merged; ``rows``: ``table_rows(spec)`` when the caller
+    has them already (a sweep is expanded once)."""
     cells = []
     cols = {c.label: c for c in spec.columns}
-    for row in table_rows(spec):
+    for row in table_rows(spec) if rows is None else rows:
         for label, published in row.values.items():
             col = cols[label]
             prod = _merge(spec.defaults, col, row)
@@ -598,6 +612,11 @@ def table_cells(paper: Paper, spec: TableSpec) -> list[CellSpec]:
 def tolerance(paper: Paper, spec: TableSpec, cell: CellSpec) -> float:
     col = next(c for c in spec.columns if c.label == cell.column)
     row = next((r for r in table_rows(spec) if r.label == cell.row and r.section == cell.section), None)
+    return level_tolerance(paper, spec, row, col)
+
+
+def level_tolerance(paper: Paper, spec: TableSpec, row: Row | None, col: Column) -> float:
+    """The accuracy tolerance of a cell: its row's, else its column's, else the table's, else the paper's."""
     for level in (row, col, spec.defaults):
         if level is not None and level.tolerance is not None:
             return level.tolerance

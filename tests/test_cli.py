@@ -196,7 +196,7 @@ def test_models_and_dry_run_formats(toy, cli):
 # --- what a Python user expects of a CLI ---------------------------------------------------
 
 COMMANDS = [["run"], ["diff"], ["report"], ["status"], ["specs", "check"], ["models", "list"], ["models", "show"],
-            ["data", "fake"]]
+            ["models", "count"], ["data", "fake"]]
 
 
 def test_version_help_and_bare_invocations(cli):

@@ -125,6 +125,12 @@ def test_against_compares_two_databases(cli, seeds, tmp_path):
         con.execute("update metrics set value = value + 0.3 where name = 'top1_err' and job_id in "
                     "(select id from jobs where model = 'resnet56_cifar')")
         con.execute("update metrics set value = value - 1 where name = 'params'")
+        # what it recorded as published: one number transcribed differently then, one cell of another
+        # configuration then (a model fix since), one cell it never recorded (added to the spec since)
+        cell = "table_name = 'table1' and row = '{}' and \"column\" = '{}'"
+        con.execute("update published_cells set printed = '27.52' where " + cell.format("ResNet-56", "Error"))
+        con.execute("update published_cells set config_key = 'oldconfig' where " + cell.format("CRA-ResNet-56", "Error"))
+        con.execute("delete from published_cells where " + cell.format("ResNet-110", "Error"))
     proc = cli("diff", "toy/table1", "--against", f"sqlite:///{other}", "--fail-over", "0.2", "--format", "json",
                *seeds["args"])
     assert proc.returncode == 1, proc.stderr
@@ -133,6 +139,15 @@ def test_against_compares_two_databases(cli, seeds, tmp_path):
     assert by[("ResNet-56", "Params")]["change"] == 0.001  # printed unit (K): one parameter shows
     assert by[("CRA-ResNet-56", "Error")]["change"] == 0
     assert "against: 5 cell(s) in both, 2 changed, 0 changed status" in proc.stderr
+    changed = {k for k, r in by.items() if r["transcription_changed"]}
+    assert changed == {("ResNet-56", "Error")} and by[("ResNet-56", "Error")]["against_printed"] == "27.52"
+    assert by[("ResNet-56", "Params")]["against_printed"] == "858.87K"
+    assert {k for k, r in by.items() if r["configuration_changed"]} == {("CRA-ResNet-56", "Error")}
+    assert {k for k, r in by.items() if r["new_cell"]} == {("ResNet-110", "Error")}
+    assert ("transcription: toy/table1 ResNet-56 / Error: published 27.25 here, 27.52 in --against" in
+            proc.stderr.splitlines())
+    assert ("1 published number(s) transcribed differently there, 1 cell(s) pointing at another configuration "
+            "there, 1 cell(s) added to the specs since") in proc.stderr
     assert "regression: toy/table1 ResNet-56 / Error: 27.2 vs 27.5 in --against (change -0.3 > 0.2)" in proc.stderr
     assert "Params" not in proc.stderr.split("regression:", 1)[1].split("\n")[0]
 

@@ -1,4 +1,5 @@
-"""The GPU-hour estimate: cached counts, reused profile jobs, and measured throughput where it exists.
+"""The GPU-hour estimate: cached counts, reused profile jobs, and measured throughput where it exists; a read
+never builds a model (a configuration with no stored count is unknown), ``store_counts`` (the write) does.
 
 Every database here is a temporary SQLite file; benchmark rows and cached counts are synthetic
 (device ``cuda:SYNTHETIC TEST GPU``, round numbers), never measurements.
@@ -12,8 +13,8 @@ import pytest
 from repro import estimate as est
 from repro.catalog import load_catalog
 from repro.db import Database
-from repro.plan import cell_config, config_key, job_hash
-from repro.specs import table_cells
+from repro.expanded import expand
+from repro.plan import config_key
 
 SYNTHETIC_MACS = 10**9  # every model "costs" 1 GMAC forward in the synthetic cache
 GPU = "cuda:SYNTHETIC TEST GPU"
@@ -31,22 +32,13 @@ def serp():
 
 
 def training_configs(paper) -> dict[str, dict]:
-    out = {}
-    for spec in paper.tables.values():
-        for cell in table_cells(paper, spec):
-            cfg = cell_config(paper, cell)
-            if cfg and cfg["kind"] != "profile":
-                out[config_key(cfg)] = cfg
-    return out
+    return expand(paper).configs()
 
 
 def fill_synthetic_cache(db, paper) -> None:
-    code = est.counting_code_version()
     rows = []
-    for cfg in training_configs(paper).values():
-        c = est._count_config_of(cfg, paper.spec.counter_profile)
-        k = config_key(c)
-        rows.append({"key": job_hash({"config_key": k, "code": code}), "config_key": k, "code": code,
+    for k, c in est.count_configs(paper).items():
+        rows.append({"key": est.cache_key(k), "config_key": k, "code": est.code(),
                      "model": c["model"], "model_kwargs": c["model_kwargs"], "input_size": c["input_size"],
                      "counter_profile": c["counter_profile"], "macs": SYNTHETIC_MACS, "params": 1})
     db.put_model_counts(rows)
@@ -96,13 +88,35 @@ def test_estimate_switches_to_the_fastest_cuda_measurement(db, serp, monkeypatch
     assert f"the other {len(configs) - 1} assumed at 60 TMAC/s" in e.note
 
 
+def test_a_read_builds_nothing_and_says_unknown(db, serp, monkeypatch):
+    catalog, paper = serp
+    monkeypatch.setattr(est, "_count", no_build)
+    configs = training_configs(paper)
+    e = est.estimate(catalog, paper, db)  # an empty database: no profile job, no cached count
+    assert (e.pending, e.assumed, e.hours, len(e.unknown)) == (len(configs), 0, 0.0, len(configs))
+    assert e.hours_text == "unknown" and f"GPU-hours {len(configs)} unknown, left out" in e.note
+    stored = dict(list(est.count_configs(paper).items())[:3])  # three counts cached, the rest unknown
+    db.put_model_counts([{"key": est.cache_key(k), "config_key": k, "code": est.code(), "model": c["model"],
+                          "model_kwargs": c["model_kwargs"], "input_size": c["input_size"],
+                          "counter_profile": c["counter_profile"], "macs": SYNTHETIC_MACS, "params": 1}
+                         for k, c in stored.items()])
+    known = [cfg for cfg in configs.values()
+             if config_key(est._count_config_of(cfg, paper.spec.counter_profile)) in stored]
+    part = est.estimate(catalog, paper, db)
+    assert (part.assumed, len(part.unknown)) == (len(known), len(configs) - len(known))
+    assert part.hours == pytest.approx(assumed_hours(known))
+    assert part.hours_text == f"≥ {part.hours:,.0f}" and f"= at least {part.hours:,.0f} GPU-hours; " in part.note
+
+
 def test_counts_are_cached_once_and_profile_jobs_reused(db, monkeypatch):
     cfg = est.count_config("resnet56_cifar", {"num_classes": 10}, (1, 3, 32, 32), "thop-2001")
     key = config_key(cfg)
+    assert est.forward_macs(db, {key: cfg}) == {}  # a read: nothing stored, nothing built
+    assert est.store_counts(db, {key: cfg}) == 1
     assert est.forward_macs(db, {key: cfg}) == {key: 126_555_456}  # cra Table V's ResNet-56: 126.56M
-    assert [r["macs"] for r in db.model_counts([job_hash({"config_key": key, "code": est.counting_code_version()})])
-            .values()] == [126_555_456]
+    assert [r["macs"] for r in db.model_counts([est.cache_key(key)]).values()] == [126_555_456]
     monkeypatch.setattr(est, "_count", no_build)
+    assert est.store_counts(db, {key: cfg}) == 0  # stored once per model-code version
     assert est.forward_macs(db, {key: cfg}) == {key: 126_555_456}
 
     # a done profile job of the same configuration (a static cell) is used as it is
@@ -116,3 +130,30 @@ def test_counts_are_cached_once_and_profile_jobs_reused(db, monkeypatch):
     db.complete("synthetic-profile", run, "test", {"macs": (123.0, "thop-2001")})
     assert est.forward_macs(db, {other_key: other}) == {other_key: 123}
 
+
+
+def test_the_report_index_shows_unknown_hours_without_building(db, serp, monkeypatch, tmp_path):
+    from repro.compare import compare_paper
+    from repro.report import _render_index
+
+    catalog, paper = serp
+    monkeypatch.setattr(est, "_count", no_build)
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    row = next(line for line in index.splitlines() if line.startswith("| [se-r]"))
+    assert row.endswith("| unknown |") and "unknown, left out: no MAC count stored" in index
+    fill_synthetic_cache(db, paper)
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    hours = assumed_hours(training_configs(paper).values())
+    assert next(line for line in index.splitlines() if line.startswith("| [se-r]")).endswith(f"| {hours:,.0f} |")
+
+
+def test_models_count_stores_what_the_report_reads(cli, toy_specs, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'counts.db'}"
+    first = cli("models", "count", "toy/table1", "--specs-dir", str(toy_specs), "--db", url, check=True)
+    assert first.stdout.strip().splitlines()[-1].startswith("2 training configuration(s): 2 counted, 0 already stored")
+    catalog = load_catalog(toy_specs)
+    db = Database(url, create=False)
+    e = est.estimate(catalog, catalog.papers["toy"], db)
+    assert (e.pending, e.assumed, e.unknown) == (2, 2, []) and e.hours > 0
+    monkeypatch.setattr(est, "_count", no_build)  # what the command stored is what a later one finds
+    assert est.store_counts(db, est.count_configs(catalog.papers["toy"])) == 0

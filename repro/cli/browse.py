@@ -1,4 +1,5 @@
-"""`repro specs check`, `repro models list/show`, `repro data fake`: the catalog, without a database."""
+"""`repro specs check`, `repro models list/show/count`, `repro data fake`: the catalog and the models (only
+`models count` writes, into the database)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from typing import Optional
 import typer
 
 from ..specs import SpecError
-from .common import (app, _catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
-                     specs_app, SpecsOpt, PluginsOpt)
+from .common import (app, _catalog, _check_db, console, data_app, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
+                     models_app, _plain, specs_app, SpecsOpt, PluginsOpt)
 
 
 @specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
@@ -135,6 +136,40 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
     else:
         console.print(f"{name}: {c.params:,} parameters ({c.params / 1e6:.3f}M; {c.params_mxnet:,} counting BN "
                       f"running stats), {c.macs:,} MACs ({c.macs / 1e9:.3f}G) at {list(size)} [{profile}]")
+
+
+@models_app.command("count", epilog=_examples("repro models count se-r cra", "repro models count table3 --paper se-r"))
+def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
+                                                     help="<paper>, <paper>/<table>, or <table> with --paper"),
+                 paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+                 db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+                 plugins: Optional[list[str]] = PluginsOpt):
+    """Count the forward MACs of the targets' training configurations into the database (model_counts).
+
+    `repro report` estimates the GPU-hours still needed from these counts (or from the static cells' profile
+    jobs) and never builds a model itself: a configuration counted by neither is shown as unknown. Counts are
+    kept per version of the model code; those already stored are not counted again."""
+    from .. import estimate
+    from ..db import Database, safe_url
+    from ..plan import PlanError, resolve_targets
+
+    url = _check_db(db, write=True, must_exist=False)
+    try:
+        catalog = _catalog(specs_dir, plugins)
+        resolved = resolve_targets(catalog, targets, paper)
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    configs: dict[str, dict] = {}
+    for p, t in resolved:
+        configs.update(estimate.count_configs(p, [t]))
+    database = Database(url)
+    try:
+        counted = estimate.store_counts(database, configs, progress=lambda i, n, model: console.print(
+            f"counting {i + 1}/{n}: {model}"))
+    finally:
+        database.dispose()
+    console.print(f"{len(configs)} training configuration(s): {counted} counted, {len(configs) - counted} "
+                  f"already stored -> {safe_url(url)}")
 
 
 @data_app.command("fake", epilog=_examples("repro data fake cifar100 /tmp/tiny && "

@@ -27,12 +27,14 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
          against: Optional[str] = typer.Option(
              None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
-    """Ours vs paper, cell by cell (or ours vs another database's ours with --against).
+    """Ours vs paper, cell by cell (or ours vs another database's ours with --against, which also shows
+    where the published numbers it recorded differ from ours: a transcription fixed since).
 
     A summary line closes the output (stdout for table, stderr for json and csv).
     """
-    from ..compare import compare_paper
+    from .. import queries
     from ..db import Database
+    from ..diff import against_records, compared, record
     from ..plan import PlanError, resolve_targets
     from ..report import fmt_ours
 
@@ -46,22 +48,27 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     if against is not None:
         against = _check_db(against, write=False)
 
-    def compared(database):
-        return [r for p, t in resolved for r in compare_paper(catalog, p, database, [t]) if r.status != "not-printed"]
-
-    rows = compared(Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    rows = compared(catalog, resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
     if against is None:
-        records = [_diff_record(r) for r in rows]
+        records = [record(r) for r in rows]
         columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
         text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
                  fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
                  r.budget or "", r.status] for r in rows]
     else:
-        records = _against_records(rows, compared(Database(against, create=False)))
+        other = Database(against, create=False)
+        records = against_records(rows, compared(catalog, resolved, other),
+                                  queries.published_cells(other, {p.slug for p, _ in resolved}),
+                                  queries.recorded_tables(other))
         columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
-        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"], a["printed"], _cell_text(a["ours"]),
-                 _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}", a["status"],
-                 a["against_status"]] for a in records]
+        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"],
+                 a["printed"] + (f" (was {a['against_printed']})" if a["transcription_changed"] else ""),
+                 _cell_text(a["ours"]), _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}",
+                 a["status"], a["against_status"]] for a in records]
+        for a in records:  # a finding, whatever the format: the paper's number was transcribed differently
+            if a["transcription_changed"]:
+                print(f"transcription: {a['paper']}/{a['table']} {_row_label(a['section'], a['row'])} / {a['column']}: "
+                      f"published {a['printed']} here, {a['against_printed']} in --against", file=sys.stderr)
     _print_records(records, fmt, columns, text)
     out = sys.stdout if fmt == "table" else sys.stderr
     print(_diff_summary(rows, records if against else None), file=out)
@@ -74,60 +81,14 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         raise typer.Exit(1)
 
 
-DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
-               "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
-               "ci_high", "tolerance", "values", "verdict_note"]
-
-
-def _number(x, count: bool = False):
-    """A number as a reader writes it: counts as integers, other floats at 12 significant digits (a mean of
-    seeds prints 28.1, not 28.099999999999998; 21.655 stays 21.655); lists and dicts element by element."""
-    if isinstance(x, dict):
-        return {k: _number(v, count) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_number(v, count) for v in x]
-    if not isinstance(x, float):
-        return x
-    if count and x.is_integer():
-        return int(x)
-    return float(f"{x:.12g}")
-
-
-def _diff_record(r) -> dict:
-    from ..specs import METRICS
-
-    rec = {k: _number(getattr(r, k)) for k in DIFF_FIELDS}
-    rec["ours_exact"] = _number(r.ours_exact, count=METRICS[r.metric][2])
-    return rec
-
-
-def _against_records(ours: list, theirs: list) -> list[dict]:
-    """Cell by cell, ours (--db) beside the other database's ours; ``change`` is ours minus theirs in the
-    printed unit, unrounded (so a count that moved by one parameter shows)."""
-    from ..specs import SCALE, Printed
-
-    other = {(r.paper, r.table, r.section, r.row, r.column): r for r in theirs}
-    out = []
-    for r in ours:
-        o = other.get((r.paper, r.table, r.section, r.row, r.column))
-        scale = SCALE[Printed.parse(r.printed).suffix] if r.published is not None else 1
-        mine = r.ours_exact / scale if r.ours_exact is not None else None
-        them = o.ours_exact / scale if o is not None and o.ours_exact is not None else None
-        change = round(mine - them, 9) if mine is not None and them is not None else None
-        out.append({"paper": r.paper, "table": r.table, "section": r.section, "row": r.row, "column": r.column,
-                    "metric": r.metric, "printed": r.printed, "published": r.published, "ours": _number(r.ours),
-                    "against": _number(o.ours) if o else None, "change": _number(change), "budget": r.budget,
-                    "against_budget": o.budget if o else None, "n": r.n, "against_n": o.n if o else 0,
-                    "status": r.status, "against_status": o.status if o else "pending"})
-    return out
-
-
 def _print_records(records: list[dict], fmt: str, columns: list[str], text: list[list[str]]) -> None:
     if fmt == "json":
         print(json.dumps(records, indent=1, ensure_ascii=False))  # json writes floats at their shortest repr
         return
     if fmt == "csv":
         import csv
+
+        from ..diff import DIFF_FIELDS
 
         w = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else DIFF_FIELDS, lineterminator="\n")
         w.writeheader()
@@ -163,13 +124,18 @@ def _diff_summary(rows: list, against: list[dict] | None) -> str:
     only_db = sum(1 for a in against if a["ours"] is not None and a["against"] is None)
     only_other = sum(1 for a in against if a["ours"] is None and a["against"] is not None)
     status = sum(1 for a in against if a["status"] != a["against_status"])
+    recorded = [("transcription_changed", "published number(s) transcribed differently there"),
+                ("configuration_changed", "cell(s) pointing at another configuration there"),
+                ("new_cell", "cell(s) added to the specs since")]
+    extra = "".join(f", {n} {what}" for key, what in recorded if (n := sum(1 for a in against if a[key])))
     return (f"{text}; against: {len(both)} cell(s) in both, {moved} changed, {status} changed status, "
-            f"{only_db} only in --db, {only_other} only in --against")
+            f"{only_db} only in --db, {only_other} only in --against{extra}")
 
 
 def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | None) -> bool:
     """True when a comparable cell is off by more than ``threshold``; says so when nothing was comparable."""
     from ..compare import comparable, fails_over
+    from ..diff import number as _number
 
     if threshold is None:
         return False

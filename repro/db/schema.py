@@ -7,6 +7,9 @@ spec_tables       one row per table/figure spec (paper, name, title, caption, ki
 published_cells   every number the paper prints, as printed (``printed``) and parsed (``value``
                   in the printed unit), with metric, flags (uncertain / not_reproducible / cited)
                   and ``config_key``: the job configuration that produces it (NULL when cited).
+                  These three tables are the transcription a database was run with: ``repro diff
+                  --against`` reads the other database's to show numbers transcribed differently
+                  since, cells whose configuration changed, and cells added since.
 jobs              one row per fully resolved job; ``id`` is the hash of the job (model, kwargs,
                   dataset, recipe, budget, seed), ``config_key`` the hash without budget and seed
                   (what a published cell points at). ``state``: a ``repro.states.JobState``
@@ -41,8 +44,8 @@ benchmarks        throughput measured by ``repro bench``: job config, model, dev
 model_counts      a cache of counts by model configuration: ``config_key`` is the hash of the
                   profile-job configuration {model, kwargs, input size, counter profile} (equal to a
                   profile job's ``config_key``), ``code`` a hash of the model and counting source, ``key``
-                  the hash of both (so a model fix is a cache miss); macs and params. The GPU-hour
-                  estimate fills and reads it instead of building every model on every report.
+                  the hash of both (so a model fix is a cache miss); macs and params. ``repro models
+                  count`` fills it; the GPU-hour estimate reads it (a report never builds a model).
 curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
                   lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
                   resume.
