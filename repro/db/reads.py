@@ -23,14 +23,15 @@ class Reads(Store):
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
         cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Metric.name, Metric.value, Metric.detail,
-                Run.engine, Run.precision, Run.compiled, Run.device)
+                Run.engine, Run.precision, Run.compiled, Run.device, Run.init_from)
         with self.engine.connect() as s:  # Core rows, no ORM loading
             for i in range(0, len(keys), 500):
                 q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE))
-                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q).all():
+                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device, init \
+                        in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
-                                             "metrics": {}, "details": {},
+                                             "metrics": {}, "details": {}, "init_from": init,
                                              "how": {"engine": engine, "precision": precision, "compiled": compiled,
                                                      "device": device}})
                     d["metrics"][name] = value
