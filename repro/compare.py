@@ -209,7 +209,8 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
         bad = sorted(div_by_budget[budget], key=lambda d: (d["seed"] is None, d["seed"]))
         jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
         return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
-                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)))
+                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)),
+                          report_epoch=ec.report_epoch, init_from=started_from(chosen + bad))
     also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in ec.also
             if all(m in r["metrics"] for r in chosen)} or None
     values = [r["metrics"][c.metric] for r in chosen]
