@@ -32,7 +32,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
 
     A summary line closes the output (stdout for table, stderr for json and csv).
     """
-    from .. import queries
+    from ..db import exports as queries
     from ..db import Database
     from ..diff import against_records, compared, record
     from ..plan import PlanError, resolve_targets
