@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +19,23 @@ from conftest import REPO
 def db_rows(db: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(db) as con:
         return con.execute(sql).fetchall()
+
+
+def report_row(page: str, label: str) -> dict[tuple[str, str], str]:
+    """One row of a report's Markdown table, by (column, field): ("Error", "status"), ("Error", "ours"), ...
+    The header repeats "<column>: published | ours | Δ | status" for every column of the table."""
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+    lines = page.splitlines()
+    (i,) = [i for i, line in enumerate(lines) if cells(line)[:1] == [label]]
+    head = cells(next(line for line in reversed(lines[:i]) if line.startswith("| Row |")))
+    row, column = {}, None
+    for name, value in zip(head[1:], cells(lines[i])[1:]):
+        if name.endswith(": published"):
+            column, name = name.removesuffix(": published"), "published"
+        row[column, name] = value
+    return row
 
 
 def test_se_r_tables_1_2_reproduce(cli, tmp_path):
@@ -55,8 +73,13 @@ def test_smoke_run_is_labelled_and_never_a_reproduction(cli, tmp_path, toy_specs
     out = tmp_path / "reports"
     cli("report", "--paper", "toy", "--out", str(out), *common, check=True)
     page = (out / "toy" / "README.md").read_text()
-    assert "(n=1, smoke; top5_err " in page and "not comparable" in page
-    assert "reproduced" in page
+    # the cells themselves, not words that every report's legend holds anyway
+    for label in ("ResNet-56", "CRA-ResNet-56"):
+        row = report_row(page, label)
+        assert row["Params", "status"] == row["FLOPs", "status"] == "reproduced", row
+        assert row["Error", "status"] == "not comparable" and row["Error", "Δ"] == "", row
+        assert re.match(r"\d+\.\d\d \(n=1, smoke; top5_err \d+\.\d\d[;)]", row["Error", "ours"]), row
+    assert report_row(page, "ResNet-56")["Error", "published"] == "27.25"
     assert (out / "toy" / "figures" / "ours_vs_published.png").stat().st_size > 1000
     # a regression gate ignores short budgets, but fails on static cells that differ
     assert cli("diff", "toy/table1", "--fail-over", "0.001", *common).returncode == 0
