@@ -1,7 +1,8 @@
 """Private servers for the integration tests: a PostgreSQL cluster from the installed server binaries and
 a single-node Slurm cluster (munged, slurmctld, slurmd), each bound to 127.0.0.1 on free ports, living in a
 temporary folder and stopped at the end of the session. Skipped, with the reason, where a binary is missing
-(Debian: apt-get install postgresql slurmctld slurmd slurm-client munge; `.ci/run` does it in CI)."""
+(Debian: apt-get install postgresql slurmctld slurmd slurm-client munge; `.ci/run` does it in CI).
+Under pytest -n this folder runs on one worker (tests/conftest.py's scheduler): one server of each per run."""
 from __future__ import annotations
 
 import glob
