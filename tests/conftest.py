@@ -92,15 +92,19 @@ def cli():
     return repro
 
 
-INTEGRATION = "tests/integration/"
+# Work units under pytest -n that run whole on one worker; every other test is a unit of its own.
+ONE_WORKER = (
+    "tests/integration/",  # its fixtures start one PostgreSQL server and one Slurm cluster per worker that runs it
+    "tests/test_html.py",  # its module fixture measures se-r's Tables 1-2 through the CLI (~25 CPU-s) per worker
+)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under ``pytest -n`` with --dist loadgroup (pyproject's default): every other test is its own work unit,
-    and tests/integration is one unit, on one worker, so that its session fixtures start one PostgreSQL server
-    and one Slurm cluster per run rather than one per worker (two one-node clusters would each offer the
-    same cores to their tasks). The unit is largest, so it starts first.
+    """Under ``pytest -n`` with --dist loadgroup (pyproject's default): each ONE_WORKER folder or module is one
+    work unit, every other test is a unit of its own. tests/integration on one worker means one PostgreSQL
+    server and one Slurm cluster per run, not per worker (two one-node clusters would each offer the same cores
+    to their tasks). The largest units start first.
 
     xdist's own loadgroup groups by an ``xdist_group`` mark that it appends to node ids, which pytest 9.2 no
     longer lets it do: the mark is silently ignored (pytest-xdist issue 1386). Grouping by path here
@@ -109,8 +113,9 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadGroupScheduling
 
-    class IntegrationOnOneWorker(LoadGroupScheduling):
+    class OneWorkerUnits(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return INTEGRATION if nodeid.startswith(INTEGRATION) else super()._split_scope(nodeid)
+            unit = next((prefix for prefix in ONE_WORKER if nodeid.startswith(prefix)), None)
+            return unit or super()._split_scope(nodeid)
 
-    return IntegrationOnOneWorker(config, log)
+    return OneWorkerUnits(config, log)
