@@ -5,6 +5,9 @@ CIFAR-10, batch 64) and pre-act ResNet-164 (cmpe-se, CIFAR-10, batch 128): image
 and of the fast engine, in fp32 and bf16, without and with torch.compile, through repro.bench.measure
 (synthetic images of the real shape, the recipe's augmentations, loss and optimizer). Runs the most
 important measurements first and skips what would not fit in the time budget (recorded as skipped).
+First, the ImageNet input pipeline alone (repro.bench.measure_input, ~30 s): the fast path's images per
+CPU-second with libjpeg-turbo and with nvJPEG decoding, each beside the reference PIL path, over the
+same real JPEG files, normalisation on the GPU.
 
     python benchmarks/gpu.py --out gpu.json [--budget-s 420] [--steps 50]
 """
@@ -13,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 
 import torch
 
-from repro.bench import measure, measure_data
+from repro.bench import imagenet_jpegs, measure, measure_data, measure_input
 from repro.catalog import load_catalog
 from repro.plan import plan, resolve_targets
 from repro.trainer import Engine
@@ -39,6 +43,21 @@ def find_job(catalog, target: str, model: str, dataset: str):
     raise SystemExit(f"no {model} job on {dataset} in {target}")
 
 
+def input_rows(device: torch.device) -> list[dict]:
+    """measure_input with CPU and (on a GPU) nvJPEG decoding, over one folder of 256 JPEGs."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = imagenet_jpegs(tmp, n=256)
+        for decode in ("cpu", "cuda") if device.type == "cuda" else ("cpu",):
+            try:
+                rows.append(measure_input(root, images=256, batch_size=128, passes=2, device=device,
+                                          decode=decode).row())
+            except Exception as e:  # one failure must not cost the other measurements
+                rows.append({"decode": decode, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -58,6 +77,9 @@ def main() -> None:
         out["wall_s"] = time.perf_counter() - t_start
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
+
+    out["imagenet_input"] = input_rows(device)
+    save()
 
     for engine, precision, compiled in CONFIGS:
         for job, (target, model, dataset) in jobs:

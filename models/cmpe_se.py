@@ -55,6 +55,18 @@ def cmpe_se_layer(mode: str, reduction: int, fold_n: int | None, fold_m: int | N
     return attention_layer("cmpe_se", **kwargs)
 
 
+def fold_spelling(default_fold: dict[str, int]):
+    """``mode: fold_3x3`` with no fold given builds the default fold: spelled out, it is the same job as
+    the column that names that fold (cmpe-se Table 5's WRN-16-8 (20, C/10) and (16, C/8) cells)."""
+
+    def canonical(options: dict) -> dict:
+        if options.get("mode") == "fold_3x3" and options.get("fold_n") is None and options.get("fold_m") is None:
+            return {**options, **default_fold}
+        return options
+
+    return canonical
+
+
 # Table 1: pre-act ResNet-110 / 164 (CIFAR)
 
 @register_model(paper="cmpe-se", backbone="preact_resnet_cifar")
@@ -82,7 +94,8 @@ def se_preact_resnet164(*, num_classes: int = 10, reduction: int = REDUCTION) ->
                                attn_layer=se_layer(reduction))
 
 
-@register_model(paper="cmpe-se", backbone="preact_resnet_cifar", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="preact_resnet_cifar", attention="cmpe_se",
+                canonical=fold_spelling(RESNET_FOLD))
 def cmpe_se_preact_resnet110(*, num_classes: int = 10, mode: str = "double_fc", reduction: int = REDUCTION,
                              fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE pre-act ResNet-110, CIFAR (the paper reports mode pair_1x1; fold_3x3 cannot fold C = 16)."""
@@ -90,7 +103,8 @@ def cmpe_se_preact_resnet110(*, num_classes: int = 10, mode: str = "double_fc", 
     return preact_resnet_cifar(num_classes=num_classes, depth=110, block="basic", attn_layer=attn)
 
 
-@register_model(paper="cmpe-se", backbone="preact_resnet_cifar", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="preact_resnet_cifar", attention="cmpe_se",
+                canonical=fold_spelling(RESNET_FOLD))
 def cmpe_se_preact_resnet164(*, num_classes: int = 10, mode: str = "double_fc", reduction: int = REDUCTION,
                              fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE pre-act ResNet-164, CIFAR; fold_3x3 default (2C/16, 16)."""
@@ -136,7 +150,8 @@ def se_wrn28_10(*, num_classes: int = 10, reduction: int = REDUCTION) -> nn.Modu
     return wrn_cifar(num_classes=num_classes, depth=28, widen_factor=10, attn_layer=se_layer(reduction))
 
 
-@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se",
+                canonical=fold_spelling(WRN16_8_FOLD))
 def cmpe_se_wrn16_8(*, num_classes: int = 10, mode: str = "double_fc", reduction: int = REDUCTION,
                     fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE-WRN-16-8, CIFAR; fold_3x3 default (16, C/8): the stated (20, C/10) is impossible."""
@@ -144,7 +159,8 @@ def cmpe_se_wrn16_8(*, num_classes: int = 10, mode: str = "double_fc", reduction
     return wrn_cifar(num_classes=num_classes, depth=16, widen_factor=8, attn_layer=attn)
 
 
-@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se",
+                canonical=fold_spelling(WRN_FOLD))
 def cmpe_se_wrn22_10(*, num_classes: int = 10, mode: str = "double_fc", reduction: int = REDUCTION,
                      fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE-WRN-22-10, CIFAR; fold_3x3 default (20, C/10)."""
@@ -152,7 +168,8 @@ def cmpe_se_wrn22_10(*, num_classes: int = 10, mode: str = "double_fc", reductio
     return wrn_cifar(num_classes=num_classes, depth=22, widen_factor=10, attn_layer=attn)
 
 
-@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="wrn_cifar", attention="cmpe_se",
+                canonical=fold_spelling(WRN_FOLD))
 def cmpe_se_wrn28_10(*, num_classes: int = 10, mode: str = "double_fc", reduction: int = REDUCTION,
                      fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE-WRN-28-10, CIFAR/SVHN; fold_3x3 default (20, C/10)."""
@@ -174,7 +191,8 @@ def se_preact_resnet50(*, num_classes: int = 1000, reduction: int = REDUCTION) -
     return preact_resnet_imagenet(num_classes=num_classes, depth=50, attn_layer=se_layer(reduction))
 
 
-@register_model(paper="cmpe-se", backbone="preact_resnet_imagenet", attention="cmpe_se")
+@register_model(paper="cmpe-se", backbone="preact_resnet_imagenet", attention="cmpe_se",
+                canonical=fold_spelling(RESNET_FOLD))
 def cmpe_se_preact_resnet50(*, num_classes: int = 1000, mode: str = "double_fc", reduction: int = REDUCTION,
                             fold_n: int | None = None, fold_m: int | None = None) -> nn.Module:
     """CMPE-SE pre-act ResNet-50, ImageNet; fold_3x3 default (2C/16, 16)."""

@@ -11,10 +11,13 @@ Registering a name twice raises, so two modules cannot silently shadow each othe
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, Callable
 
 from torch import nn
+
+from . import ecosystem
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 ATTENTIONS: dict[str, type[nn.Module]] = {}
@@ -22,14 +25,45 @@ MODELS: dict[str, Callable[..., nn.Module]] = {}
 MODEL_INFO: dict[str, dict[str, Any]] = {}
 
 
+# Who registered each name: "built-in", or the plugin being imported (``registering_as``), so that
+# listings show a model's origin and a clash names both sides.
+ORIGIN: dict[tuple[str, str], str] = {}
+_origin = ["built-in"]
+
+
+@contextlib.contextmanager
+def registering_as(origin: str):
+    """Attribute what is registered inside the block to ``origin`` (a plugin's name)."""
+    _origin.append(origin)
+    try:
+        yield
+    finally:
+        _origin.pop()
+
+
+class AlreadyRegistered(ValueError):
+    def __init__(self, kind: str, name: str, first: str):
+        super().__init__(f"{kind} {name!r} is registered twice (first by {first})")
+        self.kind, self.name, self.first = kind, name, first
+
+
 def _register(table: dict, kind: str, name: str):
     def decorator(obj):
         if name in table:
-            raise ValueError(f"{kind} {name!r} is registered twice")
+            raise AlreadyRegistered(kind, name, ORIGIN.get((kind, name), "built-in"))
         table[name] = obj
+        ORIGIN[(kind, name)] = _origin[-1]
         return obj
 
     return decorator
+
+
+def origin(name: str) -> str:
+    """Where model ``name`` comes from: built-in, a plugin, timm or torchvision."""
+    if ecosystem.split(name):
+        return name.split("/")[0]
+    kind = "model" if name in MODELS else "backbone"
+    return ORIGIN.get((kind, name), "built-in")
 
 
 def register_backbone(name: str):
@@ -40,13 +74,21 @@ def register_attention(name: str):
     return _register(ATTENTIONS, "attention", name)
 
 
+CANONICAL: dict[str, Callable[[dict], dict]] = {}
+
+
 def register_model(name: str | None = None, *, paper: str | None = None, backbone: str | None = None,
-                   attention: str | None = None):
-    """Register a named model function; ``paper``/``backbone``/``attention`` are for listings."""
+                   attention: str | None = None, canonical: Callable[[dict], dict] | None = None):
+    """Register a named model function; ``paper``/``backbone``/``attention`` are for listings.
+
+    ``canonical(options) -> options`` spells options that build the same network the same way (an
+    option left to its default vs the default written out), so that they hash to one job."""
 
     def decorator(fn):
         key = name or fn.__name__
         _register(MODELS, "model", key)(fn)
+        if canonical is not None:
+            CANONICAL[key] = canonical
         MODEL_INFO[key] = {"paper": paper, "backbone": backbone, "attention": attention,
                            "doc": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
         return fn
@@ -98,6 +140,10 @@ def create(name: str, num_classes: int | None = None, *, attention: str | None =
     """
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if ecosystem.split(name):  # timm/<name>, torchvision/<name>: exactly the library's own constructor
+        if attention is not None or attention_kwargs:
+            raise ValueError(f"{name!r} is a {name.split('/')[0]} model: our attentions plug into our backbones only")
+        return ecosystem.create(name, **kwargs)
     if name in MODELS:
         if attention is not None or attention_kwargs:
             raise ValueError(f"{name!r} is a named model: its attention is fixed; "
@@ -105,7 +151,7 @@ def create(name: str, num_classes: int | None = None, *, attention: str | None =
         return MODELS[name](**kwargs)
     if name in BACKBONES:
         return BACKBONES[name](attn_layer=attention_layer(attention, **(attention_kwargs or {})), **kwargs)
-    raise ValueError(f"unknown model {name!r}; see `repro models list`")
+    raise ValueError(unknown_message(name))
 
 
 def available() -> list[str]:
@@ -114,7 +160,17 @@ def available() -> list[str]:
 
 
 def is_known(name: str) -> bool:
-    return name in MODELS or name in BACKBONES
+    return name in MODELS or name in BACKBONES or ecosystem.is_known(name)
+
+
+def unknown_message(name: str) -> str:
+    """Why ``name`` is not a model, in one line (with the closest names of an ecosystem library)."""
+    if ecosystem.split(name):
+        return ecosystem.unknown_message(name)
+    import difflib
+
+    close = difflib.get_close_matches(name, available(), n=3)
+    return f"unknown model {name!r}" + (f"; closest: {', '.join(close)}" if close else "")
 
 
 def _jsonable(v: Any) -> Any:
@@ -174,9 +230,13 @@ def resolved_kwargs(name: str, *, check: bool = True, **kwargs) -> dict[str, Any
     for model functions with ``**kwargs``: options beyond the signature are checked by building on
     the meta device (``check=False`` skips that, for a caller that has just built it).
     """
+    if ecosystem.split(name):  # the library's options are its own: checked by building, kept as given
+        if check:
+            build_on_meta(name, **kwargs)
+        return dict(sorted((k, _jsonable(v)) for k, v in kwargs.items()))
     fn = MODELS.get(name) or BACKBONES.get(name)
     if fn is None:
-        raise ValueError(f"unknown model {name!r}")
+        raise ValueError(unknown_message(name))
     out, named, takes_any = _options(fn)
     extra = {k: v for k, v in kwargs.items() if k not in named}
     if extra and not takes_any:
@@ -186,6 +246,8 @@ def resolved_kwargs(name: str, *, check: bool = True, **kwargs) -> dict[str, Any
         build_on_meta(name, **kwargs)
     for k, v in kwargs.items():
         out[k] = _jsonable(v)
+    if name in CANONICAL:
+        out = CANONICAL[name](out)
     return dict(sorted(out.items()))
 
 

@@ -14,17 +14,36 @@ import yaml
 from pydantic import ValidationError
 
 from .modelcheck import facts
-from .specs import (DATASETS, METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from . import datasets
+from .specs import (METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
 
+class SpecsDirMissing(SpecError):
+    """The specs folder itself is not there (a caller may say which option or variable points at it)."""
+
+
+BUILTIN = "@builtin"  # in a list of specs folders: the four papers that ship with repro
+
+
+def specs_roots(explicit=None) -> list[Path]:
+    """The specs folders: ``--specs-dir`` (one or several) beats ``$REPRO_SPECS`` (a list separated like
+    PATH) beats the repo's ``specs/``. The entry ``@builtin`` stands for the repo's ``specs/``, so a user's
+    papers can sit beside ours: ``--specs-dir @builtin --specs-dir ~/papers``."""
+    if isinstance(explicit, (str, os.PathLike)):
+        explicit = [explicit]
+    entries = list(explicit or []) or [e for e in os.environ.get("REPRO_SPECS", "").split(os.pathsep) if e]
+    builtin = Path(__file__).resolve().parent.parent / "specs"
+    roots = [builtin if str(e) == BUILTIN else Path(e) for e in entries] or [builtin]
+    unique: list[Path] = []
+    for r in roots:
+        if r.resolve() not in [u.resolve() for u in unique]:
+            unique.append(r)
+    return unique
+
+
 def specs_root(explicit: str | os.PathLike | None = None) -> Path:
-    """``--specs-dir`` beats ``$REPRO_SPECS`` beats the repo's ``specs/``."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("REPRO_SPECS"):
-        return Path(os.environ["REPRO_SPECS"])
-    return Path(__file__).resolve().parent.parent / "specs"
+    return specs_roots(explicit)[0]
 
 
 def _field_path(loc: tuple) -> str:
@@ -134,13 +153,23 @@ def _natural(path: Path) -> tuple:
     return (not path.stem.startswith("table"),) + tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def load_paper(paper_dir: Path) -> Paper:
+def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
+    """One paper's specs, after importing the plugins its paper.yaml lists (added to ``plugin_files``)."""
+    from .extensions import PluginError, load_file
+
     meta_path = paper_dir / "paper.yaml"
     if not meta_path.exists():
         raise SpecError(f"{meta_path}: missing (every paper directory needs a paper.yaml)")
     meta = _validate(PaperSpec, _load_yaml(meta_path), meta_path)
     if meta.paper != paper_dir.name:
         raise SpecError(f"{meta_path}: paper: {meta.paper!r} does not match its directory {paper_dir.name!r}")
+    for i, name in enumerate(meta.plugins):
+        try:
+            plugin = load_file(paper_dir / name, label=str(paper_dir / name))
+        except PluginError as e:
+            raise SpecError(f"{meta_path}: plugins[{i}]: {e}") from None
+        if plugin_files is not None and plugin.path not in plugin_files:
+            plugin_files.append(plugin.path)
     tables = {}
     for path in sorted(paper_dir.glob("*.yaml"), key=_natural):
         if path.name == "paper.yaml":
@@ -154,17 +183,46 @@ def load_paper(paper_dir: Path) -> Paper:
     return paper
 
 
-def load_catalog(root: str | os.PathLike | None = None) -> Catalog:
-    root = specs_root(root)
-    if not root.is_dir():
-        raise SpecError(f"{root}: specs directory not found (set --specs-dir or $REPRO_SPECS)")
-    catalog = Catalog(root)
+def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = ()) -> Catalog:
+    """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
+    entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. A paper slug defined in
+    two folders is an error naming both."""
+    from .extensions import load_all
+
+    catalog = Catalog(specs_roots(roots))
+    catalog.plugins = [p.path for p in load_all(plugins) if p.path]
     try:
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            catalog.papers[d.name] = load_paper(d)
+        for root in catalog.roots:
+            if not root.is_dir():
+                raise SpecsDirMissing(f"{root}: specs directory not found")
+            for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+                if d.name in catalog.papers:
+                    raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in "
+                                    f"{catalog.papers[d.name].path})")
+                paper = catalog.papers[d.name] = load_paper(d, catalog.plugins)
     finally:
         facts().save()  # what was learnt about the models, good or bad, even when a spec failed
     return catalog
+
+
+def _check_datasets(paper: Paper, meta: Path) -> dict:
+    """The paper's declared datasets as descriptions: each name its own (not a registered one), each
+    declaration one that can be read."""
+    out = {}
+    for name, spec in paper.spec.datasets.items():
+        where = f"{meta}: datasets.{name}"
+        if name in datasets.registered():
+            raise SpecError(f"{where}: {name!r} is already a dataset ({datasets.get(name).origin}); a paper declares "
+                            f"a dataset under a name of its own")
+        if not datasets.NAME.match(name):
+            raise SpecError(f"{where}: a dataset name is letters, digits, '.', '_' and '-'")
+        if spec.path is not None and (Path(spec.path).is_absolute() or ".." in Path(spec.path).parts):
+            raise SpecError(f"{where}.path: {spec.path!r} must be a folder under the data dir (relative, no '..')")
+        try:
+            out[name] = datasets.declared(name, spec, paper.slug)
+        except ValueError as e:
+            raise SpecError(f"{where}: {e}") from None
+    return out
 
 
 def _check_references(paper: Paper) -> None:
@@ -175,8 +233,9 @@ def _check_references(paper: Paper) -> None:
     meta = paper.path / "paper.yaml"
     if paper.spec.counter_profile not in profiles:
         raise SpecError(f"{meta}: counter_profile: unknown profile {paper.spec.counter_profile!r}")
+    declared = _check_datasets(paper, meta)
     for name, r in paper.spec.recipes.items():
-        if r.dataset not in DATASETS:
+        if r.dataset not in declared and r.dataset not in datasets.registered():
             raise SpecError(f"{meta}: recipes.{name}.dataset: unknown dataset {r.dataset!r}")
     keys = set()
     for spec in paper.tables.values():
@@ -220,14 +279,28 @@ def _check_references(paper: Paper) -> None:
             dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
             if dataset is None:
                 raise SpecError(f"{where}: dataset: missing")
-            if dataset not in DATASETS:
+            info = declared.get(dataset) or datasets.registered().get(dataset)
+            if info is None:
                 raise SpecError(f"{where}: dataset: unknown dataset {dataset!r}")
+            if kind == "profile" and "input_size" not in prod and info.input_size is None:
+                raise SpecError(f"{where}: input_size: missing: {dataset} declares no image_size, so its images' "
+                                f"size is known only from its files (declare image_size, or give input_size)")
             try:  # the same options plan.cell_config resolves, so that it finds them cached
-                registry.resolve(prod["model"], {"num_classes": DATASETS[dataset][0], **prod.get("model_kwargs", {})})
+                registry.resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
             except ValueError as e:
                 raise SpecError(f"{where}: model_kwargs: {e}") from None
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
+            init = prod.get("init_from")
+            if init is not None and kind == "profile":
+                raise SpecError(f"{where}: init_from: a count starts from no weights (only trained cells take it)")
+            if init is not None and init.table is not None:
+                from .plan import PlanError, upstream_cell
+
+                try:
+                    upstream_cell(paper, cell)
+                except PlanError as e:
+                    raise SpecError(str(e)) from None
     for spec in paper.tables.values():
         labels = {(r.section, r.label) for r in table_rows(spec)}
         for claim in spec.claims:

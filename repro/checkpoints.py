@@ -19,7 +19,6 @@ import hashlib
 import io
 import os
 import random
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,11 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .events import log
+
 KEEP = 2  # files per attempt: the newest and the previous good one
-
-
-class LeaseLost(Exception):
-    """This worker no longer owns the job: another worker took it over; stop writing at once."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +51,6 @@ def sha256_file(path: Path) -> str:
 def safe_load(path: str | os.PathLike) -> dict:
     """``torch.load`` that cannot execute code (``weights_only=True``), onto the CPU."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
 # --- RNG states as tensors and plain types (loadable with weights_only=True) ---------------
@@ -89,8 +82,8 @@ class CheckpointStore:
     """Where one attempt at one job saves, and what it may resume from.
 
     ``known``: the files the database recorded for this job (any earlier attempt), newest first.
-    ``on_saved(recorded)``: records a new file; raises ``LeaseLost`` when the job is no longer ours,
-    in which case the file just written is removed again.
+    ``on_saved(recorded)``: records a new file; when it raises (the job is no longer ours, say), the file
+    just written is removed again and the error propagates.
     """
 
     directory: Path
@@ -121,10 +114,10 @@ class CheckpointStore:
                 problem = f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
             aside = path.with_name(path.name + f".bad-{int(time.time())}")
             os.replace(path, aside)
-            warn(f"checkpoint {path} {problem}: moved to {aside.name}; trying an older one")
+            log.warning(f"checkpoint {path} {problem}: moved to {aside.name}; trying an older one")
         untrusted = [p for p in self.directory.glob("*.pt") if str(p) not in {r.path for r in self.known}]
         if untrusted:
-            warn(f"ignoring {len(untrusted)} checkpoint file(s) in {self.directory} that this database did not "
+            log.warning(f"ignoring {len(untrusted)} checkpoint file(s) in {self.directory} that this database did not "
                  f"record (another database's, or placed there): never trusted as a result")
         return None
 
@@ -145,7 +138,7 @@ class CheckpointStore:
         if self.on_saved is not None:
             try:
                 self.on_saved(rec)
-            except LeaseLost:
+            except BaseException:  # not recorded: a file nobody may resume from
                 path.unlink(missing_ok=True)
                 raise
         self.known.insert(0, rec)

@@ -18,7 +18,6 @@ Claims (``better`` beats ``worse`` on a column, for one or several row pairs) ar
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 
@@ -28,7 +27,6 @@ from .specs import METRICS, SCALE, Catalog, Paper, Printed, table_cells, toleran
 
 CONFIDENCE = 0.95  # of the interval around a cell's mean
 ALPHA = 0.05  # significance level of the claim test (two-sided Welch t-test)
-DIVERGED = re.compile(r"loss became (?P<what>[-+]?(?:nan|inf)) at epoch (?P<epoch>\d+)", re.I)
 
 
 @dataclass
@@ -151,11 +149,9 @@ def compare_paper(catalog: Catalog, paper: Paper, db: Database, tables: list[str
 
 
 def _diverged_note(jobs: list[dict], n_done: int) -> str:
-    epochs = []
-    for d in jobs:
-        m = DIVERGED.search(d.get("error") or "")
-        epochs.append(f"loss became {m['what'].lower()} at epoch {m['epoch']}" if m else (d.get("error") or "diverged"))
-    seeds = ", ".join(f"seed {d['seed']}: {e}" for d, e in zip(jobs, epochs))
+    """Built from each job's stored divergence (a database older than that column has only the words)."""
+    where = [str(d["divergence"]) if d.get("divergence") else (d.get("error") or "diverged") for d in jobs]
+    seeds = ", ".join(f"seed {d['seed']}: {e}" for d, e in zip(jobs, where))
     return f"{len(jobs)} of {len(jobs) + n_done} seed(s) diverged ({seeds})"
 
 

@@ -131,6 +131,25 @@ def count_params(model: nn.Module, convention: str = "torch") -> int:
     raise ValueError(f"unknown parameter convention {convention!r}; known: {', '.join(PARAM_CONVENTIONS)}")
 
 
+def _with_batchnorm_subclasses(ops: dict[type, Callable], model: nn.Module) -> dict[type, Callable]:
+    """``ops`` plus a rule for every BatchNorm subclass in ``model``: the rule of the BatchNorm it extends.
+
+    thop looks rules up by exact type, so a subclass (``repro_models.ghost_bn``'s GhostBatchNorm2d, which
+    only changes which images training statistics come from) would count 0 instead of as its BatchNorm.
+    """
+    from thop.profile import register_hooks as thop_current
+
+    known = {**thop_current, **ops}
+    extra = {}
+    for m in model.modules():
+        kind = type(m)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and kind not in known:
+            base = next((base for base in kind.__mro__ if base in known), None)
+            if base is not None:
+                extra[kind] = known[base]
+    return {**ops, **extra}
+
+
 def _is_leaf(m: nn.Module) -> bool:
     return next(m.children(), None) is None
 
@@ -175,7 +194,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...], profile: str) -> i
     """
     from thop import profile as thop_profile
 
-    ops = custom_ops(profile)
+    ops = _with_batchnorm_subclasses(custom_ops(profile), model)
     first = next(iter(model.parameters()), None)
     x = torch.zeros(*input_size, device=first.device if first is not None else None)  # meta models: meta input
     training = model.training

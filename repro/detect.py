@@ -49,6 +49,8 @@ from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 from .data import DataError, data_root, subset
+from .specs import JobRecipe, Recipe
+from .states import Divergence
 from .trainer import Diverged, seed_everything
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
@@ -106,10 +108,8 @@ def load_coco(root: str | Path | None, split: str, train: bool) -> CocoBoxes:
     images, annotations = base / split, base / "annotations" / f"instances_{split}.json"
     if not images.is_dir() or not annotations.is_file():
         raise DataError(f"coco not found under {root} (expected coco/{split}/*.jpg and "
-                        f"coco/annotations/instances_{split}.json). Fix: download {split}.zip and "
-                        f"annotations_trainval2017.zip from https://cocodataset.org/#download and unzip them in "
-                        f"{base}, point --data-dir/$REPRO_DATA at a copy, or run `repro data fake coco {root}` "
-                        f"for a tiny fake to exercise the pipeline.")
+                        f"coco/annotations/instances_{split}.json; {split}.zip and annotations_trainval2017.zip "
+                        f"from https://cocodataset.org/#download, unzipped in {base})")
     return CocoBoxes(images, annotations, train)
 
 
@@ -140,7 +140,7 @@ def iteration_batches(ds: Dataset, batch_size: int, seed: int, start: int, total
 
 # --- schedule, model set-up -------------------------------------------------------------
 
-def lr_at_iteration(recipe: dict, it: int) -> float:
+def lr_at_iteration(recipe: Recipe, it: int) -> float:
     """Learning rate of update ``it`` (0-based): linear warm-up, then x gamma at each milestone.
 
     cra: "The initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500
@@ -148,24 +148,25 @@ def lr_at_iteration(recipe: dict, it: int) -> float:
     warmup_iterations 500: updates 0..499 climb 0.1/500 .. 0.1, updates from 60000 on use 0.01,
     from 80000 on 0.001 (Detectron2's convention: the first 60000 updates run at the full rate).
     """
-    base, warm = recipe["lr"], recipe.get("warmup_iterations", 0)
-    if it < warm:
-        return base * (it + 1) / warm
-    passed = sum(1 for m in recipe.get("milestones", []) if it >= m)
-    return base * recipe.get("gamma", 0.1) ** passed
+    if it < recipe.warmup_iterations:
+        return recipe.lr * (it + 1) / recipe.warmup_iterations
+    passed = sum(1 for m in recipe.milestones if it >= m)
+    return recipe.lr * recipe.gamma ** passed
 
 
-def set_min_size(model: nn.Module, recipe: dict) -> None:
+def set_min_size(model: nn.Module, recipe: Recipe) -> None:
     """The recipe's ``min_size`` (shorter image side) replaces the model's; nothing when absent."""
-    if "min_size" in recipe:
-        model.transform.min_size = (int(recipe["min_size"]),)
+    if recipe.min_size is not None:
+        model.transform.min_size = (recipe.min_size,)
 
 
-def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
-    """Load a classification state dict into ``model.backbone.body``; False when no path is given."""
+def load_backbone(model: nn.Module, path: str | Path | dict | None) -> bool:
+    """Load a classification state dict (a file, or the dict itself) into ``model.backbone.body``, its
+    classification head dropped; False when there is none. The body's frozen BatchNorms take the
+    classifier's statistics, as torchvision's and Detectron's pretrained RetinaNet bodies do."""
     if path is None:
         return False
-    state = safe_load(path)  # weights only: a hostile file runs no code
+    state = path if isinstance(path, dict) else safe_load(path)  # weights only: a hostile file runs no code
     state = state.get("model", state)
     body = model.backbone.body
     parts = {name for name, _ in body.named_children()}  # the FC (and pooling) stay behind
@@ -173,7 +174,8 @@ def load_backbone(model: nn.Module, path: str | Path | None) -> bool:
     try:
         body.load_state_dict(state)  # strict: every body tensor must come from the checkpoint
     except RuntimeError as e:
-        raise ValueError(f"backbone checkpoint {path} does not fit {type(body).__name__} of this model: {e}") from e
+        where = "the upstream weights" if isinstance(path, dict) else f"backbone checkpoint {path}"
+        raise ValueError(f"{where} do not fit {type(body).__name__} of this model: {e}") from e
     return True
 
 
@@ -242,25 +244,25 @@ def evaluate_coco(model: nn.Module, ds: Dataset, device: torch.device) -> dict[s
 
 # --- the loop ---------------------------------------------------------------------------
 
-def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: dict, *, seed: int,
+def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: JobRecipe | dict, *, seed: int,
                   device: torch.device, store: CheckpointStore,
                   on_progress: Callable[[int, int, float], None] | None = None,
                   on_resume: Callable[[int], None] | None = None,
                   checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, float]:
-    """Train ``model`` for ``recipe["iterations"]``; returns COCO box AP (%) on ``val_ds``."""
+    """Train ``model`` for the recipe's iterations; returns COCO box AP (%) on ``val_ds``."""
+    recipe = JobRecipe.of(recipe)
     set_min_size(model, recipe)
     model.to(device)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=recipe["lr"],
-                          momentum=recipe["momentum"], nesterov=recipe.get("nesterov", False),
-                          weight_decay=recipe["weight_decay"])
-    total = recipe["iterations"]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
+                          momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    total = recipe.iterations
     start = _resume(store, model, opt)
     if start > total:
         raise ValueError(f"checkpoint in {store.directory} is at iteration {start}, past this recipe's {total}")
     if start and on_resume:
         on_resume(start)
     model.train()
-    for it, images, targets in iteration_batches(train_ds, recipe["batch_size"], seed, start, total):
+    for it, images, targets in iteration_batches(train_ds, recipe.batch_size, seed, start, total):
         for group in opt.param_groups:
             group["lr"] = lr_at_iteration(recipe, it)
         images = [image.to(device) for image in images]
@@ -268,8 +270,8 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
         loss = sum(model(images, targets).values())  # focal classification + box regression
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise Diverged("nan" if loss_value != loss_value else "inf", f"iteration {it + 1} "
-                           f"(lr {lr_at_iteration(recipe, it):g})")
+            raise Diverged(Divergence("nan" if loss_value != loss_value else "inf", "iteration", it + 1,
+                                      lr_at_iteration(recipe, it)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -283,25 +285,29 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
 
 def run_detect(spec: dict, data_dir: str | Path | None, download: bool, store: CheckpointStore,
                device: torch.device, on_progress: Callable[[int, int, float], None] | None,
-               on_resume: Callable[[int], None] | None) -> dict[str, tuple[float, None]]:
-    """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained``."""
+               on_resume: Callable[[int], None] | None, init_state: dict | None = None
+               ) -> tuple[dict[str, tuple[float, None]], dict]:
+    """Run one ``detect`` job: COCO 2017 train2017 -> val2017 box AP, plus ``pretrained`` (1 when the body
+    started from ImageNet weights: ``init_state``, the upstream job's, or the recipe's backbone_checkpoint),
+    and the final weights."""
     import repro_models as models
 
-    recipe = spec["recipe"]
+    recipe = JobRecipe.of(spec["recipe"])
     if spec["dataset"] != "coco":
         raise ValueError(f"detect jobs train on coco, not {spec['dataset']!r}")
     try:
         train_ds, val_ds = load_coco(data_dir, "train2017", train=True), load_coco(data_dir, "val2017", train=False)
     except DataError as e:
         if download:  # torchvision has no COCO downloader; the message says where to get it
-            raise DataError(f"--download cannot fetch COCO. {e}") from e
+            raise DataError(f"COCO cannot be downloaded automatically: {e}") from e
         raise
-    train_ds = subset(train_ds, recipe.get("train_images"))
-    val_ds = subset(val_ds, recipe.get("test_images"))
+    train_ds = subset(train_ds, recipe.train_images)
+    val_ds = subset(val_ds, recipe.test_images)
     seed_everything(spec["seed"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    pretrained = load_backbone(model, recipe.get("backbone_checkpoint"))
+    pretrained = load_backbone(model, init_state if init_state is not None else recipe.backbone_checkpoint)
     metrics = fit_detection(model, train_ds, val_ds, recipe, seed=spec["seed"], device=device,
                             store=store, on_progress=on_progress,
                             on_resume=on_resume, checkpoint_every=CHECKPOINT_EVERY)
-    return {k: (v, None) for k, v in {**metrics, "pretrained": float(pretrained)}.items()}
+    final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {k: (v, None) for k, v in {**metrics, "pretrained": float(pretrained)}.items()}, final

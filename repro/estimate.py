@@ -21,11 +21,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import datasets
 from .db import Database
 from .plan import cell_config, config_key, job_hash
-from .specs import Catalog, Paper, table_cells
+from .specs import Catalog, JobRecipe, Paper, table_cells
 
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_347, "imagenet": 1_281_167}
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
 _REPO = Path(__file__).resolve().parent.parent
@@ -94,21 +94,20 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
     return best
 
 
-def images_seen(cfg: dict) -> float:
-    r = cfg["recipe"]
-    if r.get("iterations"):
-        return r["iterations"] * r["batch_size"]
-    per_epoch = TRAIN_IMAGES.get(cfg["dataset"])
-    if cfg["dataset"] == "svhn":
-        per_epoch = 73_257 + (531_131 if "extra" in r["train_split"] else 0)
-    return per_epoch * (r["epochs"] + r.get("mixup_extra_epochs", 0))
+def images_seen(cfg: dict) -> float | None:
+    """Training images a configuration sees in all (None: its dataset's size is known only from its files)."""
+    r = JobRecipe.of(cfg["recipe"])
+    if r.iterations:
+        return r.iterations * r.batch_size
+    per_epoch = datasets.for_job(cfg).train_images(r.train_split)
+    return None if per_epoch is None else per_epoch * r.total_epochs
 
 
-def _count_config_of(cfg: dict, profile: str) -> dict:
+def _count_config_of(cfg: dict, profile: str) -> dict | None:
     if cfg["kind"] == "detect":
         return count_config(cfg["model"], cfg["model_kwargs"], DETECTION_INPUT, profile)
-    size = 224 if cfg["dataset"] == "imagenet" else 32
-    return count_config(cfg["model"], cfg["model_kwargs"], (1, 3, size, size), profile)
+    size = datasets.for_job(cfg).input_size
+    return None if size is None else count_config(cfg["model"], cfg["model_kwargs"], size, profile)
 
 
 @dataclass
@@ -118,10 +117,17 @@ class Estimate:
     assumed: int
     measured: dict[str, list[str]] = field(default_factory=dict)  # device -> models it measured
     profile: str = ""
+    unknown: int = 0  # pending configurations left out: their dataset's size or image count needs its files
 
     @property
     def note(self) -> str:
-        n_measured = self.pending - self.assumed
+        if not self.unknown:
+            return self._note()
+        return (f"{self._note()}; {self.unknown} more left out (their dataset declares no image_size or its "
+                f"training images are counted from its files)")
+
+    def _note(self) -> str:
+        n_measured = self.pending - self.assumed - self.unknown
         head = f"{self.pending} pending training configuration(s), one seed each"
         if n_measured == 0:
             return (f"{head}: assumed throughput ({throughput_tmacs():g} TMAC/s), not measured on a GPU yet; "
@@ -147,10 +153,14 @@ def estimate(catalog: Catalog, paper: Paper, db: Database) -> Estimate:
     pending = {k: cfg for k, cfg in configs.items() if k not in done}
     profile = paper.spec.counter_profile
     bench = measured_throughput(db, pending)
-    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench}
+    unknown = {k for k, cfg in pending.items()
+               if images_seen(cfg) is None or (k not in bench and _count_config_of(cfg, profile) is None)}
+    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench and k not in unknown}
     macs = forward_macs(db, {config_key(c): c for c in counts.values()})
     seconds, measured = 0.0, defaultdict(list)
     for k, cfg in pending.items():
+        if k in unknown:
+            continue
         if k in bench:
             seconds += images_seen(cfg) / bench[k]["img_per_s"]
             measured[bench[k]["device"]].append(cfg["model"])
@@ -158,7 +168,7 @@ def estimate(catalog: Catalog, paper: Paper, db: Database) -> Estimate:
             work = macs[config_key(counts[k])] * (DETECTION_AREA_SCALE if cfg["kind"] == "detect" else 1)
             seconds += 3 * work * images_seen(cfg) / (throughput_tmacs() * 1e12)
     return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts), measured=dict(measured),
-                    profile=profile)
+                    profile=profile, unknown=len(unknown))
 
 
 def estimate_gpu_hours(catalog: Catalog, paper: Paper, db: Database) -> tuple[float, str]:

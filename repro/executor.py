@@ -19,96 +19,19 @@ import multiprocessing as mp
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from submitit.helpers import Checkpointable
 
-from .db import Database, safe_url
+from .db import Database
+from .events import Events, Tally, log
+from .options import EXECUTORS, ExecError, ExecOptions, SlurmOptions, parse_slurm_opts  # noqa: F401
+from .states import FINISHED, JobOutcome, JobState
 from .worker import MIN_LEASE_SECONDS, Preempted, Worker, WorkerOptions, WorkerReport, worker_main
 
-EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
-FINISHED = ("done", "failed", "diverged")  # states no worker will move a job out of
 GPU_KINDS = ("train", "detect")  # job kinds that want an accelerator; profile jobs are static counts
-
-
-class ExecError(Exception):
-    """Options that cannot run (one line for the CLI), found before any worker starts."""
-
-
-@dataclass
-class SlurmOptions:
-    """What a Slurm task asks for. ``gpus`` None: 1 per task when the plan has GPU work, else 0."""
-    partition: str | None = None
-    gpus: int | None = None
-    cpus_per_task: int | None = None  # also the task's torch thread count (SLURM_CPUS_PER_TASK)
-    mem: str | None = None  # sbatch --mem syntax: 16G, 4000M
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    timeout_min: int = 24 * 60
-    signal_delay_s: int = 120  # USR2 this long before the time limit: time to stop at a safe point
-    extra: dict[str, str] = field(default_factory=dict)  # any other sbatch option, --key=value
-
-
-@dataclass
-class ExecOptions:
-    workers: int | None = None  # None: one per GPU x jobs_per_gpu (local), else 1
-    executor: str = "local"  # local | slurm | submitit-local | submitit-debug
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
-    log_dir: str = "submitit_logs"
-    jobs_per_gpu: int = 1
-    detach: bool = False  # slurm: submit and return; follow with `repro status`
-    poll_seconds: float = 2.0
-
-
-class RichProgress:
-    """Progress for one in-process worker: one bar per training job (epoch, loss, ETA)."""
-
-    def __init__(self, console: Console):
-        # markup=False: "[smoke, seed 0]" in a description is text, not a Rich style tag
-        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                            TextColumn("{task.fields[info]}", markup=False),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.stop()
-
-    def start(self, job):
-        total = None
-        if job.kind in ("train", "detect"):
-            r = job.spec["recipe"]
-            total = r.get("iterations") or r["epochs"] + r.get("mixup_extra_epochs", 0)
-        desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
-        self.tasks[job.id] = self.bar.add_task(desc, total=total or 1, info="")
-
-    def step(self, job, epoch, step, steps):
-        if step % 10 and step != steps:  # the bar redraws a few times a second at most anyway
-            return
-        t = self.tasks[job.id]
-        self.bar.update(t, completed=epoch - 1 + step / steps, info=f"epoch {epoch} step {step}/{steps}")
-
-    def iteration(self, job, it, total, loss):
-        self.bar.update(self.tasks[job.id], completed=it, info=f"iteration {it}/{total} loss {loss:.3f}")
-
-    def epoch(self, job, r):
-        t = self.tasks[job.id]
-        self.bar.update(t, completed=r.epoch, info=f"epoch {r.epoch} loss {r.train_loss:.3f} "
-                                                   f"test err {r.test_top1_err:.2f}%")
-
-    def done(self, job):
-        t = self.tasks[job.id]
-        self.bar.update(t, completed=self.bar.tasks[t].total)
 
 
 # --- pure decisions (tested without GPUs or Slurm) ------------------------------------------
@@ -151,49 +74,47 @@ def slurm_parameters(opts: SlurmOptions, needs_gpu: bool) -> dict:
     return params
 
 
-def parse_slurm_opts(pairs: list[str] | None) -> dict[str, str]:
-    """``--slurm-opt KEY=VALUE`` pairs; a bare KEY is a flag (``--exclusive``)."""
-    out: dict = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not key.strip("-"):
-            raise ExecError(f"--slurm-opt {pair!r}: expected KEY=VALUE (an sbatch option)")
-        out[key.strip().lstrip("-")] = value if sep else True
-    return out
-
-
 # --- running ---------------------------------------------------------------------------------
 
-def run(job_ids: list[str], wopts: WorkerOptions, eopts: ExecOptions, console: Console) -> WorkerReport:
+def check(wopts: WorkerOptions, eopts: ExecOptions) -> None:
+    """Options that cannot run, refused before anything starts."""
     if eopts.executor not in EXECUTORS:
-        raise ExecError(f"unknown executor {eopts.executor!r}: use {', '.join(EXECUTORS)}")
+        raise ExecError(f"unknown executor {eopts.executor!r}: use {', '.join(EXECUTORS)}", "executor")
     if wopts.lease_seconds < MIN_LEASE_SECONDS:
-        raise ExecError(f"--lease-seconds must be at least {MIN_LEASE_SECONDS:g} (3 heartbeats), "
-                        f"got {wopts.lease_seconds:g}")
-    if eopts.jobs_per_gpu < 1 or (eopts.workers is not None and eopts.workers < 1):
-        raise ExecError("--workers and --jobs-per-gpu must be at least 1")
-    db = Database(wopts.db_url)
-    retried = db.reset_failed(job_ids)
-    if retried:
-        console.print(f"retrying {retried} job(s) that failed before")
-    if eopts.executor == "local":
-        import torch
+        raise ExecError(f"must be at least {MIN_LEASE_SECONDS:g} (3 heartbeats), got {wopts.lease_seconds:g}",
+                        "lease_seconds")
+    if eopts.jobs_per_gpu < 1:
+        raise ExecError("must be at least 1", "jobs_per_gpu")
+    if eopts.workers is not None and eopts.workers < 1:
+        raise ExecError("must be at least 1", "workers")
 
-        n_gpus = torch.cuda.device_count()
-        workers = eopts.workers or default_workers(n_gpus, eopts.jobs_per_gpu, wopts.device)
-        if uses_gpus(wopts.device) and n_gpus and workers > n_gpus * eopts.jobs_per_gpu:
-            raise ExecError(f"--workers {workers} is more than {n_gpus} GPU(s) x --jobs-per-gpu "
-                             f"{eopts.jobs_per_gpu}")
-        if workers <= 1:
-            db.dispose()
-            with RichProgress(console) as progress:
-                return Worker(wopts, progress).loop(job_ids)
-        return _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console)
-    return _submitit(job_ids, wopts, eopts, db, console)
+
+def run(job_ids: list[str], wopts: WorkerOptions, eopts: ExecOptions, events: Events | None = None) -> WorkerReport:
+    """Run ``job_ids`` to their outcomes on the chosen executor; every executor reports the same typed
+    outcome for the same job (the in-process worker from what it ran, the others from the database)."""
+    events = events or Events()
+    check(wopts, eopts)
+    if eopts.executor != "local":
+        return _submitit(job_ids, wopts, eopts, events)
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    workers = eopts.workers or default_workers(n_gpus, eopts.jobs_per_gpu, wopts.device)
+    if uses_gpus(wopts.device) and n_gpus and workers > n_gpus * eopts.jobs_per_gpu:
+        raise ExecError(f"{workers} is more than {n_gpus} GPU(s) x {eopts.jobs_per_gpu} job(s) per GPU", "workers")
+    if workers <= 1:
+        worker = Worker(wopts, events)
+        lost = worker.loop(job_ids).lost
+        try:
+            return WorkerReport(outcomes=worker.db.outcomes(job_ids), lost=lost)
+        finally:
+            worker.db.dispose()
+    return _local_pool(job_ids, wopts, eopts, workers, n_gpus, events)
 
 
 class _Watched:
-    """One worker the driver watches: ``alive()``, and a one-line ``fate`` once it is gone."""
+    """One worker the driver watches: ``alive()``, and a one-line ``fate`` once it is gone (a fact about
+    a process or task, for people)."""
 
     def __init__(self, name: str):
         self.name, self.fate, self.reported = name, None, False
@@ -217,7 +138,7 @@ class _LocalProc(_Watched):
         return False
 
 
-def _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console) -> WorkerReport:
+def _local_pool(job_ids, wopts, eopts, workers, n_gpus, events: Events) -> WorkerReport:
     ctx = mp.get_context("spawn")
     devices = assign_devices(workers, n_gpus, wopts.device)
     threads = wopts.threads
@@ -231,10 +152,10 @@ def _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console) -> WorkerRe
         return _LocalProc(f"worker {i}", proc)
 
     watched = [start(i) for i in range(workers)]
-    if n_gpus and uses_gpus(wopts.device):
-        console.print(f"{workers} worker(s) on {n_gpus} GPU(s): {', '.join(devices)}")
+    events.workers_started(devices)
+    db = Database(wopts.db_url)
     try:  # a dead worker is not restarted: the survivors take its job over (at once, same host)
-        return _follow(job_ids, db, watched, console, eopts.poll_seconds)
+        return _follow(job_ids, db, watched, events, eopts.poll_seconds)
     finally:
         for w in watched:
             w.proc.join(timeout=30)  # they end on their own once nothing is left to claim
@@ -243,42 +164,35 @@ def _local_pool(job_ids, wopts, eopts, workers, n_gpus, db, console) -> WorkerRe
         db.dispose()
 
 
-def _follow(job_ids, db, watched: list, console, poll: float, refresh=None) -> WorkerReport:
-    """Watch the database until every job is finished or no worker is alive; then summarise."""
+def _follow(job_ids, db, watched: list, events: Events, poll: float, refresh=None) -> WorkerReport:
+    """Watch the database until every job is finished or no worker is alive; then the outcomes."""
     last = None
     while True:
         if refresh is not None:
             refresh()
         states = db.job_states(job_ids)
         left = [j for j in job_ids if states.get(j) not in FINISHED]
-        for w in list(watched):
+        for w in watched:
             if not w.alive() and w.fate and not w.reported:
                 w.reported = True
-                print(f"warning: {w.fate}; {len(left)} job(s) not finished", file=sys.stderr)
-        alive = [w for w in watched if w.alive()]
-        tally = {s: sum(1 for j in job_ids if states.get(j) == s) for s in ("done", "running", "failed", "diverged")}
-        line = (", ".join(f"{n} {s}" for s, n in tally.items() if n) or "none started") + \
-            f"; {len(alive)} worker(s) alive"
-        if line != last:
-            console.print(f"{len(job_ids) - len(left)}/{len(job_ids)} finished: {line}")
-            last = line
+                events.worker_lost(w.fate, len(left))
+        alive = sum(1 for w in watched if w.alive())
+        counts = {s: n for s in JobState if (n := sum(1 for j in job_ids if states.get(j) == s))}
+        tally = Tally(len(job_ids), len(job_ids) - len(left), counts, alive)
+        if tally != last:
+            events.tally(tally)
+            last = tally
         if not left or not alive:
             break
         time.sleep(poll)
-    report = WorkerReport()
-    errors = db.last_errors(j for j in job_ids if states.get(j) in ("failed", "diverged"))
-    for jid in job_ids:
-        state = states.get(jid)
-        if state == "done":
-            report.ran.append(jid)
-        elif state in ("failed", "diverged"):
-            report.failed[jid] = f"{state}: {errors.get(jid, 'no error recorded')}"
-        else:
-            report.failed[jid] = f"left {state}: no worker was left to run it"
-    gone = [w.fate for w in watched if w.fate]
-    if gone:
-        console.print(f"{len(gone)} worker(s) lost: " + "; ".join(gone))
-    return report
+    return outcomes_from(db, job_ids)
+
+
+def outcomes_from(db: Database, job_ids: list[str]) -> WorkerReport:
+    """Each job's outcome as the database holds it: the same facts an in-process worker reports, and
+    those of jobs that ended without running here (failed unrun because an upstream job failed, or run by
+    another invocation)."""
+    return WorkerReport(outcomes=db.outcomes(job_ids))
 
 
 # --- submitit / Slurm ------------------------------------------------------------------------
@@ -360,7 +274,7 @@ def squeue_states(ids: list[str]) -> dict[str, str]:
     return states
 
 
-def check_shared_paths(wopts: WorkerOptions, console) -> WorkerOptions:
+def check_shared_paths(wopts: WorkerOptions) -> WorkerOptions:
     """Tasks on other nodes must see the same database, data and checkpoints. Relative paths resolve
     against the submission folder on every node: made absolute here, with a warning that they must be
     on shared storage."""
@@ -374,21 +288,36 @@ def check_shared_paths(wopts: WorkerOptions, console) -> WorkerOptions:
         if path and path != ":memory:":
             changed["db_url"] = f"sqlite:///{Path(path).resolve()}"
     for key, value in changed.items():
-        print(f"warning: relative {key.replace('_', ' ')} on a multi-node executor: every node uses {value}; "
-              f"it must be on shared storage", file=sys.stderr)
+        log.warning(f"relative {key.replace('_', ' ')} on a multi-node executor: every node uses {value}; "
+                    f"it must be on shared storage")
     if wopts.db_url.startswith("sqlite"):
-        print("warning: SQLite on a cluster needs a shared filesystem with working locks; PostgreSQL is safer",
-              file=sys.stderr)
+        log.warning("SQLite on a cluster needs a shared filesystem with working locks; PostgreSQL is safer")
     return WorkerOptions(**{**vars(wopts), **changed})
 
 
-def _submitit(job_ids, wopts, eopts, db, console) -> WorkerReport:
+def _submitit(job_ids, wopts, eopts, events: Events) -> WorkerReport:
     import submitit
 
     cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[eopts.executor]
-    workers = eopts.workers or 1
     if cluster == "slurm":
-        wopts = check_shared_paths(wopts, console)
+        wopts = check_shared_paths(wopts)
+    db = Database(wopts.db_url)
+    try:
+        jobs = _submit(submitit, cluster, job_ids, wopts, eopts, db)
+        events.tasks_submitted(cluster, [j.job_id for j in jobs], eopts.log_dir)
+        if cluster == "debug":  # debug tasks run in this process, one after the other, when asked
+            for j in jobs:
+                j.result()
+        if eopts.detach:
+            return WorkerReport()
+        if cluster != "slurm":
+            return _follow(job_ids, db, [_SubmititWatch(j) for j in jobs], events, eopts.poll_seconds)
+        return _follow_slurm(job_ids, db, [j.job_id for j in jobs], events, eopts.poll_seconds)
+    finally:
+        db.dispose()
+
+
+def _submit(submitit, cluster: str, job_ids, wopts, eopts, db) -> list:
     needs_gpu = wopts.device != "cpu" and any(
         (job := db.get_job(j)) is not None and job.kind in GPU_KINDS for j in job_ids)
     # a campaign task requeues at each time limit until its work is done; submitit's default (3 time
@@ -400,23 +329,13 @@ def _submitit(job_ids, wopts, eopts, db, console) -> WorkerReport:
         ex.update_parameters(timeout_min=eopts.slurm.timeout_min)
     task = CheckpointableSlurmTask()
     try:
-        jobs = [ex.submit(task, wopts, job_ids) for _ in range(workers)]
+        return [ex.submit(task, wopts, job_ids) for _ in range(eopts.workers or 1)]
     except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own first error line says why
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip())
         raise ExecError(f"sbatch failed: {first.strip()}") from None
-    ids = [j.job_id for j in jobs]
-    console.print(f"submitted {len(jobs)} {cluster} task(s): {', '.join(ids)} (logs in {eopts.log_dir})")
-    if cluster == "debug":  # debug tasks run in this process, one after the other, when asked
-        for j in jobs:
-            j.result()
-    if eopts.detach:
-        console.print(f"detached: follow with `repro status --db {safe_url(wopts.db_url)}`; cancel with `scancel "
-                      f"{' '.join(ids)}`" if cluster == "slurm" else "detached")
-        db.dispose()
-        return WorkerReport()
-    if cluster != "slurm":
-        watched = [_SubmititWatch(j) for j in jobs]
-        return _follow(job_ids, db, watched, console, eopts.poll_seconds)
+
+
+def _follow_slurm(job_ids, db, ids: list[str], events: Events, poll: float) -> WorkerReport:
     states: dict[str, str] = {}
     watched = [_SlurmTaskWatch(i, states) for i in ids]
     failures = 0
@@ -431,10 +350,6 @@ def _submitit(job_ids, wopts, eopts, db, console) -> WorkerReport:
             failures += 1
             states.update({i: "UNKNOWN" for i in ids})
             if failures >= 12:
-                raise ExecError(f"lost contact with Slurm ({e}); the tasks may still run: "
-                                   f"follow with `repro status`") from None
+                raise ExecError(f"lost contact with Slurm ({e}); the tasks may still run") from None
 
-    try:
-        return _follow(job_ids, db, watched, console, max(eopts.poll_seconds, 1.0), refresh=refresh)
-    finally:
-        db.dispose()
+    return _follow(job_ids, db, watched, events, max(poll, 1.0), refresh=refresh)

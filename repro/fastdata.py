@@ -1,16 +1,22 @@
-"""The device-resident data path for the 32x32 datasets (CIFAR-10/100, SVHN, digits).
+"""The device-resident data path: any dataset whose uint8 images fit in memory (CIFAR-10/100, SVHN,
+digits, MNIST and its kin, a declared image folder or a plugin's dataset of modest size).
 
-The whole uint8 split is copied to the device once; each batch is gathered, augmented and
-normalised with batched tensor ops (the airbench / hlb-CIFAR10 shape). The augmentations are the
-reference path's (``repro.data.train_transform``: torchvision PIL transforms), applied in the
-order the recipe lists them, with the same distributions:
+The whole uint8 split (N, H, W, C), any size and channel count, is copied to the device once; each batch
+is gathered, augmented and normalised with batched tensor ops (the airbench / hlb-CIFAR10 shape). The
+augmentations are the reference path's (``repro.data.train_transform``: torchvision PIL transforms),
+applied in the order the recipe lists them, with the same distributions:
 
-- ``random_crop_pad4``: RandomCrop(32, padding=4): zero padding, offsets uniform over 0..8 x 0..8.
+- ``random_crop_pad4``: RandomCrop((H, W), padding=4): zero padding, offsets uniform over 0..8 x 0..8
+  (the padded image is (H+8, W+8) whatever H and W).
 - ``hflip``: RandomHorizontalFlip, p = 0.5.
 - ``rotate15``: RandomRotation(15): angle uniform in [-15, 15] degrees, counter-clockwise positive,
-  about the image centre, nearest interpolation, zero fill.
+  about the image centre, nearest interpolation, zero fill (non-square images: see ``rotate``).
 - ``normalize``: ToTensor's /255 then Normalize(mean, std); ``to_unit``: /255 only (a marker, as in
   data.py: scaling always happens).
+
+Grey datasets (C = 1) are kept one channel on the device and replicated to RGB after normalisation when
+``grey_to_rgb`` (the models' stems take RGB; the reference path does the same with ``data.GreyToRGB``):
+crop, flip, rotation and a per-channel normalisation all commute with that replication.
 
 Every random parameter (epoch permutation, offsets, flips, angles) is drawn once per epoch for
 all N samples from the caller's CPU ``torch.Generator`` and then moved to the device, so the same
@@ -71,7 +77,9 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     # The sampling grid torchvision's tensor rotate builds (F.affine_grid's, align_corners=False):
     # output pixel centres in coordinates normalised to [-1, 1], mapped to their source by the inverse
     # rotation [[cos, -sin], [sin, cos]] (y down). Written out with broadcasting: affine_grid's batched
-    # matmul with an inner size of 3 is ~3x slower on CPU. The h/w factors are 1 for square images.
+    # matmul with an inner size of 3 is ~3x slower on CPU. Non-square images: torchvision rotates pixel
+    # coordinates (x - w/2, y - h/2) and normalises the source by (w/2, h/2); in normalised output
+    # coordinates that is the rotation with its off-diagonal terms scaled by h/w and w/h (1 when square).
     xs = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
     ys = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
     grid = torch.stack([cos * xs - sin * ys * (h / w), sin * xs * (w / h) + cos * ys], -1)  # (N, H, W, 2)
@@ -86,8 +94,8 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 def _check_augment(augment: list[str]) -> None:
     for name in augment:
         if name == "random_resized_crop":
-            raise ValueError("random_resized_crop is an ImageNet augmentation; the fast data path serves only "
-                             "32x32 datasets (use the reference engine)")
+            raise ValueError("random_resized_crop is an ImageNet-style augmentation the device-resident path does "
+                             "not implement (the DataLoader path does)")
         if name not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {name!r} (the fast data path knows {', '.join(AUGMENTATIONS)})")
 
@@ -97,11 +105,16 @@ class DeviceLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, augment: list[str],
                  mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, train: bool,
-                 drop_last: bool = False, channels_last: bool = False):
+                 drop_last: bool = False, channels_last: bool = False, grey_to_rgb: bool = False):
         _check_augment(augment)
-        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:3]) != (32, 32):
-            raise ValueError(f"the fast data path takes (N, 32, 32, C) uint8 images, got {tuple(images.shape)} "
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"the device-resident path takes (N, H, W, C) uint8 images, got {tuple(images.shape)} "
                              f"{images.dtype}")
+        if not len(mean) == len(std) == images.shape[3]:
+            raise ValueError(f"mean and std need one value per channel ({images.shape[3]}), got {len(mean)} and "
+                             f"{len(std)}")
+        if grey_to_rgb and images.shape[3] != 1:
+            raise ValueError(f"grey_to_rgb replicates one channel, the images have {images.shape[3]}")
         if labels.shape != (len(images),):
             raise ValueError(f"labels must be ({len(images)},), got {tuple(labels.shape)}")
         if batch_size < 1:
@@ -113,7 +126,7 @@ class DeviceLoader:
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last and train
         # evaluation only scales and normalises; training applies the recipe's list in its order
         self.ops = [a for a in augment if a in ("random_crop_pad4", "hflip", "rotate15")] if train else []
-        self.normalise = "normalize" in augment
+        self.normalise, self.grey_to_rgb = "normalize" in augment, grey_to_rgb
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -167,4 +180,6 @@ class DeviceLoader:
             x = x if unit else x.float().div(255)
             if self.normalise:
                 x = normalize(x, self.mean, self.std)
+            if self.grey_to_rgb:
+                x = x.expand(-1, 3, -1, -1)  # (B, 1, H, W) -> (B, 3, H, W); materialised just below
             yield x.contiguous(memory_format=self.memory_format), self.labels.index_select(0, idx)

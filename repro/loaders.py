@@ -1,13 +1,17 @@
 """Batches for the trainer, by engine. Every loader has ``len(loader)`` (batches per epoch) and
 ``loader.epoch(gen)``, which yields ``(x, y)`` on the device for one epoch; ``gen`` is the CPU generator
-the trainer seeds by (seed, epoch), and it alone decides the order and every augmentation.
+the trainer seeds by (seed, epoch), and it alone decides the order and every augmentation. Each loader
+also carries ``data_provenance``: the dataset, the path its batches took, its image size and channels, and
+the mean/std used with where they came from (published, declared, or computed from the training set).
 
-- ``fast`` on 32x32 datasets (CIFAR-10/100, SVHN, digits): the uint8 splits live on the device and are
-  augmented with batched tensor ops (``repro.fastdata.DeviceLoader``).
-- ``reference``: torchvision's PIL transforms in a ``DataLoader`` (``--loader-workers`` processes, 0 by
-  default): the oracle the fast path is tested against.
-- ImageNet under ``fast``: the same ``DataLoader`` path with worker processes (a share of the CPU cores),
-  pinned memory, persistent workers and non-blocking copies; JPEG decoding stays on the CPU.
+- ``fast`` on any dataset whose uint8 images fit in memory (CIFAR-10/100, SVHN, digits, MNIST and its kin,
+  declared image folders and plugin datasets up to ``FAST_MAX_BYTES``): the uint8 splits live on the device
+  and are augmented with batched tensor ops (``repro.fastdata.DeviceLoader``).
+- ``reference``, and ``fast`` on larger datasets: torchvision's PIL transforms in a ``DataLoader``
+  (``--loader-workers`` processes, 0 by default): the oracle the fast path is tested against.
+- ImageNet under ``fast``: libjpeg-turbo decoding and crop-then-resize on uint8 in ``DataLoader`` worker
+  processes (a share of the CPU cores), pinned memory, non-blocking copies, flip and normalisation on the
+  device (``repro.imagenet_input.ImageNetLoader``); ``decode="cuda"`` decodes on the GPU with nvJPEG.
 
 Deterministic at any number of workers: the sampler draws the epoch's order and a base seed from the
 epoch's generator and hands each worker ``(index, base)``; the sample's transform draws from the torch
@@ -22,9 +26,20 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import data
+from . import data, datasets, datastats
+from .specs import JobRecipe
 
-FAST_DATASETS = {"cifar10", "cifar100", "svhn", "digits"}
+# The device-resident path holds a dataset's uint8 train and test images (decoded once, on the host, then on
+# the device). 4 GiB keeps the largest built-in that takes it, SVHN with its extra split (604,388 x 32x32x3,
+# 1.9 GB), with room, costs a few % of a training GPU's memory (80-141 GB) beside the model, and is what
+# one host can decode in a few minutes; past it a DataLoader streams the files (ImageNet-64 would be 15.7 GB).
+FAST_MAX_BYTES = 4 * 2**30
+
+
+def sample_seed(index: int, base: int) -> int:
+    """The seed of one sample's augmentation draws in one epoch; both ImageNet paths use it, so the fast
+    path draws the reference path's crops and flips."""
+    return (base + index * 2_654_435_761) % 2**63
 
 
 class SeededSamples(Dataset):
@@ -39,7 +54,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, base = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((base + index * 2_654_435_761) % 2**63)
+            torch.manual_seed(sample_seed(index, base))
             return self.ds[index]
 
 
@@ -90,33 +105,100 @@ def default_workers() -> int:
 
 
 def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: bool, loader_workers: int | None,
-          channels_last: bool):
-    """(train loader, test loader) for a training job's dataset, recipe and budget."""
-    recipe, dataset = spec["recipe"], spec["dataset"]
+          channels_last: bool, decode: str = "cpu"):
+    """(train loader, test loader) for a training job's dataset, recipe and budget. ``decode`` (cpu or
+    cuda) is where the fast ImageNet path decodes JPEGs; the other paths decode nothing or on the CPU."""
+    recipe, info = JobRecipe.of(spec["recipe"]), datasets.for_job(spec)
     if engine not in ("fast", "reference"):
         raise ValueError(f"unknown engine {engine!r}: use fast or reference")
-    if engine == "fast" and dataset in FAST_DATASETS:
+    if decode != "cpu" and not (engine == "fast" and info.kind == "imagenet"):
+        raise ValueError(f"decode={decode!r} applies to the fast ImageNet path only")
+    if engine == "fast" and info.kind == "imagenet":
+        from .imagenet_input import ImageNetLoader
+
+        train_ds, test_ds = data.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
+                                      download=download)
+        # ImageFolder's file lists: the reference path's files, labels, smoke subset and errors
+        train = _subset_list(train_ds.samples, recipe.train_images)
+        test = _subset_list(test_ds.samples, recipe.test_images)
+        common = dict(augment=recipe.augment, device=device, decode=decode, channels_last=channels_last,
+                      workers=default_workers() if loader_workers is None else loader_workers)
+        loaders = (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
+                   ImageNetLoader(test, batch_size=256, train=False, **common))
+        return _record(loaders, info, {"mean": list(info.mean), "std": list(info.std), "mean_std": "published",
+                                       "train_images": len(train_ds)}, "imagenet-fast",
+                       "JPEG decoding in loader workers")
+    path, why = resident(info, recipe, engine, data_dir, download)
+    if path == "device":
         from .fastdata import DeviceLoader
 
-        (xtr, ytr), (xte, yte) = data.arrays(dataset, data_dir, train_split=recipe["train_split"], download=download)
-        xtr, ytr = _subset(xtr, ytr, recipe.get("train_images"))
-        xte, yte = _subset(xte, yte, recipe.get("test_images"))
-        mean, std = data.MEAN_STD[dataset]
-        common = dict(augment=recipe["augment"], mean=mean, std=std, device=device, channels_last=channels_last)
-        return (DeviceLoader(xtr, ytr, batch_size=recipe["batch_size"], train=True, **common),
-                DeviceLoader(xte, yte, batch_size=500, train=False, **common))
-    train_ds, test_ds = data.load(dataset, data_dir, augment=recipe["augment"], train_split=recipe["train_split"],
+        (xtr, ytr), (xte, yte) = data.arrays(info, data_dir, train_split=recipe.train_split, download=download)
+        info, stats = datastats.resolve(info, data_dir, download=download, train_images=xtr)
+        stats["train_images"] = len(xtr)
+        xtr, ytr = _subset(xtr, ytr, recipe.train_images)
+        xte, yte = _subset(xte, yte, recipe.test_images)
+        common = dict(augment=recipe.augment, mean=info.mean, std=info.std, device=device,
+                      channels_last=channels_last, grey_to_rgb=info.channels == 1)
+        loaders = (DeviceLoader(xtr, ytr, batch_size=recipe.batch_size, train=True, **common),
+                   DeviceLoader(xte, yte, batch_size=500, train=False, **common))
+        return _record(loaders, info, stats, path, why)
+    info, stats = datastats.resolve(info, data_dir, download=download)
+    train_ds, test_ds = data.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                   download=download)
-    train_ds = data.subset(train_ds, recipe.get("train_images"))
-    test_ds = data.subset(test_ds, recipe.get("test_images"))
-    if loader_workers is None:
-        loader_workers = default_workers() if engine == "fast" and dataset == "imagenet" else 0
-    common = dict(device=device, workers=loader_workers, channels_last=channels_last)
-    return (TorchLoader(train_ds, batch_size=recipe["batch_size"], shuffle=True, **common),
-            TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
+    stats["train_images"] = len(train_ds)
+    train_ds = data.subset(train_ds, recipe.train_images)
+    test_ds = data.subset(test_ds, recipe.test_images)
+    common = dict(device=device, workers=loader_workers or 0, channels_last=channels_last)
+    loaders = (TorchLoader(train_ds, batch_size=recipe.batch_size, shuffle=True, **common),
+               TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
+    return _record(loaders, info, stats, path, why)
+
+
+def path_by_kind(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str) -> tuple[str | None, str]:
+    """("device" or "dataloader", why) where the engine, the recipe or the kind decides; (None, "") where
+    the dataset's size does."""
+    if engine != "fast":
+        return "dataloader", "the reference engine"
+    if info.kind in ("imagenet", "coco"):
+        return "dataloader", f"{info.name} is read from its files as it trains"
+    if "random_resized_crop" in recipe.augment:
+        return "dataloader", "random_resized_crop is not implemented on the device-resident path"
+    if info.kind in ("cifar", "svhn", "digits"):
+        return "device", "in memory"
+    return None, ""
+
+
+def resident(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str, data_dir, download: bool) -> tuple[str, str]:
+    """("device" or "dataloader", why): which path a dataset's batches take under ``engine``."""
+    path, why = path_by_kind(info, recipe, engine)
+    if path:
+        return path, why
+    info = data.with_size(info, data_dir, download)
+    n = sum(len(data.open_raw(info, data_dir, train=t, download=download)) for t in (True, False))
+    size = n * info.image_size[0] * info.image_size[1] * info.channels
+    if size > FAST_MAX_BYTES:
+        return "dataloader", (f"{n:,} images of {info.image_size[0]}x{info.image_size[1]}x{info.channels} "
+                              f"({size / 2**30:.1f} GiB) exceed the device-resident limit of "
+                              f"{FAST_MAX_BYTES / 2**30:.0f} GiB")
+    return "device", f"in memory ({size / 2**20:,.1f} MiB)"
+
+
+def _record(loaders: tuple, info: datasets.DatasetInfo, stats: dict, path: str, why: str) -> tuple:
+    """Attach what the run's provenance records of its data to both loaders: the description, the mean/std
+    used and where they came from, the training images of the split (before a smoke subset), the path."""
+    provenance = {**info.describe(), **stats, "path": path, "path_reason": why,
+                  "grey_to_rgb": info.channels == 1 and info.model_channels == 3}
+    for loader in loaders:
+        loader.data_provenance = provenance
+    return loaders
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
     """The smoke budget's images: the same ones as ``data.subset``."""
     idx = data.subset_indices(len(y), n)
     return (x, y) if idx is None else (x[idx], y[idx])
+
+
+def _subset_list(items: list, n: int | None) -> list:
+    idx = data.subset_indices(len(items), n)
+    return items if idx is None else [items[i] for i in idx]

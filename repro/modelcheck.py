@@ -13,6 +13,7 @@ A cache that cannot be written (read-only home, full disk) only costs speed, nev
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("models", "repro/counting.py")
 
 
-def code_version() -> str:
-    """A hash of everything whose answers the cache holds: the model code and the torch build."""
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
     h = hashlib.sha256()
     files = []
     for src in SOURCES:
@@ -34,12 +35,20 @@ def code_version() -> str:
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
-    for dist in ("torch", "torchvision", "thop"):
+    for dist in ("torch", "torchvision", "thop", "timm"):
         try:
             h.update(f"{dist}=={metadata.version(dist)}".encode())
         except metadata.PackageNotFoundError:
             pass
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
+    and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
+    from .extensions import fingerprint
+
+    return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -69,6 +78,7 @@ class ModelFacts:
             data = {}  # another code version, or a file someone edited: trust none of it
         self.models: list[str] | None = data.get("models")
         self.profiles: list[str] | None = data.get("profiles")
+        self.origins: dict[str, str] = data.get("origins") or {}  # "model x" / "attention x" -> plugin (not built-in)
         self.options: dict[str, dict] = data.get("options") or {}
 
     def _registry(self) -> None:
@@ -77,13 +87,37 @@ class ModelFacts:
         from .counting import PROFILES
 
         if self.models is None:
+            from repro_models.registry import ORIGIN
+
             self.models, self.profiles = models.available(), list(PROFILES)
+            self.origins = {f"{kind} {name}": o for (kind, name), o in ORIGIN.items() if o != "built-in"}
             self._dirty = True
 
     def is_known(self, model: str) -> bool:
+        if "/" in model:  # timm/<name>, torchvision/<name>: asked of the library once, then cached
+            key = f"known {model}"
+            if key not in self.options:
+                from repro_models.registry import is_known
+
+                self.options[key] = {"ok": is_known(model)}
+                self._dirty = True
+            return self.options[key]["ok"]
         if self.models is None:
             self._registry()
         return model in self.models
+
+    def origin(self, model: str) -> str:
+        """built-in, timm, torchvision, or ``plugin <file>`` (what registered it)."""
+        if "/" in model:
+            return model.split("/")[0]
+        if self.models is None:
+            self._registry()
+        return self.origins.get(f"model {model}") or self.origins.get(f"backbone {model}") or "built-in"
+
+    def attention_origin(self, attention: str) -> str:
+        if self.models is None:
+            self._registry()
+        return self.origins.get(f"attention {attention}", "built-in")
 
     def profile_names(self) -> list[str]:
         if self.profiles is None:
@@ -112,7 +146,8 @@ class ModelFacts:
     def save(self) -> None:
         if not self._dirty:
             return
-        data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options}
+        data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options,
+                "origins": self.origins}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # write-then-rename: a concurrent reader sees the old file or the new one, never half
@@ -133,8 +168,10 @@ _FACTS: ModelFacts | None = None
 
 
 def facts() -> ModelFacts:
-    """The process-wide facts (one cache file read per process)."""
+    """The process-wide facts (one cache file read per process, another when plugins were loaded since)."""
     global _FACTS
-    if _FACTS is None:
+    if _FACTS is None or _FACTS.version != code_version():
+        if _FACTS is not None:
+            _FACTS.save()
         _FACTS = ModelFacts()
     return _FACTS

@@ -10,7 +10,7 @@ from pathlib import Path
 
 # Where each default lives under the project root, and the variable that overrides it.
 DEFAULTS = {"db": ("results.db", "REPRO_DB"), "specs": ("specs", "REPRO_SPECS"), "data": ("data", "REPRO_DATA"),
-            "checkpoints": ("checkpoints", None), "reports": ("reports", None)}
+            "checkpoints": ("checkpoints", None), "reports": ("reports", None), "artifacts": ("artifacts", None)}
 
 
 def project_root() -> Path:

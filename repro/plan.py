@@ -14,20 +14,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from .specs import DATASETS, METRICS, Catalog, CellSpec, Paper, table_cells
+from . import datasets
+from .specs import METRICS, NOT_IDENTITY, Catalog, CellSpec, JobRecipe, Paper, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
 # All four papers at full budget plan ~300 jobs; a plan 15x that is a typo (--seeds 10000) or a runaway
 # sweep, and writing it to the database would take minutes. ``repro run --max-jobs N`` raises it.
-MAX_JOBS = 5_000
+from .options import MAX_JOBS  # noqa: F401  (defined with the options that raise it)
 
 
 class PlanError(Exception):
-    """A target or option that does not name anything; reported as one line."""
+    """A target or option that does not name anything; reported as one line. ``option`` names the
+    campaign option at fault (a caller names it its own way: the CLI as its flag)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(f"{option} {message}" if option else message)
+        self.option, self.message = option, message
 
 
 def job_hash(obj: dict) -> str:
@@ -37,39 +44,34 @@ def job_hash(obj: dict) -> str:
 def parse_budget(budget: str, epochs: int | None) -> str:
     if epochs is not None:
         if epochs < 1:
-            raise PlanError("--epochs must be >= 1")
+            raise PlanError("must be >= 1", "epochs")
         return f"epochs-{epochs}"
     if budget not in ("full", "smoke") and not re.fullmatch(r"epochs-\d+", budget):
-        raise PlanError(f"unknown budget {budget!r}: use full, smoke, or --epochs N")
+        raise PlanError(f"{budget!r} is unknown: use full, smoke or epochs-N", "budget")
     return budget
 
 
-def apply_budget(recipe: dict, budget: str) -> dict:
+def apply_budget(recipe: JobRecipe, budget: str) -> JobRecipe:
     """The recipe a budget actually runs: schedule lengths scaled, data subset for smoke."""
-    r = dict(recipe)
     if budget == "full":
-        return r
-    if r.get("iterations"):
-        n = SMOKE["iterations"] if budget == "smoke" else int(budget.split("-")[1])
-        scale = n / r["iterations"]
-        r["iterations"] = n
-        r["warmup_iterations"] = min(r.get("warmup_iterations", 0), max(n // 4, 0))
+        return recipe
+    n = int(budget.split("-")[1]) if budget.startswith("epochs-") else None
+    if recipe.iterations:
+        n = n or SMOKE["iterations"]
+        scale = n / recipe.iterations
+        changes = {"iterations": n, "warmup_iterations": min(recipe.warmup_iterations, max(n // 4, 0))}
         if budget == "smoke":  # small images and batches; CRA's <7,7> needs 7x7 stage-4 maps (>= 224 px)
-            r["min_size"] = 224
-            r["batch_size"] = min(r["batch_size"], 2)
+            changes.update(min_size=224, batch_size=min(recipe.batch_size, 2))
     else:
-        total = r["epochs"] + r.get("mixup_extra_epochs", 0)
-        n = SMOKE["epochs"] if budget == "smoke" else int(budget.split("-")[1])
-        scale = n / total
-        extra = round(r.get("mixup_extra_epochs", 0) * scale)
-        r["epochs"] = max(n - extra, 1)
-        r["mixup_extra_epochs"] = n - r["epochs"]
-        r["warmup_epochs"] = min(r.get("warmup_epochs", 0), 1.0 if n > 1 else 0.0)
-    r["milestones"] = sorted({max(1, round(m * scale)) for m in r.get("milestones", [])})
+        n = n or SMOKE["epochs"]
+        scale = n / recipe.total_epochs
+        epochs = max(n - round(recipe.mixup_extra_epochs * scale), 1)
+        changes = {"epochs": epochs, "mixup_extra_epochs": n - epochs,
+                   "warmup_epochs": min(recipe.warmup_epochs, 1.0 if n > 1 else 0.0)}
+    changes["milestones"] = sorted({max(1, round(m * scale)) for m in recipe.milestones})
     if budget == "smoke":
-        r["train_images"] = SMOKE["train_images"]
-        r["test_images"] = SMOKE["test_images"]
-    return r
+        changes.update(train_images=SMOKE["train_images"], test_images=SMOKE["test_images"])
+    return JobRecipe.model_validate({**recipe.model_dump(), **changes})
 
 
 @dataclass
@@ -82,6 +84,7 @@ class PlannedJob:
     seed: int | None
     spec: dict
     cells: list[str] = field(default_factory=list)
+    upstream: list[str] = field(default_factory=list)  # jobs whose weights this one starts from
 
     def row(self) -> dict:
         return {"id": self.id, "config_key": self.config_key, "kind": self.kind, "model": self.model,
@@ -96,20 +99,104 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
     kind = METRICS[cell.metric][0]
     recipe = paper.spec.recipes[prod["recipe"]] if "recipe" in prod else None
     dataset = prod.get("dataset") or recipe.dataset
-    num_classes, size = DATASETS[dataset]
-    kwargs = facts().resolve(prod["model"], {"num_classes": num_classes, **prod.get("model_kwargs", {})})
+    info = datasets.lookup(dataset, paper.spec.datasets, paper.slug)  # the paper's declaration, else the registry
+    kwargs = facts().resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
+    # code from outside this repository is part of the job: an edited plugin or another timm is a new job
+    source = model_source(prod["model"], kwargs)
     if kind == "profile":
         profile = prod.get("counter_profile", paper.spec.counter_profile)
-        input_size = prod.get("input_size") or [1, 3, size, size]
+        input_size = prod.get("input_size") or info.input_size  # the catalog checked that one is known
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
-                "input_size": list(input_size), "counter_profile": profile}
-    return {"kind": kind, "model": prod["model"], "model_kwargs": kwargs, "dataset": dataset,
-            "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude={"source", "assumed"})},
-            "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}}
+                "input_size": list(input_size), "counter_profile": profile, **source}
+    if info.origin.startswith("plugin "):  # a plugin's dataset code is part of the job as its model code is
+        from .extensions import fingerprint_of
+
+        source = {"source": {**source.get("source", {}), "dataset": f"{info.origin} {fingerprint_of(info.origin)}"}}
+    config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs,
+              **datasets.job_fields(dataset, paper.spec.datasets),
+              "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude=NOT_IDENTITY | (
+                  {"bn_batch"} if recipe.bn_batch is None else set()))},
+              "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
+    init = prod.get("init_from")
+    if init is not None:  # what the weights start from is part of the configuration
+        config["init_from"] = ({"sha256": init.sha256, "into": init.into} if init.file else
+                               {"config": config_key(cell_config(paper, upstream_cell(paper, cell))),
+                                "into": init.into})
+    return config
+
+
+def upstream_cell(paper: Paper, cell: CellSpec, _seen: tuple = ()) -> CellSpec:
+    """The trained cell of the same paper whose job's final weights ``cell`` starts from (its
+    ``init_from: {table, row}``); every trained column of that row must share one configuration, else the
+    spec names the column."""
+    init = cell.production["init_from"]
+    where = f"{paper.path / (cell.table + '.yaml')}: {cell.row!r} / {cell.column!r}: init_from"
+    if (cell.table, cell.row, cell.column) in _seen:
+        raise PlanError(f"{where}: a cycle of init_from")
+    if init.table not in paper.tables:
+        raise PlanError(f"{where}: no table {init.table!r} in {paper.slug}")
+    cells = [c for c in table_cells(paper, paper.tables[init.table])
+             if c.row == init.row and c.section == init.section and (init.column in (None, c.column))
+             and METRICS[c.metric][0] != "profile" and not c.cited and c.published.value != "-"]
+    if not cells:
+        raise PlanError(f"{where}: no trained cell in {init.table} row {init.row!r}"
+                        + (f" column {init.column!r}" if init.column else ""))
+    for c in cells:
+        if c.production.get("init_from") is not None and c.production["init_from"].table:
+            upstream_cell(paper, c, (*_seen, (cell.table, cell.row, cell.column)))  # cycles fail here
+    if len({config_key(cell_config(paper, c)) for c in cells}) > 1:
+        raise PlanError(f"{where}: row {init.row!r} of {init.table} trains several configurations; name the "
+                        f"column")
+    return cells[0]
+
+
+def model_source(model: str, kwargs: dict) -> dict:
+    """``{"source": {...}}`` naming the code a model comes from when it is not this repository's: the
+    library and its version (timm/torchvision), the plugin file's SHA-256 (a plugin model, backbone or
+    attention); ``{}`` for built-in code, so built-in jobs keep their identity."""
+    from .extensions import fingerprint_of
+
+    f = facts()
+    origin, parts = f.origin(model), {}
+    if origin in ("timm", "torchvision"):
+        from importlib import metadata
+
+        parts["library"] = f"{origin}=={metadata.version(origin)}"
+    elif origin.startswith("plugin "):
+        parts["model"] = f"{origin} {fingerprint_of(origin)}"
+    # an attention named for a backbone of ours (attention: x) or plugged into a library's (repro_attention: x)
+    names = [kwargs.get("attention")] + _plugged_attentions(kwargs)
+    for attention in names:
+        if isinstance(attention, str) and (a := f.attention_origin(attention)).startswith("plugin "):
+            parts["attention"] = f"{a} {fingerprint_of(a)}"
+    return {"source": parts} if parts else {}
 
 
 def config_key(config: dict) -> str:
     return job_hash(config)
+
+
+def upstream_configs(catalog: Catalog) -> dict[str, str]:
+    """The configurations whose weights a cell of the catalog starts from (``init_from: {table, row}``):
+    config key -> the first such cell."""
+    out: dict[str, str] = {}
+    for paper in catalog.papers.values():
+        for spec in paper.tables.values():
+            for cell in table_cells(paper, spec):
+                init = cell.production.get("init_from")
+                if init is not None and init.table is not None:
+                    key = config_key(cell_config(paper, upstream_cell(paper, cell)))
+                    out.setdefault(key, cell.key)
+    return out
+
+
+def _plugged_attentions(value) -> list[str]:
+    """Attentions a library model's options plug in (``{repro_attention: x}`` at any depth)."""
+    if isinstance(value, dict):
+        if "repro_attention" in value:
+            return [value["repro_attention"]]
+        return [a for v in value.values() for a in _plugged_attentions(v)]
+    return []
 
 
 def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
@@ -119,7 +206,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
         targets = [paper]
         paper = None
     if not targets:
-        raise PlanError("name at least one target: <paper>, <paper>/<table>, or <table> --paper <paper>")
+        raise PlanError("name at least one target: <paper>, <paper>/<table>, or a table of the given paper")
     for t in targets:
         if "/" in t:
             p, tbl = t.split("/", 1)
@@ -143,7 +230,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
                 raise PlanError(f"unknown target {t!r}: not a paper, and no paper has a table of that name")
             if len(hits) > 1:
                 cands = ", ".join(f"{p.slug}/{t}" for p in hits)
-                raise PlanError(f"table {t!r} exists in several papers: {cands} (use <paper>/<table> or --paper)")
+                raise PlanError(f"table {t!r} exists in several papers: {cands} (name it <paper>/<table>)")
             out.append((hits[0], t))
     seen, unique = set(), []
     for p, t in out:
@@ -159,34 +246,65 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
 
     Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
-        raise PlanError("--seeds must be >= 1")
+        raise PlanError("must be >= 1", "seeds")
     if max_jobs < 1:
-        raise PlanError("--max-jobs must be >= 1")
+        raise PlanError("must be >= 1", "max_jobs")
     jobs: dict[str, PlannedJob] = {}
+
+    def add(paper: Paper, table: str, cell: CellSpec, config: dict, seed: int | None) -> PlannedJob:
+        """The job of ``cell`` at this budget and seed (its upstream job first: seed s starts from the
+        upstream's seed s, at the same budget)."""
+        resolved, b = (config, "static") if config["kind"] == "profile" else (
+            {**config, "recipe": recipe_for(config), "budget": budget, "seed": seed}, budget)
+        upstream = []
+        init = config.get("init_from")
+        if init is not None and "config" in init:
+            up_cell = upstream_cell(paper, cell)
+            up = add(paper, up_cell.table, up_cell, cell_config(paper, up_cell), seed)
+            if up_cell.key not in up.cells:
+                up.cells.append(up_cell.key)
+            resolved = {**resolved, "init_from": {**init, "job": up.id}}
+            upstream = [up.id]
+        elif init is not None:  # local weights: the file's path travels with the job, its hash is identity
+            file = Path(cell.production["init_from"].file).expanduser()
+            resolved = {**resolved, "init_from": {**init, "file": str(file if file.is_absolute() else paper.path / file)}}
+        jid = job_hash(resolved)
+        job = jobs.get(jid)
+        if job is None:
+            if len(jobs) >= max_jobs:
+                raise PlanError(f"{paper.path / (table + '.yaml')}: (plan): more than {max_jobs:,} jobs "
+                                f"planned by this invocation ({seeds} seed(s) per cell)", "max_jobs")
+            job = jobs[jid] = PlannedJob(jid, config_key(config), config["kind"], config["model"], b, seed,
+                                         resolved, upstream=upstream)
+        return job
+
+    recipes: dict[str, dict] = {}
+
+    def recipe_for(config: dict) -> dict:
+        key = json.dumps(config["recipe"], sort_keys=True)
+        if key not in recipes:
+            recipes[key] = apply_budget(JobRecipe.of(config["recipe"]), budget).job_dict()
+        return dict(recipes[key])
+
     for paper, table in targets:
-        spec = paper.tables[table]
-        for cell in table_cells(paper, spec):
+        for cell in table_cells(paper, paper.tables[table]):
             config = cell_config(paper, cell)
             if config is None or (kinds and config["kind"] not in kinds):
                 continue
-            key = config_key(config)
-            if config["kind"] == "profile":
-                variants = [(None, "static", config)]
-            else:
-                recipe = apply_budget(config["recipe"], budget)  # a generator: --seeds 10**9 meets the cap lazily
-                variants = ((seed, budget, {**config, "recipe": dict(recipe), "budget": budget, "seed": seed})
-                            for seed in range(seeds))
-            for seed, b, resolved in variants:
-                jid = job_hash(resolved)
-                job = jobs.get(jid)
-                if job is None:
-                    if len(jobs) >= max_jobs:
-                        raise PlanError(f"{paper.path / (table + '.yaml')}: (plan): more than {max_jobs:,} jobs "
-                                        f"planned by this invocation (--seeds {seeds}); --max-jobs N raises the cap")
-                    job = jobs[jid] = PlannedJob(jid, key, config["kind"], config["model"], b, seed, resolved)
-                job.cells.append(cell.key)
+            # range(): --seeds 10**9 meets the cap lazily
+            for seed in [None] if config["kind"] == "profile" else range(seeds):
+                job = add(paper, table, cell, config, seed)
+                if cell.key not in job.cells:
+                    job.cells.append(cell.key)
     order = {"profile": 0, "train": 1, "detect": 2}
-    return sorted(jobs.values(), key=lambda j: (order[j.kind], j.model, json.dumps(j.spec, sort_keys=True)))
+    depth: dict[str, int] = {}
+
+    def hops(j: PlannedJob) -> int:  # upstream jobs first: a job's weights exist before the jobs they start
+        if j.id not in depth:
+            depth[j.id] = 1 + max((hops(jobs[u]) for u in j.upstream), default=-1)
+        return depth[j.id]
+
+    return sorted(jobs.values(), key=lambda j: (hops(j), order[j.kind], j.model, json.dumps(j.spec, sort_keys=True)))
 
 
 def published_rows(catalog: Catalog, targets: list[tuple[Paper, str]]) -> tuple[list, list, list]:
@@ -219,9 +337,10 @@ def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJo
             continue
         from .data import missing  # torch and torchvision: only when a job reads a dataset
 
-        key = (j.spec["dataset"], tuple(j.spec["recipe"].get("train_split", ["train"])))
+        declaration = json.dumps(j.spec.get("dataset_spec"), sort_keys=True)
+        key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split), declaration)
         if key not in errors:
-            errors[key] = missing(key[0], data_dir, list(key[1]))
+            errors[key] = missing(datasets.for_job(j.spec), data_dir, list(key[1]))
         if errors[key] is None:
             runnable.append(j)
         else:

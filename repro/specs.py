@@ -32,8 +32,6 @@ METRICS = {
     "map50": ("detect", True, False),
     "map75": ("detect", True, False),
 }
-DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "digits": (10, 32), "imagenet": (1000, 224),
-            "coco": (91, 800)}
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -134,6 +132,34 @@ class Cell(Strict):
         return Printed.parse(v).text
 
 
+class InitFrom(Strict):
+    """Where a job's initial weights come from (a pretrain-then-transfer table): another cell's job of this
+    paper (``table`` + ``row``, optionally ``section``/``column`` when a row has several trained configurations),
+    or a local file checked by its SHA-256 (``file`` + ``sha256``; a relative path is relative to the paper's
+    folder). ``into``: ``model`` loads the whole state dict; ``backbone`` loads a classifier's weights into a
+    detector's body (``backbone.body``), dropping its classification head."""
+
+    table: str | None = None
+    row: str | None = None
+    section: str | None = None
+    column: str | None = None
+    file: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    into: Literal["model", "backbone"] = "model"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        cell = self.table is not None or self.row is not None
+        local = self.file is not None or self.sha256 is not None
+        if cell == local:
+            raise ValueError("give either table and row (another cell's job) or file and sha256 (local weights)")
+        if cell and (self.table is None or self.row is None):
+            raise ValueError("an upstream cell needs both table and row")
+        if local and (self.file is None or self.sha256 is None):
+            raise ValueError("local weights need both file and sha256 (checked before use)")
+        return self
+
+
 class Production(Strict):
     """How a cell is produced. Every field is optional at each level and merged flat."""
 
@@ -145,6 +171,7 @@ class Production(Strict):
     input_size: list[Bounded(int, 1, 4096)] | None = Field(None, min_length=3, max_length=4)
     counter_profile: str | None = None
     tolerance: Tolerance | None = None
+    init_from: InitFrom | None = None  # start from another job's weights, or a local file's
 
 
 class Column(Production):
@@ -336,6 +363,10 @@ class Recipe(Strict):
     mixup_alpha: Bounded(float, 0, 100) = 0.0
     min_size: Bounded(int, 1, 4096) | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
     backbone_checkpoint: str | None = None  # detection: ImageNet-trained backbone weights to start from
+    # The images one BatchNorm saw on the paper's devices (e.g. 32 of a batch of 64 over 2 GPUs without
+    # synchronised BN): ghost batch normalisation over groups of this size (repro_models.ghost_bn)
+    bn_batch: Bounded(int, 2, 65_536) | None = None
+    report_epoch: Literal["final", "best"] | None = None  # which epoch's numbers the paper reports (paper-wide default)
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
 
@@ -386,6 +417,73 @@ class Recipe(Strict):
             raise ValueError(f"assumed names unknown recipe field(s) {sorted(unknown)}")
         return self
 
+    # The schedule's length, computed here and nowhere else.
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained in all: the schedule's plus the plain epochs after mixup (cmpe-se)."""
+        return self.epochs + self.mixup_extra_epochs
+
+    @property
+    def unit(self) -> Literal["epoch", "iteration"]:
+        return "iteration" if self.iterations else "epoch"
+
+    @property
+    def length(self) -> int:
+        """Units the recipe runs: iterations (detection) or epochs."""
+        return self.iterations or self.total_epochs
+
+
+# Recipe fields that say how to read or cite a run, not how it trains: never part of a job's identity
+NOT_IDENTITY = frozenset({"source", "assumed", "report_epoch"})
+
+
+class JobRecipe(Recipe):
+    """A recipe as one job runs it: the paper's, shortened by the budget, with its name and the smoke
+    budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
+    job's JSON holds ``job_dict()`` (what the job's identity hashes)."""
+
+    name: str
+    train_images: Bounded(int, 1, 10**9) | None = None  # smoke: train on these many images (a fixed subset)
+    test_images: Bounded(int, 1, 10**9) | None = None
+
+    @classmethod
+    def of(cls, recipe: "JobRecipe | dict") -> "JobRecipe":
+        return recipe if isinstance(recipe, cls) else cls.model_validate(recipe)
+
+    def job_dict(self) -> dict[str, Any]:
+        """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
+        that a full-budget job's identity is what it was before the subsets existed."""
+        return self.model_dump(exclude=NOT_IDENTITY | {k for k in ("train_images", "test_images", "bn_batch")
+                                                       if getattr(self, k) is None})
+
+
+class DatasetSpec(Strict):
+    """A dataset a paper declares in its paper.yaml, referenced by recipes like the built-ins.
+
+    ``imagefolder``: ``<data dir>/<path>/{train,test}/<class>/*`` image files; ``torchvision``: one of
+    torchvision's classification datasets whose constructor is ``(root, train, download)`` (MNIST,
+    FashionMNIST, KMNIST, QMNIST, USPS, ...) by class ``name``. ``mean``/``std`` per channel in [0, 1]:
+    computed from the training set and recorded when absent."""
+
+    kind: Literal["imagefolder", "torchvision"]
+    path: str | None = None  # imagefolder: folder under the data dir (default: the dataset's name); torchvision:
+    # a folder under the data dir used as the class's root (default: the data dir itself)
+    name: str | None = None  # torchvision: the class name
+    num_classes: Bounded(int, 1, 1_000_000)
+    image_size: Bounded(int, 1, 4096) | None = None  # side the model sees; None: the stored images' side
+    mean: list[Bounded(float, 0, 1)] | None = None
+    std: list[Bounded(float, 0, 1, lo_open=True)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.kind == "torchvision" and not self.name:
+            raise ValueError("a torchvision dataset needs name (the class, e.g. MNIST)")
+        if self.kind == "imagefolder" and self.name:
+            raise ValueError("name is for kind torchvision; an imagefolder dataset takes path")
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std)):
+            raise ValueError("give mean and std together, one value per channel each")
+        return self
+
 
 class PaperSpec(Strict):
     paper: str
@@ -394,9 +492,14 @@ class PaperSpec(Strict):
     source: str
     counter_profile: str = "thop-0.1"
     tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
+    # The numbers a trained cell is judged on: the final epoch's, or the best test epoch's (a code base that
+    # keeps the best checkpoint); a recipe may override it. Never part of a job: both are stored.
+    report_epoch: Literal["final", "best"] = "final"
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     assumptions: list[Assumption] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)  # Python files, relative to the paper's folder
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -436,8 +539,13 @@ class Paper:
 
 @dataclass
 class Catalog:
-    root: Path
+    roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
 
 
 def _set_path(prod: dict, dotted: str, value: Any) -> None:

@@ -1,32 +1,23 @@
 """What `repro status` shows of a running campaign: for each running job its progress, where it runs,
-and an ETA extrapolated from this attempt's own pace (epochs done since it started or resumed)."""
+and an ETA extrapolated from this attempt's own pace (units done since it started or resumed)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
+from dataclasses import dataclass
 
-from .db import utcnow
+from .states import Progress
 
 
 def total_units(spec: dict) -> int | None:
-    """Epochs (or iterations, for detection) the job's recipe runs in all."""
-    recipe = spec.get("recipe") or {}
-    if recipe.get("iterations"):
-        return int(recipe["iterations"])
-    if recipe.get("epochs"):
-        return int(recipe["epochs"]) + int(recipe.get("mixup_extra_epochs", 0))
-    return None
+    """Epochs (or iterations, for detection) the job's recipe runs in all; None for a static job."""
+    from .specs import JobRecipe  # pydantic: not for the CLI's start-up
 
-
-def units_done(progress: str | None) -> int | None:
-    """``epoch 7`` or ``iteration 120/9000`` (the worker's heartbeat progress) -> 7 or 120."""
-    m = re.match(r"(?:epoch|iteration) (\d+)", progress or "")
-    return int(m.group(1)) if m else None
+    return JobRecipe.of(spec["recipe"]).length if spec.get("recipe") else None
 
 
 def eta_seconds(started_at: dt.datetime, now: dt.datetime, done: int | None, resumed_from: int | None,
                 total: int | None) -> float | None:
-    """Remaining seconds at this attempt's pace; None before its first epoch ends."""
+    """Remaining seconds at this attempt's pace; None before its first unit ends."""
     if done is None or total is None:
         return None
     done_here = done - (resumed_from or 0)
@@ -36,28 +27,37 @@ def eta_seconds(started_at: dt.datetime, now: dt.datetime, done: int | None, res
     return max(0.0, per_unit * (total - done))
 
 
-def _hms(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}"
+@dataclass(frozen=True)
+class RunningJob:
+    """One running job as `repro status` shows it (the CLI renders durations and progress)."""
+
+    job: str
+    kind: str
+    model: str
+    progress: Progress | None  # None: no unit finished yet
+    host: str
+    pid: int
+    elapsed_s: float
+    eta_s: float | None
+    heartbeat_age_s: float | None
 
 
-def running_rows(running: list[dict], now: dt.datetime | None = None) -> list[dict[str, str]]:
+def running_jobs(running: list[dict], now: dt.datetime | None = None) -> list[RunningJob]:
+    from .db import utcnow  # SQLAlchemy: not for the CLI's start-up, which imports total_units
+
     now = now or utcnow()
-    rows = []
+    out = []
     for r in running:
+        progress: Progress | None = r["progress"]
         total = total_units(r["spec"])
-        progress = f"epoch {r['last_epoch']}" if r.get("last_epoch") else r["progress"]
-        done = units_done(progress)
-        eta = eta_seconds(r["started_at"], now, done, r["resumed_from_epoch"], total)
+        if r.get("last_epoch"):  # the curve is written at each epoch's end; the heartbeat lags by up to a beat
+            progress = Progress(r["last_epoch"], total, "epoch")
+        elif progress is not None and progress.total is None:
+            progress = Progress(progress.done, total, progress.unit)
+        eta = eta_seconds(r["started_at"], now, progress.done if progress else None, r["resumed_from_epoch"],
+                          progress.total if progress else total)
         beat = r["heartbeat_at"]
-        rows.append({"job": r["job"], "kind": r["kind"], "model": r["model"],
-                     "progress": (progress or "starting") + (f" of {total}" if total and progress
-                                                             and "/" not in progress else ""),
-                     "host": r["host"], "pid": str(r["pid"]),
-                     "elapsed": _hms((now - r["started_at"]).total_seconds()), "eta": _hms(eta),
-                     "heartbeat": f"{int((now - beat).total_seconds())} s ago" if beat else "-"})
-    return rows
+        out.append(RunningJob(r["job"], r["kind"], r["model"], progress, r["host"], r["pid"],
+                              (now - r["started_at"]).total_seconds(), eta,
+                              (now - beat).total_seconds() if beat else None))
+    return out

@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -24,39 +23,30 @@ from typing import Callable
 
 import torch
 
-from .checkpoints import LeaseLost
-from .db import Database, utcnow
+from .artifacts import ArtifactStore
+from .db import Database, LeaseLost, utcnow
+from .events import Events, log, print_warnings
+from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions  # noqa: F401
+from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
+from .status import total_units
 
-# A job whose owner stopped beating for LEASE_SECONDS may be taken over by any worker (``--lease-seconds``).
-# A dead owner on another host is only noticed this way; one on this host is noticed at once (pid gone).
-# $REPRO_LEASE_SECONDS / $REPRO_HEARTBEAT_SECONDS shorten both for the fault tests.
-LEASE_SECONDS = float(os.environ.get("REPRO_LEASE_SECONDS", 180))
-HEARTBEAT_SECONDS = float(os.environ.get("REPRO_HEARTBEAT_SECONDS", min(20.0, LEASE_SECONDS / 4)))
-MIN_LEASE_SECONDS = 3 * HEARTBEAT_SECONDS  # a shorter lease would let a live but slow beat be taken over
 REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
-class WorkerOptions:
-    db_url: str
-    data_dir: str | None = None
-    download: bool = False
-    device: str = "auto"
-    checkpoint_dir: str = "checkpoints"
-    loader_workers: int | None = None  # None: the engine's default (0, or a share of the cores for ImageNet)
-    engine: str = "fast"  # fast | reference
-    precision: str | None = None  # bf16 | fp32; None: bf16 on CUDA, fp32 on CPU
-    compile: bool = False
-    keep_checkpoints: bool = False
-    lease_seconds: float = LEASE_SECONDS
-    threads: int | None = None  # torch CPU threads; None: see ``resolve_threads``
-
-
-@dataclass
 class WorkerReport:
-    ran: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    """What a worker loop (or an executor following several) saw happen to each job it was given."""
+
+    outcomes: dict[str, JobOutcome] = field(default_factory=dict)
     lost: list[str] = field(default_factory=list)  # jobs another worker took over from us
+
+    @property
+    def ran(self) -> list[str]:
+        return [j for j, o in self.outcomes.items() if o.ok]
+
+    @property
+    def failed(self) -> dict[str, JobOutcome]:
+        return {j: o for j, o in self.outcomes.items() if not o.ok}
 
 
 def pick_device(name: str) -> torch.device:
@@ -92,7 +82,12 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     import platform
+
+    from .extensions import provenance
+
     out["python"] = platform.python_version()
+    if provenance():  # each plugin file's SHA-256 (a package's version)
+        out["plugins"] = provenance()
     return out
 
 
@@ -129,17 +124,12 @@ def resolve_threads(opts: WorkerOptions) -> int | None:
     return 1 if os.environ.get("SLURM_JOB_ID") else None
 
 
-def worker_threads() -> int:
-    """The thread count this process trains with, for the run's provenance."""
-    return torch.get_num_threads()
-
-
 class Heartbeat:
     """Refresh the job's lease from a thread while it runs."""
 
     def __init__(self, db: Database, job_id: str, owner: str):
         self.db, self.job_id, self.owner = db, job_id, owner
-        self.progress: str | None = None
+        self.progress: Progress | None = None
         self.lost = threading.Event()  # set when a beat finds the job owned by someone else
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -180,28 +170,57 @@ def run_profile(spec: dict) -> dict[str, tuple[float, str | None]]:
 
 
 def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engine, on_epoch: Callable,
-              on_step: Callable | None, on_resume: Callable) -> dict[str, tuple[float, str | None]]:
+              on_step: Callable | None, on_resume: Callable, init_state: dict | None = None,
+              on_data: Callable[[dict], None] | None = None) -> tuple[dict[str, tuple[float, str | None]], dict]:
+    """Train one job: its metrics and its final weights (the artifact it keeps). ``init_state``: the
+    weights it starts from (``init_from``, already checked), loaded before any checkpoint is resumed."""
     import repro_models as models
+    from repro_models.ghost_bn import apply_bn_batch
+
     from . import loaders
+    from .specs import JobRecipe
     from .trainer import fit, seed_everything
 
+    from .datasets import for_job
+
+    # JPEGs are decoded on the GPU only where the fast ImageNet path reads them; elsewhere nothing to choose
+    decode = opts.decode if engine.name == "fast" and for_job(spec).kind == "imagenet" else "cpu"
     train_loader, test_loader = loaders.build(spec, engine=engine.name, device=device, data_dir=opts.data_dir,
                                               download=opts.download, loader_workers=opts.loader_workers,
-                                              channels_last=engine.channels_last)
+                                              channels_last=engine.channels_last, decode=decode)
+    if on_data is not None:
+        on_data({**(getattr(train_loader, "data_provenance", None) or {}), "decode": decode})
     seed_everything(spec["seed"])
+    recipe = JobRecipe.of(spec["recipe"])
     model = models.create(spec["model"], **spec["model_kwargs"])
-    metrics = fit(model, train_loader, test_loader, spec["recipe"], spec.get("train", {}), seed=spec["seed"],
-                  device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
+    if init_state is not None:
+        load_initial(model, init_state, spec["init_from"]["into"])
+    # the paper's device layout, where it matters for the numbers: BatchNorm over bn_batch images
+    model = apply_bn_batch(model, recipe.bn_batch)
+    metrics = fit(model, train_loader, test_loader, recipe, spec.get("train", {}),
+                  seed=spec["seed"], device=device, store=store, on_epoch=on_epoch, engine=engine, on_step=on_step,
                   on_resume=on_resume)
-    return {k: (v, None) for k, v in metrics.items()}
+    if init_state is not None:
+        metrics["pretrained"] = 1.0
+    return {k: (v, None) for k, v in metrics.items()}, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def load_initial(model: torch.nn.Module, state: dict, into: str) -> None:
+    """Start ``model`` from ``state``: all of it (``model``), or a classifier's into a detector's body."""
+    if into == "backbone":
+        from .detect import load_backbone
+
+        load_backbone(model, state)
+    else:
+        model.load_state_dict(state.get("model", state))  # strict: every tensor must come from it
 
 
 class Worker:
-    def __init__(self, opts: WorkerOptions, progress=None):
+    def __init__(self, opts: WorkerOptions, events: Events | None = None):
         self.opts = opts
         self.db = Database(opts.db_url)
         self.owner = f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.progress = progress  # optional object with start(job, total), epoch(...), step(...), done(job)
+        self.events = events or Events()
         self.device = pick_device(opts.device)
         threads = resolve_threads(opts)
         if threads is not None:
@@ -212,87 +231,122 @@ class Worker:
         if self.db.claim(job_id, self.owner, stale):
             return True
         job = self.db.get_job(job_id)
-        if job is not None and job.state == "running" and owner_is_dead_here(job.owner):
+        if job is not None and job.state == JobState.RUNNING and owner_is_dead_here(job.owner):
             return self.db.reclaim_dead(job_id, job.owner, self.owner)
         return False
 
-    def execute(self, job_id: str) -> None:
-        """Run one claimed job. Every write of its results is fenced: a worker that lost the job to
-        another stops with one line and writes nothing more for it."""
-        from .checkpoints import CheckpointStore, Recorded
+    def execute(self, job_id: str) -> JobOutcome:
+        """Run one claimed job to its outcome (done, diverged or failed). Every write of its results is
+        fenced: a worker that lost the job to another raises ``LeaseLost`` and writes nothing more for it.
+        Interrupts (Ctrl-C, ``Preempted``) return the job to pending and propagate."""
         from .trainer import Diverged, Engine
 
         job = self.db.get_job(job_id)
-        commit, dirty = git_state()
         engine = Engine.for_device(self.device, self.opts.engine, self.opts.precision, self.opts.compile)
-        trains = job.kind in ("train", "detect")
-        run_id = self.db.start_run(
-            job_id, self.owner, host=this_host(), pid=os.getpid(),
-            device=device_name(self.device) if trains else "cpu", git_commit=commit, git_dirty=dirty,
-            versions=versions(), threads=torch.get_num_threads(),
-            **({"engine": engine.name if job.kind == "train" else None, "precision": engine.precision,
-                "compiled": engine.compile} if trains else {}))
-        store = CheckpointStore(
-            Path(self.opts.checkpoint_dir) / job_id,
-            known=[Recorded(*r) for r in self.db.checkpoints_for(job_id)],
-            on_saved=lambda rec: self.db.put_checkpoint(job_id, run_id, self.owner, rec.path, rec.sha256, rec.step))
-        resumed = lambda step: self.db.set_resumed(job_id, run_id, self.owner, step)  # noqa: E731
+        run_id = self.db.start_run(job_id, self.owner, **self._provenance(job, engine))
         try:
             with Heartbeat(self.db, job_id, self.owner) as hb:
-                if job.kind == "profile":
-                    metrics = run_profile(job.spec)
-                elif job.kind == "train":
-                    def on_epoch(r):
-                        hb.progress = f"epoch {r.epoch}"
-                        self.db.put_curve_point(job_id, run_id, self.owner, vars(r))
-                        if self.progress:
-                            self.progress.epoch(job, r)
-
-                    def on_step(epoch, step, steps):
-                        hb.check()
-                        if self.progress:
-                            self.progress.step(job, epoch, step, steps)
-
-                    metrics = run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed)
-                elif job.kind == "detect":
-                    from .detect import run_detect
-
-                    def on_progress(it, total, loss):
-                        hb.check()
-                        hb.progress = f"iteration {it}/{total}"
-                        if self.progress:
-                            self.progress.iteration(job, it, total, loss)
-
-                    metrics = run_detect(job.spec, self.opts.data_dir, self.opts.download, store, self.device,
-                                         on_progress, resumed)
-                else:
-                    raise ValueError(f"job kind {job.kind!r} has no runner")
-            self.db.complete(job_id, run_id, self.owner, metrics)
+                metrics, final = self._run(job, run_id, engine, hb)
+            # the final weights outlive the checkpoints: another job may start from them
+            artifact = ArtifactStore(Path(self.opts.artifact_dir)).put(final) if final is not None else None
+            self.db.complete(job_id, run_id, self.owner, metrics, artifact=artifact)
             if not self.opts.keep_checkpoints:
-                store.remove_all()
+                self._store(job_id, run_id).remove_all()
+            return JobOutcome(job_id, JobState.DONE)
         except LeaseLost as e:
             # the new owner's results stand; ours end here, and our own attempt says why
-            self.db.end_run(run_id, "lost-lease", str(e))
+            self.db.end_run(run_id, RunStatus.LOST_LEASE, str(e))
             raise
         except Diverged as e:
             try:
-                self.db.complete(job_id, run_id, self.owner, {}, state="diverged", error=str(e))
+                self.db.complete(job_id, run_id, self.owner, {}, divergence=e.divergence)
             except LeaseLost:
-                self.db.end_run(run_id, "lost-lease", f"{e} (after losing the lease)")
-            raise JobFailed(job_id, str(e), "diverged") from None
+                self.db.end_run(run_id, RunStatus.LOST_LEASE, f"{e} (after losing the lease)")
+                raise
+            return JobOutcome(job_id, JobState.DIVERGED, divergence=e.divergence)
         except BaseException as e:  # record, release, and re-raise interrupts
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             stopped = isinstance(e, (KeyboardInterrupt, Preempted))
             if not stopped and self._lost(job_id):
                 # taken over while this worker was stopped or slow: what failed here (a checkpoint file the
                 # new owner cleaned up, say) follows from that. Not a failure of the job: a lost lease.
-                self.db.end_run(run_id, "lost-lease", f"{err} (after losing the lease)")
+                self.db.end_run(run_id, RunStatus.LOST_LEASE, f"{err} (after losing the lease)")
                 raise LeaseLost(f"lost the lease on job {job_id} to another worker") from e
-            self.db.end_run(run_id, "interrupted" if stopped else "failed", err)
-            self.db.finish_job(job_id, self.owner, "pending" if stopped else "failed")
+            self.db.end_run(run_id, RunStatus.INTERRUPTED if stopped else RunStatus.FAILED, err)
+            self.db.finish_job(job_id, self.owner, JobState.PENDING if stopped else JobState.FAILED)
             if isinstance(e, (KeyboardInterrupt, SystemExit, Preempted)):
                 raise
-            raise JobFailed(job_id, err) from e
+            return JobOutcome(job_id, JobState.FAILED, error=err)
+
+    def _provenance(self, job, engine) -> dict:
+        commit, dirty = git_state()
+        trains = job.kind in ("train", "detect")
+        how = {"engine": engine.name if job.kind == "train" else None, "precision": engine.precision,
+               "compiled": engine.compile} if trains else {}
+        return dict(host=this_host(), pid=os.getpid(), device=device_name(self.device) if trains else "cpu",
+                    git_commit=commit, git_dirty=dirty, versions=versions(), threads=torch.get_num_threads(), **how)
+
+    def _store(self, job_id: str, run_id: int):
+        from .checkpoints import CheckpointStore, Recorded
+
+        return CheckpointStore(
+            Path(self.opts.checkpoint_dir) / job_id,
+            known=[Recorded(*r) for r in self.db.checkpoints_for(job_id)],
+            on_saved=lambda rec: self.db.put_checkpoint(job_id, run_id, self.owner, rec.path, rec.sha256, rec.step))
+
+    def _run(self, job, run_id: int, engine, hb: "Heartbeat") -> dict[str, tuple[float, str | None]]:
+        """The job's runner with its callbacks: progress to the heartbeat and the events, curve points to
+        the database (fenced), a lost lease noticed between steps."""
+        if job.kind == "profile":
+            return run_profile(job.spec), None
+        store = self._store(job.id, run_id)
+        resumed = lambda step: self.db.set_resumed(job.id, run_id, self.owner, step)  # noqa: E731
+        total = total_units(job.spec)
+        init_state = self._initial_weights(job, run_id)
+        if job.kind == "train":
+            def on_epoch(r):
+                hb.progress = Progress(r.epoch, total, "epoch")
+                self.db.put_curve_point(job.id, run_id, self.owner, vars(r))
+                self.events.job_epoch(job, r)
+
+            def on_step(epoch, step, steps):
+                hb.check()
+                self.events.job_step(job, epoch, step, steps)
+
+            on_data = lambda facts: self.db.set_run_facts(job.id, run_id, self.owner, data=facts)  # noqa: E731
+            return run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed,
+                             init_state, on_data)
+        if job.kind == "detect":
+            from .detect import run_detect
+
+            def on_progress(it, total_its, loss):
+                hb.check()
+                hb.progress = Progress(it, total_its, "iteration")
+                self.events.job_iteration(job, it, total_its, loss)
+
+            return run_detect(job.spec, self.opts.data_dir, self.opts.download, store, self.device, on_progress,
+                              resumed, init_state)
+        raise ValueError(f"job kind {job.kind!r} has no runner")
+
+    def _initial_weights(self, job, run_id: int) -> dict | None:
+        """The weights a job starts from (its spec's ``init_from``): the upstream job's artifact or a local
+        file, its bytes checked against the recorded SHA-256; recorded in the run's provenance."""
+        from .artifacts import ArtifactError, load_verified
+
+        init = job.spec.get("init_from")
+        if init is None:
+            return None
+        if "job" in init:
+            artifact = self.db.artifact_of(init["job"])
+            if artifact is None:
+                raise ArtifactError(f"upstream job {init['job']} kept no weights (no artifact recorded)")
+            path, sha256, fact = artifact["path"], artifact["sha256"], {"job": init["job"]}
+        else:
+            path, sha256, fact = init["file"], init["sha256"], {"file": init["file"]}
+        state = load_verified(path, sha256)
+        self.db.set_run_facts(job.id, run_id, self.owner,
+                              init_from={**fact, "sha256": sha256, "path": path, "into": init["into"]})
+        return state
 
     def _lost(self, job_id: str) -> bool:
         try:
@@ -308,32 +362,28 @@ class Worker:
             states = self.db.job_states(remaining)
             progressed = False
             for jid in list(remaining):
-                state = states.get(jid)
-                if state in ("done", "failed", "diverged") or jid in report.failed:
+                if states.get(jid) in FINISHED or jid in report.outcomes:
                     remaining.remove(jid)
                     continue
                 if self.try_claim(jid):
                     progressed = True
-                    job = self.db.get_job(jid)
-                    if self.progress:
-                        self.progress.start(job)
-                    try:
-                        self.execute(jid)
-                        report.ran.append(jid)
-                    except JobFailed as e:
-                        report.failed[jid] = e.error
-                    except LeaseLost as e:  # another worker finishes it; we wait for it like any other
-                        print(str(e), file=sys.stderr, flush=True)
-                        report.lost.append(jid)
-                    finally:
-                        if self.progress:
-                            self.progress.done(job)
+                    self._execute_reported(jid, report)
                     break  # re-read states: other workers may have moved on
             if not progressed and remaining:
                 if not wait_for_others:
                     break
                 time.sleep(poll)
         return report
+
+    def _execute_reported(self, job_id: str, report: WorkerReport) -> None:
+        job = self.db.get_job(job_id)
+        self.events.job_started(job)
+        try:
+            outcome = report.outcomes[job_id] = self.execute(job_id)
+            self.events.job_ended(job, outcome)
+        except LeaseLost as e:  # another worker finishes it; we wait for it like any other
+            log.warning(str(e))
+            report.lost.append(job_id)
 
 
 class Preempted(BaseException):
@@ -342,12 +392,11 @@ class Preempted(BaseException):
     KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
 
 
-class JobFailed(Exception):
-    def __init__(self, job_id: str, error: str, state: str = "failed"):
-        super().__init__(f"{job_id}: {error}")
-        self.job_id, self.error, self.state = job_id, error, state
-
-
 def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
-    """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``."""
+    """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
+    No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
+    print_warnings()
+    from .extensions import load_all
+
+    load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     return Worker(opts).loop(job_ids)

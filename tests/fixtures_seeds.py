@@ -12,6 +12,8 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+from repro.states import Divergence
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The toy paper of conftest.py with more rows and two claims (error: lower is better; tolerance 0.5).
@@ -107,8 +109,7 @@ def write_seed_fixture(db_url: str, specs_dir=None) -> dict:
         if job.kind == "profile":
             db.complete(job.id, run, owner, {"params": (float(value), "synthetic")})
         elif isinstance(value, str):  # "diverged:E"
-            error = f"loss became nan at epoch {value.split(':')[1]}"
-            db.complete(job.id, run, owner, {}, state="diverged", error=error)
+            db.complete(job.id, run, owner, {}, divergence=Divergence("nan", "epoch", int(value.split(":")[1])))
         else:
             metric = "top1_acc" if job.cells[0].startswith("se-r/") else "top1_err"
             metrics = {metric: (value, None)}

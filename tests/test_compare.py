@@ -62,9 +62,9 @@ def test_fixture_writes_through_the_real_schema(seeds):
     db = seeds["root"] / "synthetic_seeds.db"
     with sqlite3.connect(db) as con:
         states = dict(con.execute("select state, count(*) from jobs group by state").fetchall())
-        errors = [e for (e,) in con.execute("select error from runs where status = 'diverged'")]
+        errors = con.execute("select diverged_value, diverged_unit, diverged_at from runs where status = 'diverged'").fetchall()
     assert states == {"done": 28, "diverged": 1}  # se-r 17 (+1 diverged), toy 10 trained + 1 profile
-    assert errors == ["loss became nan at epoch 37"]
+    assert errors == [("nan", "epoch", 37)]
 
 
 def test_verdicts_through_compare_paper(seeds):

@@ -25,6 +25,15 @@ def test_linear_and_bn_rules_differ_by_build():
     assert count_macs(bn, (1, 3, 4, 4), "thop-0.1") == 4 * 48
 
 
+@pytest.mark.parametrize("profile, expected", [("thop-2001", 2 * 48), ("thop-2004", 2 * 48), ("thop-0.1", 4 * 48)])
+def test_a_batchnorm_subclass_counts_as_its_batchnorm(profile, expected):
+    class GhostLike(nn.BatchNorm2d):  # thop's rules are keyed by exact type: without the fallback, 0
+        pass
+
+    assert count_macs(GhostLike(3), (1, 3, 4, 4), profile) == expected
+    assert count_macs(nn.Sequential(nn.BatchNorm2d(3), GhostLike(3)), (1, 3, 4, 4), profile) == 2 * expected
+
+
 def test_adaptive_pool_is_counted_functional_is_not():
     pool = nn.AdaptiveAvgPool2d(1)
     assert count_macs(pool, (1, 8, 4, 4), "thop-2004") == 8 * (16 + 1)

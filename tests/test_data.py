@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repro import data
+from repro import data, datasets, fakes
 
 
 @pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
 def test_fake_cifar_loads_through_torchvision(tmp_path, name, classes):
-    data.FAKES[name](tmp_path)
+    fakes.write(datasets.get(name), tmp_path)
     train, test = data.load(name, tmp_path, augment=["random_crop_pad4", "hflip", "normalize"], train_split=["train"])
     x, y = train[0]
     assert x.shape == (3, 32, 32) and 0 <= y < classes
@@ -42,7 +42,7 @@ def test_fake_coco_has_the_coco_layout(tmp_path):
 
 
 def test_missing_data_says_how_to_fix(tmp_path):
-    with pytest.raises(data.DataError, match="--download.*repro data fake cifar100"):
+    with pytest.raises(data.DataError, match="cifar100 not found under .*cifar-100-python"):
         data.load("cifar100", tmp_path / "nothing", augment=[], train_split=["train"])
 
 
@@ -71,10 +71,10 @@ def test_arrays_are_the_images_load_reads(tmp_path, name, split, n_train, n_test
     assert sorted(set(ytr.tolist())) == list(range(classes))
 
 
-def test_arrays_refuse_non_32x32_datasets_and_missing_files(tmp_path):
-    with pytest.raises(data.DataError, match="not a 32x32 dataset"):
+def test_arrays_refuse_file_streamed_datasets_and_missing_files(tmp_path):
+    with pytest.raises(data.DataError, match="imagenet is read from its image files"):
         data.arrays("imagenet", tmp_path, train_split=["train"])
-    with pytest.raises(data.DataError, match="repro data fake cifar10"):
+    with pytest.raises(data.DataError, match="cifar10 not found under"):
         data.arrays("cifar10", tmp_path / "nothing", train_split=["train"])
 
 
@@ -95,7 +95,7 @@ def test_digits_is_a_real_10_class_32x32_dataset():
 def test_digits_mean_std_constants_are_the_train_splits():
     (xtr, _), _ = data.arrays("digits", None, train_split=["train"])
     x = xtr.double() / 255
-    mean, std = data.MEAN_STD["digits"]
+    mean, std = datasets.get("digits").mean, datasets.get("digits").std
     assert torch.allclose(x.mean((0, 1, 2)), torch.tensor(mean, dtype=torch.float64), atol=5e-5)
     assert torch.allclose(x.std((0, 1, 2), correction=0), torch.tensor(std, dtype=torch.float64), atol=5e-5)
 

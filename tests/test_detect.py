@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from repro.specs import Recipe
+
 import repro_models as models
 from conftest import SPECS
 from repro.data import DataError, fake_coco
@@ -30,14 +32,14 @@ def coco_root(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(**changes) -> dict:
-    recipe = {"dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
+    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
               "weight_decay": 1e-4, "milestones": [2], "gamma": 0.1, "warmup_iterations": 2, "min_size": 128}
     return {**recipe, **changes}
 
 
 def test_lr_follows_the_papers_sentence():
     # "initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500 iterations warmup"
-    recipe = yaml.safe_load((SPECS / "cra" / "paper.yaml").read_text())["recipes"]["coco"]
+    recipe = Recipe.model_validate(yaml.safe_load((SPECS / "cra" / "paper.yaml").read_text())["recipes"]["coco"])
     lr = lambda it: lr_at_iteration(recipe, it)  # noqa: E731
     assert lr(0) == pytest.approx(0.1 / 500)
     assert lr(249) == pytest.approx(0.05)
@@ -90,10 +92,10 @@ def test_annotations_become_clipped_xyxy_boxes_without_crowds(tmp_path):
 
 
 def test_missing_coco_says_how_to_fix(tmp_path):
-    with pytest.raises(DataError, match=r"repro data fake coco"):
+    with pytest.raises(DataError, match=r"cocodataset.org/#download, unzipped in"):
         load_coco(tmp_path, "val2017", train=False)
     spec = {"model": "retinanet_resnet50", "model_kwargs": {}, "dataset": "coco", "seed": 0, "recipe": tiny_recipe()}
-    with pytest.raises(DataError, match=r"--download cannot fetch COCO.*cocodataset.org"):
+    with pytest.raises(DataError, match=r"cannot be downloaded automatically.*cocodataset.org"):
         run_detect(spec, tmp_path, True, CheckpointStore(tmp_path / "ckpt"), CPU, None, None)
 
 
@@ -146,8 +148,9 @@ def test_run_detect_trains_a_pretrained_retinanet(coco_root, tmp_path):
             "recipe": tiny_recipe(train_images=3, backbone_checkpoint=str(tmp_path / "imagenet.pt"))}
     progress = []
     store = CheckpointStore(tmp_path / "ckpt" / "job1")
-    metrics = run_detect(spec, coco_root, False, store, CPU,
-                         lambda it, total, loss: progress.append((it, total, loss)), None)
+    metrics, final = run_detect(spec, coco_root, False, store, CPU,
+                                lambda it, total, loss: progress.append((it, total, loss)), None)
+    assert set(final) == set(models.create("retinanet_resnet50").state_dict())  # the artifact it keeps
 
     assert set(metrics) == {"map", "map50", "map75", "iterations", "pretrained"}
     for name in ("map", "map50", "map75"):

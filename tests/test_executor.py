@@ -19,7 +19,8 @@ import pytest
 from conftest import REPO, write_toy
 from repro import executor as ex
 from repro.db import Database, DatabaseError, exists, utcnow
-from repro.status import eta_seconds, running_rows
+from repro.states import Progress
+from repro.status import eta_seconds, running_jobs
 from repro.worker import Worker, WorkerOptions, resolve_threads
 
 # A training table small enough to train 3 epochs in seconds (a depth-8 CIFAR ResNet), two seeds.
@@ -178,7 +179,7 @@ def test_an_error_after_losing_the_lease_is_a_lost_lease_not_a_failure(tmp_path,
 
     monkeypatch.setattr(wk, "run_profile", lambda spec: 1 / 0)
     report = a.loop(["j2"], wait_for_others=False)
-    assert "ZeroDivisionError" in report.failed["j2"] and db.get_job("j2").state == "failed"
+    assert "ZeroDivisionError" in report.failed["j2"].error and db.get_job("j2").state == "failed"
 
 
 def test_lease_option_is_checked(tmp_path, toy_specs, cli):
@@ -213,7 +214,7 @@ def test_connection_failures_are_one_line(cli):
     assert "refused" in lines[0] and "secret" not in lines[0]
     with pytest.raises(DatabaseError, match=r"no module 'pg8000'.*pip install pg8000"):
         Database("postgresql+pg8000://u@127.0.0.1/x")
-    with pytest.raises(DatabaseError, match="not a database URL"):
+    with pytest.raises(DatabaseError, match="is not a URL"):
         Database("not a url")
 
 
@@ -236,10 +237,12 @@ def test_eta_from_this_attempts_pace():
     assert eta_seconds(start, now, 5, None, 20) == pytest.approx(1800)  # 2 min/epoch, 15 left
     assert eta_seconds(start, now, 12, 10, 20) == pytest.approx(2400)  # resumed at 10: 5 min/epoch
     assert eta_seconds(start, now, 10, 10, 20) is None  # no epoch done in this attempt yet
-    rows = running_rows([{"job": "j", "kind": "train", "model": "m", "spec": {"recipe": {"epochs": 20}},
-                          "owner": "h:1:x", "progress": "epoch 5", "heartbeat_at": now, "host": "gpu3",
-                          "pid": 7, "started_at": start, "resumed_from_epoch": None}], now=now)
-    assert rows[0]["progress"] == "epoch 5 of 20" and rows[0]["eta"] == "0:30:00" and rows[0]["host"] == "gpu3"
+    rows = running_jobs([{"job": "j", "kind": "train", "model": "m", "spec": {"recipe": {"name": "r", "dataset": "cifar10", "epochs": 20,
+                                                                         "batch_size": 8, "lr": 0.1, "weight_decay": 0}},
+                          "owner": "h:1:x", "progress": Progress(5, 20, "epoch"), "heartbeat_at": now,
+                          "host": "gpu3", "pid": 7, "started_at": start, "resumed_from_epoch": None}], now=now)
+    assert rows[0].progress == Progress(5, 20, "epoch") and str(rows[0].progress) == "epoch 5 of 20"
+    assert rows[0].eta_s == pytest.approx(1800) and rows[0].host == "gpu3"
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}

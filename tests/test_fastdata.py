@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from repro import data
+from repro import data, datasets
 from repro import fastdata as fd
 
 SE_R_AUGMENT = ["random_crop_pad4", "hflip", "rotate15", "normalize"]
@@ -115,7 +115,7 @@ def test_rotate_sign_convention_is_counter_clockwise():
 
 def test_normalize_equals_transforms_normalize(cifar):
     _, images, _ = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     x = _nchw(images[:8]).float().div(255)
     fast = fd.normalize(x, torch.tensor(mean), torch.tensor(std))
     ref = torch.stack([transforms.Normalize(mean, std)(transforms.ToTensor()(_pil(images[i]))) for i in range(8)])
@@ -144,7 +144,7 @@ def _epoch(loader, seed):
 
 def test_same_generator_same_epoch_and_global_rng_untouched(cifar):
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=True)
     torch.manual_seed(123)
@@ -174,7 +174,7 @@ def test_draws_happen_when_the_epoch_starts(cifar):
 
 def test_eval_epoch_is_in_order_and_only_normalised(cifar):
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     loader = fd.DeviceLoader(images, labels, batch_size=256, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=False, drop_last=True, channels_last=True)
     batches = list(loader.epoch(None))
@@ -203,7 +203,7 @@ def test_train_epoch_needs_a_generator(cifar):
         loader.epoch(None)
 
 
-@pytest.mark.parametrize("augment, match", [(["random_resized_crop", "hflip"], "only 32x32"),
+@pytest.mark.parametrize("augment, match", [(["random_resized_crop", "hflip"], "does not implement"),
                                             (["cutout"], "unknown augmentation 'cutout'")])
 def test_unsupported_augmentations_raise(augment, match):
     with pytest.raises(ValueError, match=match):
@@ -211,10 +211,13 @@ def test_unsupported_augmentations_raise(augment, match):
                         augment=augment, mean=(0.5,) * 3, std=(0.5,) * 3, device=CPU, train=True)
 
 
-def test_non_32x32_images_raise():
-    with pytest.raises(ValueError, match="32, 32"):
-        fd.DeviceLoader(torch.zeros(4, 64, 64, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), batch_size=2,
-                        augment=["normalize"], mean=(0.5,) * 3, std=(0.5,) * 3, device=CPU, train=False)
+@pytest.mark.parametrize("images, mean, match", [(torch.zeros(4, 32, 32, dtype=torch.uint8), (0.5,), "N, H, W, C"),
+                                                 (torch.zeros(4, 8, 8, 3), (0.5,) * 3, "uint8"),
+                                                 (torch.zeros(4, 8, 8, 1, dtype=torch.uint8), (0.5,) * 3, "per channel")])
+def test_images_must_be_nhwc_uint8_with_one_mean_per_channel(images, mean, match):
+    with pytest.raises(ValueError, match=match):
+        fd.DeviceLoader(images, torch.zeros(4, dtype=torch.int64), batch_size=2, augment=["normalize"], mean=mean,
+                        std=mean, device=CPU, train=False)
 
 
 def test_full_epoch_matches_the_reference_path(cifar):
@@ -223,7 +226,7 @@ def test_full_epoch_matches_the_reference_path(cifar):
     the ops and the scaling; a missing /255 or normalisation would be off by orders of magnitude, a
     crop after rotation shifts the zero-filled share)."""
     root, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     train, _ = data.load("cifar100", root, augment=SE_R_AUGMENT, train_split=["train"])
     ref = list(DataLoader(train, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0)))
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
@@ -245,7 +248,7 @@ def test_fast_path_is_faster_than_the_reference(cifar):
     """A loose sanity bound only (shared cores make ratios noisy; opt-in: -m timing); the measured ratio is
     in the report."""
     root, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     train, _ = data.load("cifar100", root, augment=SE_R_AUGMENT, train_split=["train"])
     loader = fd.DeviceLoader(images, labels, batch_size=128, augment=SE_R_AUGMENT, mean=mean, std=std, device=CPU,
                              train=True)
@@ -267,7 +270,7 @@ def test_same_generator_same_batches_on_cuda(cifar):
     """Parameters are drawn on the CPU, so a CUDA epoch is the CPU epoch: crop/flip/normalise to float
     rounding, rotation up to the odd boundary pixel (the grid is computed in the device's float maths)."""
     _, images, labels = cifar
-    mean, std = data.MEAN_STD["cifar100"]
+    mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     for augment, min_same in ((["random_crop_pad4", "hflip", "normalize"], 1.0), (SE_R_AUGMENT, 0.999)):
         cpu, cuda = (fd.DeviceLoader(images, labels, batch_size=128, augment=augment, mean=mean, std=std,
                                      device=torch.device(d), train=True, channels_last=True) for d in ("cpu", "cuda"))
@@ -275,3 +278,66 @@ def test_same_generator_same_batches_on_cuda(cifar):
             assert torch.equal(yc, yg.cpu()) and xg.device.type == "cuda"
             same = torch.isclose(xc, xg.cpu(), atol=1e-5, rtol=0).all(1).float().mean()
             assert same >= min_same
+
+
+def _grey_images(n=12, h=20, w=28, seed=0):
+    """Non-square, single-channel uint8 images (N, H, W, 1) with structure (a gradient plus noise)."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = (torch.arange(h).view(h, 1) * 6 + torch.arange(w).view(1, w) * 3).clamp(max=200)
+    return (ramp + torch.randint(0, 55, (n, h, w), generator=g)).to(torch.uint8).unsqueeze(-1)
+
+
+def test_grey_non_square_training_batch_equals_the_reference_transforms():
+    """A (20 x 28, one channel) batch of the device path equals torchvision's PIL ops on the same images with
+    the same drawn parameters: pad 4 + crop at the drawn offsets, flip where drawn, ToTensor, Normalize
+    with the one-channel mean/std, then the grey channel replicated for the RGB stem; and the reference
+    path's transform list is built for that size (RandomCrop((20, 28), padding=4))."""
+    images, labels = _grey_images(), torch.arange(12)
+    augment = ["random_crop_pad4", "hflip", "normalize"]
+    mean, std = (0.4,), (0.3,)
+    loader = fd.DeviceLoader(images, labels, batch_size=12, augment=augment, mean=mean, std=std, device=CPU,
+                             train=True, grey_to_rgb=True, channels_last=True)
+    params = loader._draw(torch.Generator().manual_seed(5))
+    (x, y), = list(loader.epoch(torch.Generator().manual_seed(5)))
+    assert x.shape == (12, 3, 20, 28) and x.is_contiguous(memory_format=torch.channels_last)
+    for k, i in enumerate(params["order"].tolist()):
+        img = Image.fromarray(images[i, ..., 0].numpy())  # mode L
+        img = TF.crop(TF.pad(img, 4), int(params["top"][k]), int(params["left"][k]), 20, 28)
+        img = TF.hflip(img) if params["flip"][k] else img
+        ref = transforms.Normalize(mean, std)(transforms.ToTensor()(img)).expand(3, -1, -1)
+        assert torch.allclose(x[k], ref, atol=1e-6, rtol=0) and int(y[k]) == i
+    info = datasets.DatasetInfo("grey", "plugin", 12, (20, 28), 1, mean, std)
+    crop = data.train_transform(info, augment).transforms[0]
+    assert isinstance(crop, transforms.RandomCrop) and tuple(crop.size) == (20, 28) and crop.padding == 4
+    reference = data.train_transform(info, augment)(Image.fromarray(images[0, ..., 0].numpy()))
+    assert reference.shape == (3, 20, 28) and torch.equal(reference[0], reference[2])
+
+
+@pytest.mark.parametrize("angle", [-15.0, -8.2, 6.5, 15.0])
+def test_rotate_non_square_grey_matches_torchvision_pil(angle):
+    """The grid's h/w factors: a 20 x 28 grey image rotates as PIL rotates it (tolerance as for CIFAR)."""
+    images = _grey_images(4, 20, 28, seed=1)
+    fast = fd.rotate(_nchw(images).float(), torch.full((4,), angle)).to(torch.uint8)
+    for i in range(4):
+        ref = torch.from_numpy(np.array(TF.rotate(Image.fromarray(images[i, ..., 0].numpy()), angle,
+                                                  interpolation=InterpolationMode.NEAREST, fill=0)))
+        same = fast[i, 0] == ref
+        assert same.float().mean() >= 0.98
+        padded = torch.nn.functional.pad(ref, (1, 1, 1, 1))
+        for r, c in zip(*torch.nonzero(~same, as_tuple=True)):
+            assert (padded[r:r + 3, c:c + 3] == fast[i, 0, r, c]).any(), (angle, int(r), int(c))
+    # the wrong (square) factors would rotate a non-square image measurably differently
+    wrong = _rotate_without_aspect(_nchw(images).float(), torch.full((4,), angle)).to(torch.uint8)
+    if angle:
+        assert not torch.equal(wrong, fast)
+
+
+def _rotate_without_aspect(x, angles):
+    """``fd.rotate`` without the h/w factors (what a square-only grid would do)."""
+    n, _, h, w = x.shape
+    theta = torch.deg2rad(angles).view(n, 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    xs = ((torch.arange(w, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    grid = torch.stack([cos * xs - sin * ys, sin * xs + cos * ys], -1)
+    return torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)

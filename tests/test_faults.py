@@ -172,7 +172,9 @@ def test_a_divergent_job_ends_diverged_stores_no_nan_and_is_not_retried(tmp_path
     assert found and "Traceback" not in proc.stderr, proc.stderr
     epoch = int(found.group(2))
     assert q(db, "select state from jobs") == [("diverged",)]
-    assert q(db, "select status, error from runs") == [("diverged", found.group(0))]
+    # where it diverged is stored as columns (a state and numbers), never as a sentence to parse back
+    assert q(db, "select status, error, diverged_value, diverged_unit, diverged_at from runs") == \
+        [("diverged", None, found.group(1), "epoch", epoch)]
     assert q(db, "select count(*) from metrics") == [(0,)]
     # the epochs before it finished normally; none after, and no NaN anywhere
     assert q(db, "select count(*) from curve_points") == [(epoch - 1,)]
@@ -182,6 +184,21 @@ def test_a_divergent_job_ends_diverged_stores_no_nan_and_is_not_retried(tmp_path
     assert q(db, "select count(*) from runs") == [(1,)]
     retried = run(*run_args(specs, db, tiny_cifar10, ckpt, "--retry-failed"))
     assert retried.returncode == 1 and q(db, "select count(*) from runs") == [(2,)]
+
+
+def test_a_diverged_job_reads_the_same_with_one_or_two_workers(tmp_path, tiny_cifar10):
+    """Issue 13.1: the in-process worker and the local pool report the same typed outcome, so the same
+    diverged job prints the same line (it was `diverged <job>: ...` with one, `failed <job>: diverged: ...` with two)."""
+    specs = make_specs(tmp_path / "specs", lr="1.0e+6")
+    lines = {}
+    for workers in ("1", "2"):
+        db = tmp_path / f"r{workers}.db"
+        proc = run(*run_args(specs, db, tiny_cifar10, tmp_path / f"ckpt{workers}", "--workers", workers))
+        assert proc.returncode == 1, proc.stderr
+        lines[workers] = [ln for ln in proc.stderr.splitlines() if ln.startswith(("diverged ", "failed "))]
+        assert q(db, "select state from jobs") == [("diverged",)]
+    assert len(lines["1"]) == 1 and lines["1"] == lines["2"], lines
+    assert re.fullmatch(r"diverged [0-9a-f]{16}: loss became (nan|inf) at epoch \d", lines["1"][0])
 
 
 def test_nan_is_never_stored(tmp_path):

@@ -126,19 +126,6 @@ def test_html_provenance_is_one_query_and_loads_no_curves(site):
     assert not any("curve_points" in s for s in statements)
 
 
-def test_provenance_reads_a_database_older_than_the_engine_columns(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
-    db.add_jobs([{"id": "j1", "config_key": "k", "kind": "train", "model": "m", "budget": "full", "seed": 0,
-                  "spec": {}}])
-    assert db.claim("j1", "me", dt.datetime(2000, 1, 1))
-    db.start_run("j1", "me", host="h", pid=1, device="cpu", versions={})
-    with db.engine.begin() as conn:  # the runs table as results.db had it before the training engine
-        for column in ("engine", "precision", "compiled", "threads"):
-            conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
-    (run,) = db.provenance_for(["j1"])["j1"]["runs"]
-    assert run["device"] == "cpu" and run["engine"] is None and run["compiled"] is None
-
-
 def test_spec_text_is_escaped(tmp_path):
     table = ('table: table1\ntitle: "Table 1 <i>x</i>"\ncaption: "<script>alert(1)</script> & co"\n'
              'defaults: {dataset: cifar100}\ncolumns:\n  - {label: Params, metric: params}\nrows:\n'

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from repro.plan import apply_budget, job_hash, plan, resolve_targets
+from repro.specs import JobRecipe
 from repro.catalog import load_catalog
 
 from conftest import SPECS
@@ -58,15 +59,29 @@ def test_seeds_budget_and_hash():
 
 
 def test_budget_scales_the_schedule():
-    r = CATALOG.papers["se-r"].spec.recipes["cifar100"].model_dump()
+    r = JobRecipe(name="cifar100", **CATALOG.papers["se-r"].spec.recipes["cifar100"].model_dump())
     assert apply_budget(r, "full") == r
     e20 = apply_budget(r, "epochs-20")
-    assert (e20["epochs"], e20["milestones"]) == (20, [6, 12, 16])
+    assert (e20.epochs, e20.milestones, e20.total_epochs) == (20, [6, 12, 16], 20)
     smoke = apply_budget(r, "smoke")
-    assert (smoke["epochs"], smoke["train_images"], smoke["test_images"]) == (2, 256, 256)
+    assert (smoke.epochs, smoke.train_images, smoke.test_images) == (2, 256, 256)
+    assert "train_images" not in r.job_dict() and smoke.job_dict()["train_images"] == 256
 
 
 def test_dry_run_table_lists_cells(cli, tmp_path):
     proc = cli("run", "se-r/table1", "--dry-run", "--db", f"sqlite:///{tmp_path}/r.db")
     assert proc.returncode == 0
     assert "se-r: 1 spec(s), 6 job(s) (6 profile), 0 done" in proc.stdout
+
+
+def test_cmpe_se_table5_wrn16_8_fold_columns_are_one_job():
+    """Issue 14.7: WRN-16-8's (n = 20, m = C/10) cells build its default fold (16, C/8) and the (16, C/8)
+    cells name it: one network, one job per dataset, serving both cells (not two runs of the same model)."""
+    jobs = plan(CATALOG, resolve_targets(CATALOG, ["cmpe-se/table5"]))
+    wrn16 = [j for j in jobs if j.model == "cmpe_se_wrn16_8"]
+    assert len(wrn16) == 4  # (32, C/16) and the shared default, on CIFAR-10 and CIFAR-100
+    shared = [j for j in wrn16 if len(j.cells) == 2]
+    assert len(shared) == 2 and all(j.spec["model_kwargs"]["fold_n"] == 16 for j in shared)
+    for j in shared:
+        assert sorted("(n = 20, m = C/10)" in c for c in j.cells) == [False, True]
+        assert sorted("(n = 16, m = C/8)" in c for c in j.cells) == [False, True]

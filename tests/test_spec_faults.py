@@ -225,7 +225,7 @@ def test_plan_over_the_job_cap_is_one_line_and_max_jobs_raises_it(tmp_path, cach
     assert huge.rc == 2 and huge.maxrss_kb < RSS_LIMIT_KB, (huge.stderr, huge.maxrss_kb)
     assert huge.stderr.splitlines() == [
         f"error: {specs / 'toy' / 'table1.yaml'}: (plan): more than 5,000 jobs planned by this invocation "
-        "(--seeds 1000000000); --max-jobs N raises the cap"]
+        "(1000000000 seed(s) per cell); --max-jobs N raises the cap"]
     capped = run_cli(cache_dir, *base, "--max-jobs", "3")  # the toy plans 2 profile + 2 train jobs
     assert capped.rc == 2 and "more than 3 jobs" in capped.stderr
     ok = run_cli(cache_dir, *base, "--max-jobs", "4")

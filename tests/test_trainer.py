@@ -17,13 +17,40 @@ from conftest import SPECS
 
 def test_se_r_schedule_reads_like_the_paper():
     # "init lr = 0.1 divide by 5 at 60th, 120th, 160th epochs ... warm up in the first epoch"
-    r = load_catalog(SPECS).papers["se-r"].spec.recipes["cifar100"].model_dump()
-    assert lr_at(r, 0.5) == pytest.approx(0.05)
-    assert lr_at(r, 1.0) == pytest.approx(0.1)
-    assert lr_at(r, 59.9) == pytest.approx(0.1)
-    assert lr_at(r, 60) == pytest.approx(0.02)
-    assert lr_at(r, 130) == pytest.approx(0.004)
-    assert lr_at(r, 199.9) == pytest.approx(0.1 * 0.2 ** 3)
+    r = load_catalog(SPECS).papers["se-r"].spec.recipes["cifar100"]
+    assert lr_at(r, 0, 0.5) == pytest.approx(0.05)  # half-way through the warm-up epoch
+    assert lr_at(r, 0, 1.0) == pytest.approx(0.1)
+    assert lr_at(r, 59, 0.5) == pytest.approx(0.1)
+    # issue 14.8: the last step of the 60th epoch still runs at 0.1 (MultiStepLR steps once per epoch,
+    # after it); the 61st epoch (0-based 60) starts at 0.02
+    assert lr_at(r, 59, 1.0) == pytest.approx(0.1)
+    assert lr_at(r, 60, 1 / 391) == pytest.approx(0.02)
+    assert lr_at(r, 130, 0.5) == pytest.approx(0.004)
+    assert lr_at(r, 199, 1.0) == pytest.approx(0.1 * 0.2 ** 3)
+
+
+@pytest.mark.parametrize("paper,recipe", [("se-r", "cifar100"), ("cra", "imagenet"), ("cmpe-se", "preact_cifar10_mixup")])
+def test_schedule_equals_torch_schedulers_over_a_whole_recipe(paper, recipe):
+    """Every step of a paper's recipe (few steps per epoch) against the code bases' scheduling: a per-step
+    LinearLR warm-up (step i of W at (i + 1) / W) and a MultiStepLR stepped once after each epoch."""
+    r = load_catalog(SPECS).papers[paper].spec.recipes[recipe]
+    steps = 7  # per epoch
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=r.lr)
+    warm_steps = round(r.warmup_epochs * steps)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warm_steps, total_iters=warm_steps - 1) \
+        if warm_steps else None
+    decay = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=r.milestones, gamma=r.gamma)
+    ours, theirs = [], []
+    for epoch in range(r.total_epochs):
+        for step in range(steps):
+            theirs.append(opt.param_groups[0]["lr"])
+            ours.append(lr_at(r, epoch, (step + 1) / steps))
+            opt.step()
+            if warm is not None and epoch * steps + step + 1 < warm_steps:
+                warm.step()
+        decay.step()
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    assert len(ours) == r.total_epochs * steps and ours[-1] == pytest.approx(r.lr * r.gamma ** len(r.milestones))
 
 
 def test_aux_loss_and_topk():
@@ -64,7 +91,7 @@ def _model():
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
 
 
-RECIPE = {"epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+RECIPE = {"name": "tiny", "dataset": "cifar10", "epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
           "milestones": [2, 3], "gamma": 0.2, "warmup_epochs": 1, "mixup_alpha": 0.0}
 
 
@@ -84,7 +111,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert len(points) == 4 and points[-1].lr == pytest.approx(0.1 * 0.2 ** 2)
     # stop after 2 epochs (as a kill would), then resume to 4 from the checkpoint
     store = CheckpointStore(tmp_path / "b")
-    fit(_model(), train, test, {**RECIPE, "epochs": 2}, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None)
+    fit(_model(), train, test, {**RECIPE, "epochs": 2, "milestones": [2]}, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None)
     resumed_from = []
     again = fit(_model(), train, test, RECIPE, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None,
                 on_resume=resumed_from.append)

@@ -40,6 +40,9 @@ def main() -> None:
     # collection then skips the objects torch and a few hundred models leave behind (1-1.5 s of
     # every `repro run` otherwise; objects are still freed, just not traversed once more).
     atexit.register(gc.freeze)
+    from ..events import print_warnings
+
+    print_warnings()  # the library's warnings (a checkpoint moved aside, ...) as `warning: ...` lines
     try:
         # standalone_mode=False: usage errors reach us, to be printed as one line, not a box
         code = app(standalone_mode=False)

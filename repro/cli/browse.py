@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from ..specs import SpecError
-from .common import (_catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
-                     specs_app, SpecsOpt)
+from .common import (app, _catalog, console, data_app, _emit, _examples, _fail, Format, FormatOpt, models_app, _plain,
+                     specs_app, SpecsOpt, PluginsOpt)
 
 
 @specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
-def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+def specs_check(specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Validate every spec; one line per paper, or the first error and exit code 2.
 
     A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
@@ -22,7 +22,7 @@ def specs_check(specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
     from ..specs import table_cells
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     rows = []
@@ -54,13 +54,13 @@ def _is_cell(cell) -> bool:
 @models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))
 def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                     help="only models this paper's specs use"),
-                specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
     from ..specs import table_cells
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     if paper and paper not in catalog.papers:
@@ -72,17 +72,23 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                 if "model" in cell.production:
                     used.setdefault(cell.production["model"], set()).add(slug)
     rows = []
-    for name in models.available():
-        info = models.MODEL_INFO.get(name, {"backbone": name, "attention": "(any)"})
+    ecosystem = sorted(n for n in used if "/" in n)  # timm/<name>, torchvision/<name>: the ones specs use
+    for name in models.available() + ecosystem:
+        info = models.MODEL_INFO.get(name, {"backbone": name if "/" not in name else "", "attention": "(any)"})
         papers = sorted(used.get(name, set()))
         if paper and paper not in papers:
             continue
-        rows.append({"model": name, "used by": papers, "backbone": info.get("backbone") or "",
-                     "attention": info.get("attention") or ""})
+        rows.append({"model": name, "origin": models.registry.origin(name), "used by": papers,
+                     "backbone": info.get("backbone") or "", "attention": info.get("attention") or ""})
     if fmt == Format.table:
         for r in rows:
             r["used by"] = ", ".join(r["used by"])
-    _emit(rows, fmt, ["model", "used by", "backbone", "attention"])
+    _emit(rows, fmt, ["model", "origin", "used by", "backbone", "attention"])
+    if fmt == Format.table and not paper:
+        from repro_models import ecosystem as eco
+
+        console.print(f"also by name: timm/<name> ({len(eco.names('timm'))} models), torchvision/<name> "
+                      f"({len(eco.names('torchvision'))} models), never with downloaded weights")
 
 
 @models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
@@ -93,13 +99,21 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                 profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
                                             help="thop-2001 | thop-2004 | thop-0.1"),
                 fmt: Format = FormatOpt(),
-                as_json: bool = typer.Option(False, "--json", help="the same as --format json")):
+                as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
+                plugins: Optional[list[str]] = PluginsOpt):
     """Parameters and MACs of one model."""
     import repro_models as models
     from ..counting import measure
+    from ..extensions import load_all
+    from ..specs import SpecError
+
+    try:
+        load_all(tuple(plugins or ()))
+    except SpecError as e:
+        _fail(str(e))
 
     if not models.is_known(name):
-        _fail(f"unknown model {name!r}; see `repro models list`")
+        _fail(f"{models.registry.unknown_message(name)}; see `repro models list`")
     try:
         size = tuple(int(x) for x in input_size.split(","))
     except ValueError:
@@ -124,13 +138,98 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
 
 
 @data_app.command("fake", epilog=_examples("repro data fake cifar100 /tmp/tiny && "
-                                           "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny"))
-def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="cifar10 | cifar100 | svhn | ..."),
-              directory: Path = typer.Argument(..., metavar="DIRECTORY")):
-    """Write a tiny dataset in the real on-disk format under DIRECTORY."""
-    from ..data import FAKES
+                                           "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
+                                           "repro data fake digits-png /tmp/tiny --specs-dir my-specs"))
+def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name from `repro data list`"),
+              directory: Path = typer.Argument(..., metavar="DIRECTORY"),
+              paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
+                                                  help="the paper whose declaration to use (when several declare it)"),
+              specs_dir: Optional[str] = SpecsOpt):
+    """Write a tiny dataset in the real on-disk format under DIRECTORY (any built-in, plugin or declared one)."""
+    from ..datasets import DataError
+    from ..fakes import write
 
-    if dataset not in FAKES:
-        _fail(f"unknown dataset {dataset!r}; fakes exist for {', '.join(FAKES)}")
-    path = FAKES[dataset](directory)
+    info = _dataset(dataset, paper, specs_dir)
+    try:
+        path = write(info, directory)
+    except DataError as e:
+        _fail(str(e))
     console.print(f"wrote a tiny {dataset} to {path} (use --data-dir {directory})")
+
+
+@data_app.command("list", epilog=_examples("repro data list", "repro data list --paper toy --format json"))
+def data_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
+                                                  help="the datasets this paper can name"),
+              specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+    """Datasets recipes can name: built-ins, plugins' and papers' own, with what a run needs of each."""
+    from .. import datasets
+
+    catalog = _data_catalog(specs_dir)
+    if paper and paper not in catalog.papers:
+        _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
+    infos = list(datasets.registered().values())
+    for slug, p in catalog.papers.items():
+        if not paper or slug == paper:
+            infos += [datasets.declared(name, spec, slug) for name, spec in p.spec.datasets.items()]
+    rows = []
+    for info in infos:
+        d = info.describe()
+        d["mean_std"] = ("published" if info.origin == "built-in" else "declared") if info.mean else \
+            "the detector's own" if info.kind == "coco" else "computed from the training set"
+        if fmt == Format.table:
+            d = {**d, "image_size": "x".join(map(str, d["image_size"])) if d["image_size"] else "from files",
+                 "mean": _short(d["mean"]), "std": _short(d["std"]), "train_images": d["train_images"] or "from files"}
+        rows.append(d)
+    _emit(rows, fmt, ["dataset", "origin", "kind", "num_classes", "image_size", "channels", "model_channels",
+                      "mean_std", "mean", "std", "train_images"])
+
+
+def _short(values) -> str:
+    return ", ".join(f"{v:.4f}" for v in values) if values else ""
+
+
+def _data_catalog(specs_dir):
+    try:
+        return _catalog(specs_dir)
+    except SpecError as e:
+        _fail(str(e))
+
+
+def _dataset(name: str, paper: str | None, specs_dir):
+    """A dataset by name: a built-in as is; otherwise after the catalog (its plugins, the papers' declarations)."""
+    from .. import datasets
+
+    if name in datasets.registered() and paper is None:
+        return datasets.get(name)
+    catalog = _data_catalog(specs_dir)
+    if paper is not None:
+        if paper not in catalog.papers:
+            _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
+        try:
+            return datasets.lookup(name, catalog.papers[paper].spec.datasets, paper)
+        except datasets.DataError as e:
+            _fail(f"{paper}: {e}")
+    if name in datasets.registered():
+        return datasets.get(name)
+    found = {slug: p.spec.datasets[name] for slug, p in catalog.papers.items() if name in p.spec.datasets}
+    if not found:
+        _fail(f"unknown dataset {name!r}; see `repro data list` (declared datasets need --specs-dir of their paper)")
+    if len({spec.model_dump_json() for spec in found.values()}) > 1:
+        _fail(f"dataset {name!r} is declared differently by {', '.join(found)}: name one with --paper")
+    slug, spec = next(iter(found.items()))
+    return datasets.declared(name, spec, slug)
+
+
+@app.command("new", epilog=_examples("repro new eca-net --dir ~/papers && repro specs check --specs-dir ~/papers"))
+def new(paper: str = typer.Argument(..., metavar="PAPER", help="the paper's slug (its folder's name)"),
+        directory: Path = typer.Option(Path("."), "--dir", metavar="DIR", help="specs folder to write into")):
+    """Write a commented paper.yaml, a first table1.yaml and an empty plugin file for a new paper."""
+    from ..scaffold import new_paper
+
+    try:
+        written = new_paper(paper, directory)
+    except (ValueError, FileExistsError) as e:
+        _fail(str(e))
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"next: repro specs check --specs-dir {directory} (guide: docs/adding-a-paper.md)")

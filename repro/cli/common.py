@@ -32,7 +32,7 @@ app = typer.Typer(add_completion=True, help="Reproduce paper tables: specs -> jo
 specs_app = typer.Typer(help="Validate and inspect table specs.", epilog=_examples("repro specs check"), **_TYPER)
 models_app = typer.Typer(help="List and inspect registered models.", epilog=_examples("repro models list --paper cra"),
                          **_TYPER)
-data_app = typer.Typer(help="Datasets: tiny fakes in the real on-disk formats.",
+data_app = typer.Typer(help="Datasets: the ones recipes can name, and tiny fakes in their real on-disk formats.",
                        epilog=_examples("repro data fake cifar100 /tmp/tiny"), **_TYPER)
 app.add_typer(specs_app, name="specs")
 app.add_typer(models_app, name="models")
@@ -46,7 +46,11 @@ if not console.is_terminal:  # piped output: do not squeeze tables into 80 colum
 
 DbOpt = typer.Option(None, "--db", metavar="URL",
                      help="SQLAlchemy URL (default $REPRO_DB or sqlite:///<repo>/results.db)")
-SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR", help="specs directory (default $REPRO_SPECS or <repo>/specs)")
+SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR",
+                        help="specs folder, repeatable; @builtin is the repo's (default $REPRO_SPECS, a list "
+                             "separated like PATH, or <repo>/specs)")
+PluginsOpt = typer.Option(None, "--plugins", metavar="PATH",
+                          help="a plugin file to import (repeatable; also $REPRO_PLUGINS and the papers' own)")
 
 
 class Format(str, Enum):
@@ -80,19 +84,18 @@ def FormatOpt(what: str = "output"):
     return typer.Option(Format.table, "--format", help=f"{what} format")
 
 
-EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
-
-
 def _fail(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)  # one line, never wrapped
     raise typer.Exit(2)
 
 
-def _catalog(specs_dir):
-    from ..catalog import load_catalog
-    from ..paths import resolve
+def _catalog(specs_dir, plugins=None):
+    from ..catalog import SpecsDirMissing, load_catalog
 
-    return load_catalog(resolve("specs", specs_dir))
+    try:
+        return load_catalog(specs_dir, tuple(plugins or ()))
+    except SpecsDirMissing as e:
+        raise SpecsDirMissing(f"{e} (set --specs-dir or $REPRO_SPECS)") from None
 
 
 # --- the root command: --version, bare `repro` --------------------------------------------
@@ -157,58 +160,13 @@ def _device(value: str) -> str:
 
 
 def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True) -> str:
-    """The database URL, checked without creating anything: parsed, its driver importable, and for
-    SQLite the file writable (its directory too: WAL mode adds files beside it) or, for reading, present
-    and readable. Returns the URL; fails with one line otherwise."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    """The database URL, checked without creating anything (``repro.db.check_url``); one line otherwise."""
+    from ..db import DatabaseError, check_url
 
-    from ..paths import db_url
-
-    raw = db_url(explicit)
     try:
-        url = make_url(raw)
-    except ArgumentError:
-        _fail(f"database URL {raw!r} is not a URL (a SQLite file is sqlite:///path/to/file.db; "
-              f"PostgreSQL postgresql+psycopg://user@host/db)")
-    shown = url.render_as_string(hide_password=True)
-    try:
-        dialect = url.get_dialect()
-    except NoSuchModuleError:
-        _fail(f"database URL {shown}: unknown database kind {url.drivername!r} (use sqlite:///PATH or "
-              f"postgresql+psycopg://...)")
-    try:
-        dialect.import_dbapi()
-    except ImportError as e:
-        hint = ("; PostgreSQL needs pip install -e '.[postgres]' and a postgresql+psycopg:// URL"
-                if dialect.name == "postgresql" else "")
-        _fail(f"database URL {shown}: driver {url.get_driver_name()!r} is not installed ({e}){hint}")
-    if dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
-        _check_sqlite_file(Path(url.database), write=write, must_exist=must_exist)
-    return raw
-
-
-def _check_sqlite_file(path: Path, *, write: bool, must_exist: bool) -> None:
-    import tempfile
-
-    if not path.exists():
-        if not write:
-            if must_exist:
-                _fail(f"no database at {path} (`repro run` creates it; or point --db/$REPRO_DB at one)")
-            return
-        if not path.parent.is_dir():
-            _fail(f"cannot create the database {path}: directory {path.parent} does not exist")
-    try:  # opening is not creating: O_RDWR on an existing file, an unnamed temporary file in the directory
-        os.close(os.open(path, os.O_RDWR if write else os.O_RDONLY))
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        _fail(f"the database {path} is {'read-only' if write else 'unreadable'} ({e.strerror})")
-    if write:
-        try:
-            tempfile.TemporaryFile(dir=path.parent).close()
-        except OSError as e:
-            _fail(f"cannot write the database {path}: directory {path.parent} is not writable ({e.strerror})")
+        return check_url(explicit, write=write, must_exist=must_exist)
+    except DatabaseError as e:
+        _fail(str(e).replace("(running a campaign creates it)", "(`repro run` creates it; or point --db/$REPRO_DB at one)"))
 
 
 # --- printing data: one helper for table | json | csv ------------------------------------

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..specs import SpecError
 from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
-                     SpecsOpt)
+                     SpecsOpt, PluginsOpt)
 
 
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
@@ -26,7 +26,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
          fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
              None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
-         db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against).
 
     A summary line closes the output (stdout for table, stderr for json and csv).
@@ -37,7 +37,7 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
     from ..report import fmt_ours
 
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
         resolved = resolve_targets(catalog, targets, paper)
     except (SpecError, PlanError) as e:
         _fail(str(e))
@@ -199,7 +199,7 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
 @app.command(epilog=_examples("repro report --paper se-r    # writes <repo>/reports/se-r/README.md"))
 def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
            out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
-           db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
     url = _check_db(db, write=False)
 
@@ -207,7 +207,7 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
     from ..paths import resolve
     from ..report import render
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
     for p in paper or []:
@@ -218,7 +218,7 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
         console.print(f"wrote {path}")
 
 
-STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner"]
+STATUS_COLUMNS = ["job", "state", "kind", "model", "budget", "seed", "progress", "owner", "waits_for"]
 RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed", "eta", "heartbeat"]
 
 
@@ -228,7 +228,8 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from ..db import Database, exists, safe_url
-    from ..status import running_rows
+    from ..states import JobState
+    from ..status import running_jobs
 
     url = _check_db(db, write=False)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
@@ -238,17 +239,83 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
     try:
         database = Database(url, create=False)
         jobs = database.jobs_by_state()
-        running = running_rows(database.running())
+        running = running_jobs(database.running())
     except (OperationalError, ProgrammingError) as e:  # e.g. an empty file left by an older repro
         _fail(f"{safe_url(url)} is not a repro results database ({str(e.orig).splitlines()[0]})")
-    rows = [{"job": j.id, **{c: getattr(j, c) for c in STATUS_COLUMNS[1:]}} for j in jobs]
+    waits = database.waiting_for(j.id for j in jobs if j.state == JobState.BLOCKED)
+    rows = [{"job": j.id, "state": str(j.state), "kind": j.kind, "model": j.model, "budget": j.budget, "seed": j.seed,
+             "progress": _progress(j.progress_done, j.progress_total, j.progress_unit), "owner": j.owner,
+             "waits_for": waits.get(j.id) or ([j.failed_upstream] if j.failed_upstream else [])} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, STATUS_COLUMNS)
         return
-    counts = Counter(j.state for j in jobs)
+    counts = Counter(str(j.state) for j in jobs)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
     if running:
-        _emit([{c: r[c] for c in RUNNING_COLUMNS} for r in running], fmt, RUNNING_COLUMNS, title="running")
+        _emit([_running_row(r) for r in running], fmt, RUNNING_COLUMNS, title="running")
     for r in rows:
         r["seed"] = "-" if r["seed"] is None else r["seed"]
-    _emit(rows, fmt, STATUS_COLUMNS)
+        r["waits_for"] = ", ".join(r["waits_for"])
+    _emit(rows, fmt, STATUS_COLUMNS if any(r["waits_for"] for r in rows) else STATUS_COLUMNS[:-1])
+
+
+def _progress(done, total, unit) -> str | None:
+    from ..states import Progress
+
+    return str(Progress(done, total, unit)) if unit else None
+
+
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _running_row(r) -> dict[str, str]:
+    """A ``status.RunningJob`` in words."""
+    return {"job": r.job, "kind": r.kind, "model": r.model, "progress": str(r.progress) if r.progress else "starting",
+            "host": r.host, "pid": str(r.pid), "elapsed": _hms(r.elapsed_s), "eta": _hms(r.eta_s),
+            "heartbeat": f"{int(r.heartbeat_age_s)} s ago" if r.heartbeat_age_s is not None else "-"}
+
+
+ARTIFACT_COLUMNS = ["job", "model", "budget", "seed", "kind", "size", "sha256", "cells", "needed_by", "path"]
+
+
+@app.command(epilog=_examples("repro artifacts", "repro artifacts --remove-unneeded --db sqlite:///old.db"))
+def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
+                                                   help="delete the artifacts no job of the database starts from"),
+              db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+              plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
+    """Trained weights that finished jobs kept (job, cells, size, SHA-256), and which jobs or cells start
+    from them (a job of the database naming it upstream; a cell of the specs whose init_from names its cell)."""
+    from ..artifacts import ArtifactStore
+    from ..db import Database
+    from ..plan import upstream_configs
+
+    database = Database(_check_db(db, write=remove_unneeded), create=False)
+    try:
+        needed_configs = upstream_configs(_catalog(specs_dir, plugins))
+    except SpecError as e:
+        _fail(str(e))
+    rows = database.artifacts()
+    for r in rows:
+        if r["config_key"] in needed_configs:
+            r["needed_by"] = r["needed_by"] + [needed_configs[r["config_key"]]]
+    if remove_unneeded:
+        gone = [r for r in rows if not r["needed_by"]]
+        for r in gone:
+            ArtifactStore(Path(r["path"]).parent.parent).remove(r["path"])
+            database.forget_artifact(r["id"])
+        console.print(f"removed {len(gone)} artifact(s) no job needs ({sum(r['size'] for r in gone):,} bytes); "
+                      f"kept {len(rows) - len(gone)}")
+        rows = [r for r in rows if r["needed_by"]]
+    shown = [{"job": r["job_id"], **{k: r[k] for k in ("model", "budget", "seed", "kind", "size", "sha256", "path")},
+              "cells": r["cells"], "needed_by": r["needed_by"]} for r in rows]
+    if fmt == Format.table:
+        for r in shown:
+            r["sha256"], r["cells"] = r["sha256"][:16], ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
+            r["needed_by"] = ", ".join(r["needed_by"]) or "-"
+            r["seed"] = "-" if r["seed"] is None else r["seed"]
+    _emit(shown, fmt, ARTIFACT_COLUMNS)

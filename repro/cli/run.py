@@ -4,173 +4,208 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 
 from ..specs import SpecError
+from ..campaign import CampaignOptions
+from ..options import EXECUTORS
 from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt, _device, _emit, Engine_,
-                     _examples, EXECUTORS, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt)
+                     _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt, PluginsOpt)
+from .render import option_error
+
+
+# The options of `repro run`, one per line of its signature (help text here, defaults from the library).
+_D = CampaignOptions()
+O = SimpleNamespace(
+    paper=typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+    budget=typer.Option(_D.budget, "--budget", metavar="BUDGET", help="full | smoke"),
+    epochs=typer.Option(None, "--epochs", min=1, metavar="N", help="shorten schedules to N epochs (budget epochs-N)"),
+    seeds=typer.Option(
+        _D.seeds, "--seeds", min=1, metavar="N",
+        help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
+        "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
+        "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
+    workers=typer.Option(None, "--workers", min=1, metavar="N",
+                         help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
+    jobs_per_gpu=typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
+    executor=typer.Option("local", "--executor", metavar="EXECUTOR", help="local | slurm | submitit-local | submitit-debug"),
+    detach=typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
+    lease_seconds=typer.Option(None, "--lease-seconds", metavar="S", help="take over a job whose owner sent no "
+                               "heartbeat for this long (default 180, or $REPRO_LEASE_SECONDS)"),
+    threads=typer.Option(None, "--threads", metavar="N", help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
+    slurm_partition=typer.Option(None, "--slurm-partition", metavar="NAME"),
+    slurm_gpus=typer.Option(None, "--slurm-gpus", metavar="N", help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
+    slurm_cpus=typer.Option(None, "--slurm-cpus", metavar="N", help="CPUs per Slurm task"),
+    slurm_mem=typer.Option(None, "--slurm-mem", metavar="MEM", help="memory per Slurm task, e.g. 16G"),
+    slurm_account=typer.Option(None, "--slurm-account", metavar="NAME"),
+    slurm_qos=typer.Option(None, "--slurm-qos", metavar="NAME"),
+    slurm_constraint=typer.Option(None, "--slurm-constraint", metavar="FEATURES"),
+    slurm_opt=typer.Option(None, "--slurm-opt", metavar="KEY=VALUE", help="any other sbatch option as KEY=VALUE (repeatable)"),
+    slurm_timeout_min=typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN", help="Slurm time limit per task, minutes"),
+    log_dir=typer.Option("submitit_logs", "--log-dir", metavar="DIR", help="Slurm/submitit task logs"),
+    dry_run=typer.Option(False, "--dry-run", help="print the plan; run nothing"),
+    kind=typer.Option(None, "--kind", metavar="KIND", help="only jobs of this kind: profile | train | detect (repeatable)"),
+    max_jobs=typer.Option(_D.max_jobs, "--max-jobs", min=1, metavar="N", help="refuse to plan more jobs than this in one invocation"),
+    data_dir=typer.Option(None, "--data-dir", metavar="DIR", help="datasets root (default $REPRO_DATA or <repo>/data)"),
+    download=typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
+    device=typer.Option(_D.device, "--device", callback=_device, metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
+    checkpoint_dir=typer.Option(None, "--checkpoint-dir", metavar="DIR", help="training checkpoints (default <repo>/checkpoints)"),
+    artifact_dir=typer.Option(None, "--artifact-dir", metavar="DIR", help="final weights of finished jobs, kept by "
+                              "content for jobs that start from them (default: beside the checkpoints)"),
+    decode=typer.Option("cpu", "--decode", metavar="WHERE", help="cpu | cuda: where the fast ImageNet path decodes "
+                        "JPEGs (cuda: nvJPEG in batches); recorded with each run"),
+    loader_workers=typer.Option(None, "--loader-workers", min=0, metavar="N", help="DataLoader worker processes per "
+                                "job (default: 0, or a share of the CPU cores for ImageNet)"),
+    engine=typer.Option(_D.engine, "--engine", help="fast (device-resident 32x32 data, batched augmentation) | "
+                        "reference (torchvision transforms + DataLoader)"),
+    precision=typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU); recorded "
+                           "with each run, never part of the job"),
+    compile=typer.Option(False, "--compile", help="torch.compile the model"),
+    retry_failed=typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed jobs are always retried)"),
+    keep_checkpoints=typer.Option(False, "--keep-checkpoints", help="keep a finished job's checkpoints"),
+)
 
 
 @app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
-                            "repro run cra --dry-run --format json"))
+                              "repro run cra --dry-run --format json"))
 def run(targets: list[str] = typer.Argument(None, metavar="TARGET...", help="<paper>, <paper>/<table>, or <table> with --paper"),
-        paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
-        budget: str = typer.Option("full", "--budget", metavar="BUDGET", help="full | smoke"),
-        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
-                                             help="shorten schedules to N epochs (budget epochs-N)"),
-        seeds: int = typer.Option(
-            1, "--seeds", min=1, metavar="N",
-            help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
-            "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
-            "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
-        workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N",
-                                              help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
-        jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
-        executor: str = typer.Option("local", "--executor", metavar="EXECUTOR", help="local | slurm | submitit-local | submitit-debug"),
-        detach: bool = typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
-        lease_seconds: Optional[float] = typer.Option(None, "--lease-seconds", metavar="S",
-                                                      help="take over a job whose owner sent no heartbeat for this "
-                                                           "long (default 180, or $REPRO_LEASE_SECONDS)"),
-        threads: Optional[int] = typer.Option(None, "--threads", metavar="N",
-                                              help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
-        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", metavar="NAME"),
-        slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus", metavar="N",
-                                                 help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
-        slurm_cpus: Optional[int] = typer.Option(None, "--slurm-cpus", metavar="N", help="CPUs per Slurm task"),
-        slurm_mem: Optional[str] = typer.Option(None, "--slurm-mem", metavar="MEM", help="memory per Slurm task, e.g. 16G"),
-        slurm_account: Optional[str] = typer.Option(None, "--slurm-account", metavar="NAME"),
-        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", metavar="NAME"),
-        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", metavar="FEATURES"),
-        slurm_opt: Optional[list[str]] = typer.Option(None, "--slurm-opt", metavar="KEY=VALUE",
-                                                      help="any other sbatch option as KEY=VALUE (repeatable)"),
-        slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN", help="Slurm time limit per task, minutes"),
-        log_dir: str = typer.Option("submitit_logs", "--log-dir", metavar="DIR", help="Slurm/submitit task logs"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
-        fmt: Format = FormatOpt("dry-run output"),
-        kind: Optional[list[Kind]] = typer.Option(None, "--kind", metavar="KIND",
-                                                  help="only jobs of this kind: profile | train | detect (repeatable)"),
-        max_jobs: int = typer.Option(5000, "--max-jobs", min=1, metavar="N",
-                                     help="refuse to plan more jobs than this in one invocation"),
-        db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt,
-        data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR",
-                                               help="datasets root (default $REPRO_DATA or <repo>/data)"),
-        download: bool = typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
-        device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
-                                   help="auto | cpu | cuda | cuda:N"),
-        checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir", metavar="DIR",
-                                                     help="training checkpoints (default <repo>/checkpoints)"),
-        loader_workers: Optional[int] = typer.Option(None, "--loader-workers", min=0, metavar="N",
-                                                     help="DataLoader worker processes per job (default: 0, "
-                                                          "or a share of the CPU cores for ImageNet)"),
-        engine: Engine_ = typer.Option("fast", "--engine", help="fast (device-resident 32x32 data, batched "
-                                       "augmentation) | reference (torchvision transforms + DataLoader)"),
-        precision: Optional[Precision] = typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on "
-                                                      "CUDA, fp32 on CPU); recorded with each run, never part of the job"),
-        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed "
-                                          "jobs are always retried)"),
-        keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
-                                              help="keep a finished job's checkpoints")):
+        paper: Optional[str] = O.paper, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: int = O.seeds,
+        workers: Optional[int] = O.workers, jobs_per_gpu: int = O.jobs_per_gpu, executor: str = O.executor,
+        detach: bool = O.detach, lease_seconds: Optional[float] = O.lease_seconds, threads: Optional[int] = O.threads,
+        slurm_partition: Optional[str] = O.slurm_partition, slurm_gpus: Optional[int] = O.slurm_gpus,
+        slurm_cpus: Optional[int] = O.slurm_cpus, slurm_mem: Optional[str] = O.slurm_mem,
+        slurm_account: Optional[str] = O.slurm_account, slurm_qos: Optional[str] = O.slurm_qos,
+        slurm_constraint: Optional[str] = O.slurm_constraint, slurm_opt: Optional[list[str]] = O.slurm_opt,
+        slurm_timeout_min: int = O.slurm_timeout_min, log_dir: str = O.log_dir, dry_run: bool = O.dry_run,
+        fmt: Format = FormatOpt("dry-run output"), kind: Optional[list[Kind]] = O.kind, max_jobs: int = O.max_jobs,
+        db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, data_dir: Optional[str] = O.data_dir,
+        download: bool = O.download, device: str = O.device, checkpoint_dir: Optional[str] = O.checkpoint_dir,
+        artifact_dir: Optional[str] = O.artifact_dir, decode: str = O.decode,
+        loader_workers: Optional[int] = O.loader_workers, engine: Engine_ = O.engine,
+        precision: Optional[Precision] = O.precision, compile_: bool = O.compile, retry_failed: bool = O.retry_failed,
+        keep_checkpoints: bool = O.keep_checkpoints):
     """Expand specs into jobs and run the ones not done yet."""
     # what needs no spec (and no torch import) is checked first: seconds must not precede a typo
     if executor not in EXECUTORS:
         _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if decode not in ("cpu", "cuda"):
+        _fail(f"--decode {decode!r}: use cpu or cuda")
     url = _check_db(db, write=not dry_run, must_exist=False)
-
-    from ..plan import PlanError, parse_budget, plan, published_rows, resolve_targets, split_missing_data
-
-    try:
-        budget = parse_budget(budget, epochs)
-    except PlanError as e:
-        _fail(str(e))
-    try:
-        catalog = _catalog(specs_dir)
-        resolved = resolve_targets(catalog, targets or [], paper)
-        jobs = plan(catalog, resolved, budget=budget, seeds=seeds, kinds={k.value for k in kind} if kind else None,
-                    max_jobs=max_jobs)
-    except (SpecError, PlanError) as e:
-        _fail(str(e))
-    from ..db import Database  # sqlalchemy costs 0.3 CPU-s: not before the specs are known to be good
-    from ..paths import resolve
-
+    slurm = dict(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
+                 account=slurm_account, qos=slurm_qos, constraint=slurm_constraint, timeout_min=slurm_timeout_min,
+                 extra=slurm_opt)
+    execution = dict(workers=workers, executor=executor, log_dir=log_dir, jobs_per_gpu=jobs_per_gpu, detach=detach)
+    opts = _campaign_options(
+        targets=tuple(targets or ()), paper=paper, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
+        kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
+        checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download, retry_diverged=retry_failed, device=device,
+        engine=engine.value, precision=precision.value if precision else None, compile=compile_,
+        loader_workers=loader_workers, keep_checkpoints=keep_checkpoints, threads=threads, lease_seconds=lease_seconds,
+        slurm=slurm, execution=execution)
+    planned = _plan(opts)
     if dry_run:  # a dry run never creates the database
-        states = {}
-        if _db_exists(url):
-            states = Database(url, create=False).job_states(j.id for j in jobs)
-        else:
-            print(f"note: no database at {url} yet: every job is new", file=sys.stderr)
-        _print_plan(jobs, states, resolved, fmt)
+        _dry_run(planned, url, fmt)
         return
-    data_dir = str(resolve("data", data_dir))
-    checkpoint_dir = str(resolve("checkpoints", checkpoint_dir))
-    database = Database(url)
-    states = database.job_states(j.id for j in jobs)
-    database.sync_published(*published_rows(catalog, resolved))
-    database.add_jobs(j.row() for j in jobs)
-    finished = ("done",) if retry_failed else ("done", "diverged")
-    todo = [j for j in jobs if states.get(j.id) not in finished]
-    diverged = 0 if retry_failed else sum(1 for j in jobs if states.get(j.id) == "diverged")
-    shown_budget = "static" if all(j.kind == "profile" for j in jobs) else budget  # counts have no budget
-    console.print(f"{len(jobs)} job(s) planned, {len(jobs) - len(todo)} already done"
-                  + (f" ({diverged} diverged; --retry-failed runs them again)" if diverged else "")
-                  + f", {len(todo)} to run [budget {shown_budget}] -> {url}")
-    unrunnable = {}
-    if not download:
-        todo, unrunnable = split_missing_data(todo, data_dir)
-        for error, n in unrunnable.values():
-            print(f"not run: {n} job(s) need {error} (--kind profile runs only the static cells)", file=sys.stderr)
-    todo = [j.id for j in todo]
-    if not todo:
-        if unrunnable:
-            raise typer.Exit(1)
-        return
-    if retry_failed:
-        n = database.reset_failed(todo, diverged=True)
-        if n:
-            console.print(f"retrying {n} failed or diverged job(s)")
-    from .. import executor as ex  # imports torch: only once there is something to run (keeps dry runs fast)
-    from ..worker import WorkerOptions
+    _run_planned(planned, opts)
 
-    wopts = WorkerOptions(db_url=url, data_dir=data_dir, download=download, device=device,
-                          checkpoint_dir=checkpoint_dir, loader_workers=loader_workers, engine=engine.value,
-                          precision=precision.value if precision else None, compile=compile_,
-                          keep_checkpoints=keep_checkpoints, threads=threads,
-                          **({"lease_seconds": lease_seconds} if lease_seconds is not None else {}))
+
+def _campaign_options(*, slurm: dict, execution: dict, **fields) -> "CampaignOptions":
+    """The CLI's values as library options; what the user left unset keeps the library's default."""
+    from ..options import ExecError, ExecOptions, SlurmOptions, parse_slurm_opts
+
     try:
-        slurm = ex.SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
-                                account=slurm_account, qos=slurm_qos, constraint=slurm_constraint,
-                                timeout_min=slurm_timeout_min, extra=ex.parse_slurm_opts(slurm_opt))
-        eopts = ex.ExecOptions(workers=workers, executor=executor, slurm=slurm, log_dir=log_dir,
-                               jobs_per_gpu=jobs_per_gpu, detach=detach)
-        report = ex.run(todo, wopts, eopts, console)
-    except ex.ExecError as e:
+        extra = parse_slurm_opts(slurm.pop("extra"))
+    except ExecError as e:
+        _fail(option_error(e.option, e.message))
+    exec_opts = ExecOptions(**execution, slurm=SlurmOptions(**slurm, extra=extra))
+    return CampaignOptions(**{k: v for k, v in fields.items() if v is not None}, execution=exec_opts)
+
+
+def _plan(opts: "CampaignOptions"):
+    from .. import campaign
+    from ..plan import PlanError
+
+    try:
+        return campaign.plan(opts)
+    except PlanError as e:
+        _fail(option_error(e.option, e.message))
+    except SpecError as e:
         _fail(str(e))
-    if detach:
+
+
+def _dry_run(planned, url: str, fmt: Format) -> None:
+    from ..campaign import known_states
+
+    states = known_states(planned, url)
+    if states is None:
+        print(f"note: no database at {url} yet: every job is new", file=sys.stderr)
+    _print_plan(planned.jobs, states or {}, planned.targets, fmt)
+
+
+def _run_planned(planned, opts: "CampaignOptions") -> None:
+    """register -> run, printing what the library reports."""
+    from .. import campaign
+    from ..options import ExecError
+    from .render import RichEvents, outcome_line
+
+    registered = campaign.register(planned, opts)
+    _print_registered(registered, opts)
+    try:
+        with RichEvents(console) as events:
+            summary = campaign.run(registered, opts, events)
+    except ExecError as e:
+        _fail(option_error(e.option, e.message))
+    if summary.retried:
+        console.print(f"retried {summary.retried} job(s) that " + ("failed or diverged" if opts.retry_diverged
+                                                                  else "failed") + " before")
+    if summary.detached:
+        _print_detached(opts)
         return
-    console.print(f"ran {len(report.ran)} job(s), {len(report.failed)} failed")
-    for jid, msg in report.failed.items():
-        print(f"{'diverged' if msg.startswith('loss became') else 'failed'} {jid}: {msg}", file=sys.stderr)
-    if report.failed or unrunnable:
+    if summary.outcomes:
+        console.print(f"ran {len(summary.outcomes) - len(summary.failed)} job(s), {len(summary.failed)} failed")
+    for outcome in summary.failed:
+        print(outcome_line(outcome), file=sys.stderr)
+    if not summary.ok:
         raise typer.Exit(1)
 
 
-def _db_exists(url: str) -> bool:
-    from ..db import exists
+def _print_registered(registered, opts) -> None:
+    plan = registered.plan
+    shown_budget = "static" if plan.static_only else plan.budget  # counts have no budget
+    kept = registered.diverged_kept
+    console.print(f"{len(plan.jobs)} job(s) planned, {registered.done + kept} already done"
+                  + (f" ({kept} diverged; --retry-failed runs them again)" if kept else "")
+                  + f", {len(registered.todo)} to run [budget {shown_budget}] -> {registered.db_url}")
+    for dataset, (error, n) in registered.held_back.items():
+        print(f"not run: {n} job(s) need {error}. Fix: pass --download to fetch it, point --data-dir/$REPRO_DATA "
+              f"at a copy, or run `repro data fake {dataset} {registered.data_dir}` for a tiny fake to exercise the "
+              f"pipeline (--kind profile runs only the static cells)", file=sys.stderr)
 
-    return exists(url)
+
+def _print_detached(opts) -> None:
+    from ..db import safe_url
+
+    if opts.execution.executor == "slurm":
+        console.print(f"detached: follow with `repro status --db {safe_url(opts.db)}`; cancel with scancel")
+    else:
+        console.print("detached")
 
 
-PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "cells"]
+PLAN_COLUMNS = ["job", "kind", "model", "seed", "budget", "state", "upstream", "cells"]
 
 
 def _print_plan(jobs, states, resolved, fmt: Format):
+    from ..campaign import plan_states
+
     papers = {}
     for p, t in resolved:
         papers.setdefault(p.slug, []).append(t)
+    shown = plan_states(jobs, states)
     rows = [{"job": j.id, "kind": j.kind, "model": j.model, "seed": j.seed, "budget": j.budget,
-             "cells": j.cells, "state": states.get(j.id, "new")} for j in jobs]
+             "cells": j.cells, "state": str(shown[j.id]), "upstream": j.upstream} for j in jobs]
     if fmt != Format.table:
         _emit(rows, fmt, PLAN_COLUMNS)
         return
@@ -178,7 +213,9 @@ def _print_plan(jobs, states, resolved, fmt: Format):
         cells = r["cells"]
         r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
         r["seed"] = "-" if r["seed"] is None else r["seed"]
-    _emit(rows, fmt, ["job", "kind", "model", "seed", "state", "cells"], title="plan")
+        r["after"] = ", ".join(r["upstream"])
+    columns = ["job", "kind", "model", "seed", "state"] + (["after"] if any(j.upstream for j in jobs) else [])
+    _emit(rows, fmt, columns + ["cells"], title="plan")
     for slug, tables in papers.items():
         mine = [j for j in jobs if any(c.startswith(slug + "/") for c in j.cells)]
         done = sum(1 for j in mine if states.get(j.id) == "done")
@@ -204,7 +241,7 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
                                      help="auto | cpu | cuda | cuda:N"),
           fmt: Format = FormatOpt(),
-          db: Optional[str] = DbOpt, specs_dir: Optional[str] = SpecsOpt):
+          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Time N steps of each training job's exact recipe on synthetic data of the real shape."""
     from ..bench import bench_job
     from ..db import Database
@@ -216,7 +253,7 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
         _fail(f"--vs takes only 'reference', got {vs.value!r}")
     url = _check_db(db, write=True, must_exist=False)
     try:
-        catalog = _catalog(specs_dir)
+        catalog = _catalog(specs_dir, plugins)
         jobs = plan(catalog, resolve_targets(catalog, targets, paper), kinds={"train"})
     except (SpecError, PlanError) as e:
         _fail(str(e))
@@ -244,7 +281,9 @@ def bench(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table
                      if r.ratio else f"; data path alone {r.data_img_per_s:,.0f} img/s")
             print(f"{r.job} {r.model} [{r.dataset}, batch {r.batch_size}] on {r.device}, {r.engine}/{r.precision}"
                   f"{'/compiled' if r.compiled else ''}: {r.img_per_s:,.1f} img/s, {r.ms_per_step:,.1f} ms/step, "
-                  f"peak {r.peak_mem_mb:,.0f} MB, full recipe ~{r.projected_hours:,.1f} h{ratio}", flush=True)
+                  f"peak {r.peak_mem_mb:,.0f} MB, " + (f"full recipe ~{r.projected_hours:,.1f} h" if r.projected_hours
+                                                      is not None else "full recipe: its image count is in its files")
+                  + ratio, flush=True)
     if fmt.value != "table":
         _emit([r.row() for r in results], fmt, list(BenchResultFields))
     elif not results:

@@ -65,3 +65,36 @@ def test_static_and_training_tables_two_invocations_of_two_workers(postgres, tmp
     assert rows(url, "select job_id from runs group by job_id having count(*) > 1") == []
     assert rows(url, "select count(*) from curve_points") == [(6,)]
     assert rows(url, "select count(*) from metrics where name = 'params'") == [(2,)]
+
+
+def test_six_concurrent_openers_upgrade_a_legacy_database_once(postgres, tmp_path):
+    """The project's results.db of 41a8105 as an older repro left it on PostgreSQL (the 0001 tables, no
+    alembic_version): six processes open it at once; the advisory lock lets one upgrade it, in one transaction."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from fixtures_legacy import JOBS, METRICS_PER_JOB, copy_rows, load, schema_diff
+    from repro.db.migrate import HEAD, alembic_config
+
+    url = postgres()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+    copy_rows(load("0001", tmp_path / "old.db"), engine)
+    engine.dispose()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert rows(url, "select version_num from alembic_version") == [(HEAD,)]
+    assert schema_diff(url) == []
+    assert rows(url, "select count(*) from information_schema.columns where table_name = 'jobs' "
+                     "and column_name = 'progress'") == [(0,)]
+    db = Database(url, create=False)
+    results = db.results_for(j.config_key for j in db.jobs_by_state())
+    assert len(results) == JOBS and all(len(r["metrics"]) == METRICS_PER_JOB for r in results)
+    db.dispose()

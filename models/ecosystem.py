@@ -1,0 +1,97 @@
+"""Models by name from the ecosystem: ``timm/<name>`` and ``torchvision/<name>``.
+
+``timm/<name>`` is exactly ``timm.create_model(name, pretrained=False, num_classes=..., **model_kwargs)`` and
+``torchvision/<name>`` exactly ``torchvision.models.get_model(name, weights=None, num_classes=...,
+**model_kwargs)``: the ecosystem's own names, no renaming table. No weights are ever downloaded: a spec
+cannot ask for hub weights (``pretrained``/``weights`` are refused); pretrained weights come from a local
+file or another job. The library and its version are part of a job's identity (``library_version``). A model option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
+our registered attentions, a plugin's included, into the library's blocks (``attention_factory``).
+"""
+from __future__ import annotations
+
+import difflib
+from importlib import metadata
+from typing import Any
+
+from torch import nn
+
+LIBRARIES = ("timm", "torchvision")
+_HUB_OPTIONS = {"pretrained", "weights", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"}
+
+
+def split(name: str) -> tuple[str, str] | None:
+    """``("timm", "resnet18")`` for ``timm/resnet18``; None for a name of our own registries."""
+    library, sep, rest = name.partition("/")
+    return (library, rest) if sep and library in LIBRARIES else None
+
+
+def names(library: str) -> list[str]:
+    if library == "timm":
+        import timm
+
+        return timm.list_models()
+    import torchvision
+
+    return torchvision.models.list_models()
+
+
+def is_known(name: str) -> bool:
+    parts = split(name)
+    return parts is not None and parts[1] in names(parts[0])
+
+
+def unknown_message(name: str) -> str:
+    """One line: the name is not the library's, with the closest names it has."""
+    library, rest = split(name)
+    close = difflib.get_close_matches(rest, names(library), n=5, cutoff=0.6)
+    hint = f"; closest: {', '.join(f'{library}/{c}' for c in close)}" if close else ""
+    return f"unknown model {name!r}: {library} has no model {rest!r}{hint}"
+
+
+def library_version(name: str) -> str | None:
+    """``timm==1.0.31`` for a timm model (what its job's identity and provenance carry); None for ours."""
+    parts = split(name)
+    return f"{parts[0]}=={metadata.version(parts[0])}" if parts else None
+
+
+def attention_factory(value: dict):
+    """``{repro_attention: NAME, **options}`` as a model option: our (or a plugin's) attention as the layer
+    class a library's blocks call with their channel count (timm's ``attn_layer``), so an attention of ours
+    plugs into the library's backbones too. Options the library passes besides the channels (device,
+    dtype) are left to the defaults."""
+    from .registry import ATTENTIONS
+
+    options = {k: v for k, v in value.items() if k != "repro_attention"}
+    cls = ATTENTIONS.get(value["repro_attention"])
+    if cls is None:
+        raise ValueError(f"unknown attention {value['repro_attention']!r}; known: {sorted(ATTENTIONS)}")
+
+    def layer(channels: int, **_library_options) -> nn.Module:
+        return cls(channels, **options)
+
+    return layer
+
+
+def _resolve(value: Any) -> Any:
+    """Option values with every ``{repro_attention: ...}`` (at any depth: timm's ``block_args``) resolved."""
+    if isinstance(value, dict):
+        return attention_factory(value) if "repro_attention" in value else {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    library, rest = split(name)
+    kwargs = _resolve(kwargs)
+    hub = _HUB_OPTIONS & set(kwargs)
+    if hub:
+        raise ValueError(f"{name}: {sorted(hub)} would fetch hub weights; repro never downloads weights (start "
+                         f"from a local file or another job's weights instead)")
+    if rest not in names(library):
+        raise ValueError(unknown_message(name))
+    if library == "timm":
+        import timm
+
+        return timm.create_model(rest, pretrained=False, **kwargs)
+    import torchvision
+
+    return torchvision.models.get_model(rest, weights=None, **kwargs)
