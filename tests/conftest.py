@@ -101,15 +101,15 @@ ONE_WORKER = (
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under ``pytest -n`` with --dist loadgroup (pyproject's default): each ONE_WORKER folder or module is one
+    """Under ``pytest -n`` (xdist's default --dist load, or loadgroup): each ONE_WORKER folder or module is one
     work unit, every other test is a unit of its own. tests/integration on one worker means one PostgreSQL
     server and one Slurm cluster per run, not per worker (two one-node clusters would each offer the same cores
     to their tasks). The largest units start first.
 
     xdist's own loadgroup groups by an ``xdist_group`` mark that it appends to node ids, which pytest 9.2 no
     longer lets it do: the mark is silently ignored (pytest-xdist issue 1386). Grouping by path here
-    needs neither; an explicit other --dist is left to xdist."""
-    if config.getvalue("dist") != "loadgroup":
+    needs neither; an explicit other --dist (loadfile, loadscope, worksteal, each) is left to xdist."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
     from xdist.scheduler import LoadGroupScheduling
 
