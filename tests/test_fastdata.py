@@ -243,8 +243,10 @@ def test_full_epoch_matches_the_reference_path(cifar):
     assert abs(filled(xf) - filled(xr)) < 0.02 and filled(xr) > 0.1
 
 
+@pytest.mark.timing
 def test_fast_path_is_faster_than_the_reference(cifar):
-    """A loose sanity bound only (shared cores make ratios noisy); the measured ratio is in the report."""
+    """A loose sanity bound only (shared cores make ratios noisy; opt-in: -m timing); the measured ratio is
+    in the report."""
     root, images, labels = cifar
     mean, std = datasets.get("cifar100").mean, datasets.get("cifar100").std
     train, _ = data.load("cifar100", root, augment=SE_R_AUGMENT, train_split=["train"])

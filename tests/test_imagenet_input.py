@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 
 import numpy as np
 import json
@@ -349,7 +348,7 @@ def test_measure_input_times_both_loaders_over_imagenet_size_jpegs():
     assert torch.get_num_threads() == threads  # it times with one, then restores the caller's
 
 
-@pytest.mark.skipif(not os.environ.get("REPRO_TIMING"), reason="timing: opt in with REPRO_TIMING=1 on quiet cores")
+@pytest.mark.timing  # opt in with pytest -m timing, on quiet cores
 def test_fast_input_delivers_twice_the_images_per_cpu_second():
     """Issue 16's target, measured here: at least 2x the reference path's images per CPU-second (the
     host's share of the training input; 64 JPEGs of 500x375, 4 interleaved passes)."""

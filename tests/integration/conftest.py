@@ -1,7 +1,10 @@
 """Private servers for the integration tests: a PostgreSQL cluster from the installed server binaries and
 a single-node Slurm cluster (munged, slurmctld, slurmd), each bound to 127.0.0.1 on free ports, living in a
-temporary folder and stopped at the end of the session. Skipped, with the reason, where a binary is missing
-(Debian: apt-get install postgresql slurmctld slurmd slurm-client munge; `.ci/run` does it in CI)."""
+temporary folder and stopped once this folder's tests are done (package scope, not the session's end: under
+pytest -n their worker goes on with other tests afterwards, and the ~10 s shutdown overlaps the other
+worker's). Skipped, with the reason, where a binary is missing (Debian: apt-get install postgresql slurmctld
+slurmd slurm-client munge; `.ci/run` does it in CI). Under pytest -n this folder runs on one worker
+(tests/conftest.py's scheduler): one server of each per run."""
 from __future__ import annotations
 
 import glob
@@ -41,7 +44,7 @@ def _pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def postgres():
     """A running server; yields a function returning the URL of a new, empty database."""
     bindir = _pg_bin()
@@ -120,7 +123,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def slurm():
     """A running single-node cluster; sets SLURM_CONF so that sbatch/squeue/scancel (and the CLI's
     subprocesses) talk to it. Yields the folder holding its configuration and logs."""

@@ -7,7 +7,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import REPO
@@ -28,13 +27,14 @@ def _task_of(pid: int) -> str:
 
 def test_two_tasks_detached_then_status(slurm, postgres, tmp_path, fake_cifar100):
     url = postgres()
-    t0 = time.time()
     out = subprocess.run(_slurm_args(["stat/table1", "toy/table1"], tmp_path, url, fake_cifar100, "--workers", "2",
                                      "--seeds", "2", "--budget", "epochs-4", "--detach"),
                          env=env(), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    # detached: it returned while the training jobs were still to run, and never followed the campaign
+    assert rows(url, "select count(*) from jobs where kind = 'train' and state = 'done'") == [(0,)]
     assert "submitted 2 slurm task(s)" in out.stdout and "detached" in out.stdout
-    detach_s = time.time() - t0
+    assert not re.search(r"ran \d+ job\(s\)", out.stdout), out.stdout  # the summary of a followed campaign
     wait_for(url, "select job_id from curve_points")  # a training job is under way
     status = subprocess.run([sys.executable, "-m", "repro.cli", "status", "--db", url], env=env(), cwd=REPO,
                             capture_output=True, text=True, timeout=120)
@@ -48,7 +48,6 @@ def test_two_tasks_detached_then_status(slurm, postgres, tmp_path, fake_cifar100
     assert rows(url, "select count(*) from runs") == [(4,)]
     # both tasks worked (static jobs first, then one training job each is the usual split; at least 2 pids)
     assert rows(url, "select count(distinct pid) from runs")[0][0] == 2
-    assert detach_s < 120, detach_s
 
 
 def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100):
@@ -58,7 +57,6 @@ def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100
     (pid,) = wait_for(url, "select r.pid from runs r join curve_points c on c.run_id = r.id "
                            "where r.status = 'running' limit 1")[0]
     task = _task_of(pid)
-    t_cancel = time.time()
     subprocess.run(["scancel", task], check=True)
     out, err = driver.communicate(timeout=400)
     assert driver.returncode == 0, err
@@ -66,11 +64,10 @@ def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100
     assert "ran 2 job(s), 0 failed" in out
     assert rows(url, "select count(*) from jobs where state = 'done'") == [(2,)]
     assert rows(url, "select count(*), count(distinct job_id) from runs where status = 'done'") == [(2, 2)]
-    # the cancelled attempt stopped within seconds (SIGTERM -> Preempted), not at the SIGKILL after KillWait
-    ((status, ended),) = rows(url, "select status, extract(epoch from ended_at) from runs where pid = :pid",
-                              pid=pid)
-    assert status == "interrupted"
-    assert float(ended) - t_cancel < 8  # naive UTC timestamps: compare as epoch seconds
+    # the cancelled attempt stopped at once on SIGTERM (Preempted, its own record of why), not at the SIGKILL
+    # after KillWait: a killed worker writes nothing, and its attempt is closed later without an error
+    ((status, error),) = rows(url, "select status, error from runs where pid = :pid", pid=pid)
+    assert status == "interrupted" and "Preempted: stopped by SIGTERM" in error, (status, error)
     assert rows(url, "select count(*) from runs where resumed_from_epoch >= 1") == [(1,)]
 
 
