@@ -124,7 +124,8 @@ def test_a_read_only_uri_reads_a_legacy_file_without_writing_it(tmp_path, revisi
     (run,) = provenance[jobs[0].id]["runs"]
     # 0001 recorded no threads; 0002 did (its profile runs left engine and precision empty)
     assert run["device"] == "cpu" and run["engine"] is None and run["threads"] == {"0001": None, "0002": 1}[revision]
-    assert db.outcomes(j.id for j in jobs)[jobs[0].id] == (jobs[0].state, None, None)
+    outcome = db.outcomes(j.id for j in jobs)[jobs[0].id]
+    assert (outcome.state, outcome.error, outcome.divergence) == (jobs[0].state, None, None)
     db.dispose()
     assert sha256(path) == digest and "alembic_version" not in rows(path)
 
@@ -167,9 +168,10 @@ def test_old_progress_and_divergence_sentences_become_typed_columns(tmp_path):
     running = {r["job"]: r["progress"] for r in db.running()}
     assert running == {"det": Progress(120, 9000, "iteration"), "cls": Progress(7, None, "epoch"), "odd": None}
     outcomes = db.outcomes(["nan", "inf", "err"])
-    assert outcomes["nan"][2] == Divergence("nan", "epoch", 3)
-    assert outcomes["inf"][2] == Divergence("inf", "iteration", 120, 0.01)
-    assert outcomes["err"] == ("diverged", "something else", None)  # words that say nothing typed stay words
+    assert outcomes["nan"].divergence == Divergence("nan", "epoch", 3)
+    assert outcomes["inf"].divergence == Divergence("inf", "iteration", 120, 0.01)
+    err = outcomes["err"]  # words that say nothing typed stay words
+    assert (err.state, err.error, err.divergence) == ("diverged", "something else", None)
     db.dispose()
 
 

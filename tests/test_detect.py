@@ -136,7 +136,7 @@ def test_backbone_checkpoint_must_fit_the_body(tmp_path):
     for broken in ({k: v for k, v in state.items() if k != "layer3.0.conv1.weight"},
                    {**state, "layer1.0.attn.gdconv.weight": torch.zeros(1)}):
         torch.save(broken, tmp_path / "broken.pt")
-        with pytest.raises(ValueError, match="does not fit"):
+        with pytest.raises(ValueError, match="do not fit"):
             load_backbone(detector, tmp_path / "broken.pt")
 
 
