@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from .db import Database
 from .expanded import ExpandedCell, ExpandedPaper, expand
 from .specs import METRICS, SCALE, Catalog, Paper, Printed
+from .states import CellStatus, ClaimVerdict
 
 CONFIDENCE = 0.95  # of the interval around a cell's mean
 ALPHA = 0.05  # significance level of the claim test (two-sided Welch t-test)
@@ -97,15 +98,16 @@ def seed_verdict(s: SeedStats, published: float, tol: float) -> tuple[str, str]:
     """
     gap = s.mean - published
     if abs(gap) <= tol + 1e-9:  # the epsilon absorbs float noise in e.g. 78.62 - 78.12
-        return "reproduced", f"mean within ±{tol:g} of the published value"
+        return CellStatus.REPRODUCED, f"mean within ±{tol:g} of the published value"
     if s.n < 2:
-        return "inconclusive", f"n = 1: {abs(gap):.2f} from the published value, no seed spread to judge by"
+        return CellStatus.INCONCLUSIVE, f"n = 1: {abs(gap):.2f} from the published value, no seed spread to judge by"
     lo, hi = published - tol, published + tol
     if s.ci_low > hi + 1e-9 or s.ci_high < lo - 1e-9:
         away = (f"mean {abs(gap) / s.sem:.1f} standard errors from the published value" if s.sem > 0
                 else f"every seed gives {s.mean:.2f}")
-        return "differs", f"95% interval outside ±{tol:g}; {away}"
-    return "inconclusive", f"95% interval [{s.ci_low:.2f}, {s.ci_high:.2f}] reaches published ±{tol:g}: more seeds needed"
+        return CellStatus.DIFFERS, f"95% interval outside ±{tol:g}; {away}"
+    return CellStatus.INCONCLUSIVE, (f"95% interval [{s.ci_low:.2f}, {s.ci_high:.2f}] reaches published ±{tol:g}: "
+                                     f"more seeds needed")
 
 
 def group_by_budget(results: list[dict], metric: str | None = None) -> dict[str, list[dict]]:
@@ -198,17 +200,18 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
                 uncertain=c.published.uncertain, config_key=ec.config_key)
     empty = dict(ours=None, ours_exact=None, std=None, n=0, delta=None, detail=None, jobs=[])
     if c.cited or c.published.value == "-":
-        return Comparison(**base, **empty, budget=None, status="cited" if c.cited else "not-printed", reason=c.cited)
+        return Comparison(**base, **empty, budget=None, status=CellStatus.CITED if c.cited else CellStatus.NOT_PRINTED,
+                          reason=c.cited)
     by_budget = group_by_budget(results, c.metric)
     div_by_budget = group_by_budget([{**d, "metrics": {}} for d in diverged])
     budget = pick_budget({**div_by_budget, **by_budget})
     if budget is None:
-        return Comparison(**base, **empty, budget=None, status="pending", reason=c.published.not_reproducible)
+        return Comparison(**base, **empty, budget=None, status=CellStatus.PENDING, reason=c.published.not_reproducible)
     chosen = by_budget.get(budget, [])
     if div_by_budget.get(budget):  # a diverged seed is a result: averaging the survivors would hide it
         bad = sorted(div_by_budget[budget], key=lambda d: (d["seed"] is None, d["seed"]))
         jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
-        return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
+        return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status=CellStatus.DIVERGED,
                           reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)),
                           report_epoch=ec.report_epoch, init_from=started_from(chosen + bad))
     also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in ec.also
@@ -220,7 +223,7 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
     jobs = [r["job"] for r in chosen]
     if printed is None:  # '?': the paper shows it only in a figure or a claim
         return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=None, budget=budget,
-                          status="no-number", detail=chosen[0]["details"].get(c.metric), reason=None,
+                          status=CellStatus.NO_NUMBER, detail=chosen[0]["details"].get(c.metric), reason=None,
                           jobs=jobs, also=also, values=values, sem=s.sem, ci_low=s.ci_low, ci_high=s.ci_high,
                           how=how_ran(chosen))
     if is_count:
@@ -228,13 +231,13 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
     tol = ec.tolerance
     scratch = without_required_weights(ec, chosen)
     if budget != "full":
-        status, note = "not-comparable", f"{budget} budget: never compared with the paper"
+        status, note = CellStatus.NOT_COMPARABLE, f"{budget} budget: never compared with the paper"
     elif scratch:
-        status, note = "not-comparable", scratch
+        status, note = CellStatus.NOT_COMPARABLE, scratch
     else:
         status, note = seed_verdict(s, printed.value, tol)
-        if status == "differs" and c.published.not_reproducible:
-            status = "not-reproducible"
+        if status == CellStatus.DIFFERS and c.published.not_reproducible:
+            status = CellStatus.NOT_REPRODUCIBLE
     return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=round(exact - printed.value, 6),
                       budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
                       reason=c.published.not_reproducible, jobs=jobs, also=also, values=values, sem=s.sem,
@@ -266,13 +269,13 @@ def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, c
     scale = SCALE[printed.suffix]
     ours = printed.rounds_to(s.mean)
     if budget not in ("full", "static"):
-        status = "not-comparable"
+        status = CellStatus.NOT_COMPARABLE
     elif ours == printed.value:
-        status = "reproduced"
+        status = CellStatus.REPRODUCED
     elif c.published.not_reproducible:
-        status = "not-reproducible"
+        status = CellStatus.NOT_REPRODUCIBLE
     else:
-        status = "differs"
+        status = CellStatus.DIFFERS
     return Comparison(**base, ours=ours, ours_exact=s.mean, std=s.std / scale if s.std is not None else None, n=s.n,
                       delta=round(ours - printed.value, 6), budget=budget, status=status,
                       detail=chosen[0]["details"].get(c.metric), reason=c.published.not_reproducible,
@@ -289,7 +292,7 @@ def fails_over(rows: list[Comparison], threshold: float) -> list[Comparison]:
 
     Cells the spec marks not-reproducible are known findings, not regressions: they never fail.
     """
-    return [r for r in comparable(rows) if abs(r.delta) > threshold and r.status != "not-reproducible"]
+    return [r for r in comparable(rows) if abs(r.delta) > threshold and r.status != CellStatus.NOT_REPRODUCIBLE]
 
 
 # --- claims ---------------------------------------------------------------------------------
@@ -347,18 +350,18 @@ def claim_verdict(better: Comparison | None, worse: Comparison | None, published
     claimed direction; the tolerance is the cells' accuracy tolerance.
     """
     stats_out = {"gain": None, "p": None, "d": None}
-    missing = [c for c in (better, worse) if c is None or c.status == "pending"]
+    missing = [c for c in (better, worse) if c is None or c.status == CellStatus.PENDING]
     if missing:
-        return "pending", "not measured: " + ", ".join(c.row if c else "no such cell" for c in missing), stats_out
+        return ClaimVerdict.PENDING, "not measured: " + ", ".join(c.row if c else "no such cell" for c in missing), stats_out
     short = [c for c in (better, worse) if c.budget != "full"]
     if short:
-        return "pending", "short budget: " + ", ".join(f"{c.row} ({c.budget})" for c in short), stats_out
-    bad = [c for c in (better, worse) if c.status == "diverged"]
+        return ClaimVerdict.PENDING, "short budget: " + ", ".join(f"{c.row} ({c.budget})" for c in short), stats_out
+    bad = [c for c in (better, worse) if c.status == CellStatus.DIVERGED]
     if bad:
-        return "pending", "diverged: " + ", ".join(c.row for c in bad), stats_out
+        return ClaimVerdict.PENDING, "diverged: " + ", ".join(c.row for c in bad), stats_out
     few = [c for c in (better, worse) if len(c.values) < 2]
     if few:
-        return "pending", "n < 2: " + ", ".join(f"{c.row} (n={len(c.values)})" for c in few), stats_out
+        return ClaimVerdict.PENDING, "n < 2: " + ", ".join(f"{c.row} (n={len(c.values)})" for c in few), stats_out
     sign = 1 if METRICS[better.metric][1] else -1  # errors: lower is better
     a, b = better.values, worse.values
     gain = sign * (statistics.fmean(a) - statistics.fmean(b))
@@ -373,21 +376,21 @@ def claim_verdict(better: Comparison | None, worse: Comparison | None, published
     d = gain / pooled if pooled > 0 else None
     stats_out = {"gain": round(gain, 6), "p": p, "d": d}
     if p >= alpha:
-        return "not significant", f"p = {p:.3g} >= {alpha}", stats_out
+        return ClaimVerdict.NOT_SIGNIFICANT, f"p = {p:.3g} >= {alpha}", stats_out
     if gain < 0:
-        return "reversed", f"significant the other way (p = {p:.3g})", stats_out
+        return ClaimVerdict.REVERSED, f"significant the other way (p = {p:.3g})", stats_out
     if published_gain is None or gain >= published_gain - tol - 1e-9:
-        return "holds", f"p = {p:.3g}", stats_out
-    return "holds, smaller", f"gain {gain:.2f} < published {published_gain:.2f} - {tol:g}", stats_out
+        return ClaimVerdict.HOLDS, f"p = {p:.3g}", stats_out
+    return ClaimVerdict.HOLDS_SMALLER, f"gain {gain:.2f} < published {published_gain:.2f} - {tol:g}", stats_out
 
 
 def overall_verdict(verdicts: list[str]) -> str:
     """A claim over several pairs: reversed if any pair is; else pending if any is; else not significant
     if any is; else holds, smaller if any is; else holds (every pair must hold for "every depth")."""
-    for v in ("reversed", "pending", "not significant", "holds, smaller"):
+    for v in (ClaimVerdict.REVERSED, ClaimVerdict.PENDING, ClaimVerdict.NOT_SIGNIFICANT, ClaimVerdict.HOLDS_SMALLER):
         if v in verdicts:
             return v
-    return "holds"
+    return ClaimVerdict.HOLDS
 
 
 def check_claims(paper: Paper, rows: list[Comparison]) -> list[ClaimCheck]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .compare import Comparison, compare_paper
 from .db import Database
 from .specs import METRICS, SCALE, Catalog, Paper, Printed
+from .states import CellStatus
 
 DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
                "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
@@ -27,7 +28,7 @@ def compared(catalog: Catalog | None, targets: list[tuple[Paper, str]], db: Data
         else:
             groups.append((paper, [table]))
     return [r for paper, tables in groups for r in compare_paper(catalog, paper, db, tables)
-            if r.status != "not-printed"]
+            if r.status != CellStatus.NOT_PRINTED]
 
 
 def number(x, count: bool = False):
@@ -76,7 +77,7 @@ def against_records(ours: list[Comparison], theirs: list[Comparison], published:
                     "metric": r.metric, "printed": r.printed, "published": r.published, "ours": number(r.ours),
                     "against": number(o.ours) if o else None, "change": number(change), "budget": r.budget,
                     "against_budget": o.budget if o else None, "n": r.n, "against_n": o.n if o else 0,
-                    "status": r.status, "against_status": o.status if o else "pending",
+                    "status": r.status, "against_status": o.status if o else CellStatus.PENDING,
                     "against_printed": then["printed"] if then else None,
                     "transcription_changed": bool(then) and then["printed"] != r.printed,
                     "new_cell": then is None and (r.paper, r.table) in recorded,

@@ -18,6 +18,7 @@ from .compare import Comparison, group_by_budget, pick_budget
 from .db import Database
 from .expanded import ExpandedPaper, expand
 from .specs import METRICS, Paper, TableSpec
+from .states import CellStatus
 
 
 def _pyplot():
@@ -32,8 +33,9 @@ def _pyplot():
 
 
 # Known statuses; anything else (a status added later) is drawn in a neutral colour, never dropped.
-STATUS_COLORS = {"reproduced": "tab:green", "differs": "tab:red", "not-reproducible": "tab:orange",
-                 "not-comparable": "tab:gray", "inconclusive": "tab:purple", "no-number": "tab:blue"}
+STATUS_COLORS = {CellStatus.REPRODUCED: "tab:green", CellStatus.DIFFERS: "tab:red",
+                 CellStatus.NOT_REPRODUCIBLE: "tab:orange", CellStatus.NOT_COMPARABLE: "tab:gray",
+                 CellStatus.INCONCLUSIVE: "tab:purple", CellStatus.NO_NUMBER: "tab:blue"}
 NEUTRAL = "#555555"
 METRIC_LABELS = {"test_top1_err": "test top-1 error (%)", "train_top1_err": "training top-1 error (%)",
                  "train_loss": "training loss"}

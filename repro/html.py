@@ -27,20 +27,22 @@ from .compare import Comparison, compare_paper
 from .db import Database
 from .expanded import ExpandedPaper, ExpandedTable, expand
 from .specs import METRICS, Catalog, Paper, Printed, TableSpec
+from .states import CellStatus
 
 # Order of the status filters; statuses not listed here (added later) follow, in a neutral colour.
-STATUS_ORDER = ["reproduced", "differs", "not-reproducible", "inconclusive", "diverged", "not-comparable",
-                "pending", "no-number", "cited"]
+STATUS_ORDER = [CellStatus.REPRODUCED, CellStatus.DIFFERS, CellStatus.NOT_REPRODUCIBLE, CellStatus.INCONCLUSIVE,
+                CellStatus.DIVERGED, CellStatus.NOT_COMPARABLE, CellStatus.PENDING, CellStatus.NO_NUMBER, CellStatus.CITED]
 STATUS_LEGEND = {
-    "reproduced": "counts equal when rounded as printed; accuracies within the paper's tolerance (full budget)",
-    "differs": "a measured number that does not match",
-    "not-reproducible": "differs, and the spec explains why no natural construction gives it",
-    "inconclusive": "the seeds cannot tell (too few, or too spread)",
-    "diverged": "training diverged (loss nan/inf)",
-    "not-comparable": "measured under a short budget: never a reproduction",
-    "pending": "nothing measured yet (never shown as zero)",
-    "no-number": "measured; the paper prints no number for it",
-    "cited": "quoted by the paper from other work; nothing to run",
+    CellStatus.REPRODUCED: "counts equal when rounded as printed; accuracies within the paper's tolerance "
+                           "(full budget)",
+    CellStatus.DIFFERS: "a measured number that does not match",
+    CellStatus.NOT_REPRODUCIBLE: "differs, and the spec explains why no natural construction gives it",
+    CellStatus.INCONCLUSIVE: "the seeds cannot tell (too few, or too spread)",
+    CellStatus.DIVERGED: "training diverged (loss nan/inf)",
+    CellStatus.NOT_COMPARABLE: "measured under a short budget: never a reproduction",
+    CellStatus.PENDING: "nothing measured yet (never shown as zero)",
+    CellStatus.NO_NUMBER: "measured; the paper prints no number for it",
+    CellStatus.CITED: "quoted by the paper from other work; nothing to run",
 }
 
 
@@ -55,7 +57,7 @@ def _num(x: float, digits: int = 2) -> str:
 
 def _ours_text(r: Comparison) -> str:
     if r.ours is None:  # the status line under it says pending; never a zero
-        return "—" if r.status == "pending" else ""
+        return "—" if r.status == CellStatus.PENDING else ""
     if METRICS[r.metric][2]:  # a count: rounded as printed, with its suffix
         return Printed.parse(r.printed).show(r.ours)
     budget = "" if r.budget == "full" else f", {r.budget}"  # a short budget is said next to its number
@@ -63,7 +65,7 @@ def _ours_text(r: Comparison) -> str:
 
 
 def _delta_text(r: Comparison) -> str:
-    if r.delta is None or r.status == "not-comparable":  # a short run's gap to the paper means nothing
+    if r.delta is None or r.status == CellStatus.NOT_COMPARABLE:  # a short run's gap to the paper means nothing
         return ""
     return f"Δ {r.delta:+.3f}" if METRICS[r.metric][2] else f"Δ {r.delta:+.2f}"
 
@@ -126,7 +128,7 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
              ("95% interval", f"{ci[0]:.2f} – {ci[1]:.2f}" if None not in ci else None),
              ("tolerance", getattr(r, "tolerance", None)), ("verdict", getattr(r, "verdict_note", None)),
              ("also measured", "; ".join(f"{m} {v:.2f}" for m, v in (r.also or {}).items()) or None),
-             ("uncertain transcription", r.uncertain), ("cited from" if r.status == "cited" else "why not reproducible",
+             ("uncertain transcription", r.uncertain), ("cited from" if r.status == CellStatus.CITED else "why not reproducible",
                                                         r.reason),
              ("judged on", f"the {r.report_epoch} epoch" if r.report_epoch else None),
              ("started from", _started_from(r.init_from)),
@@ -156,9 +158,9 @@ def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[C
         cells = []
         for c in columns:
             r = by_cell.get((row.section, row.label, c))
-            cells.append(None if r is None or r.status == "not-printed"
+            cells.append(None if r is None or r.status == CellStatus.NOT_PRINTED
                          else _cell_view(paper, spec, r, recipes.get((row.section, row.label, c)), prov))
-        sections[-1]["rows"].append({"label": row.label, "cited": row.cited, "note": row.note,
+        sections[-1]["rows"].append({"label": row.label, CellStatus.CITED: row.cited, "note": row.note,
                                      "settings": [(row.settings or {}).get(k, "") for k in settings],
                                      "cells": cells})
     return {"id": spec.table, "title": spec.title, "caption": (spec.caption or "").strip(),
@@ -197,7 +199,7 @@ def render_paper_html(env: Environment, paper: Paper | ExpandedPaper, rows: list
                            "src": _png(figdir / f"{name}.png")})
         else:
             blocks.append(_table_view(paper, paper.table(name), [r for r in rows if r.table == name], prov))
-    shown = [r for r in rows if r.status != "not-printed"]
+    shown = [r for r in rows if r.status != CellStatus.NOT_PRINTED]
     page = env.get_template("paper.html").render(
         paper=paper.spec, blocks=blocks, statuses=_statuses(Counter(r.status for r in shown)),
         claims=_claims(paper, rows), overview=_png(figdir / "ours_vs_published.png"), generated=generated,
@@ -222,7 +224,7 @@ def render_html(catalog: Catalog, db: Database, out: Path, summary: dict[str, li
         rows = summary.get(slug)
         if rows is None:  # not rendered this time: its counts still come from the database (one query)
             rows = compare_paper(catalog, paper, db)
-        counts = Counter(r.status for r in rows if r.status != "not-printed")
+        counts = Counter(r.status for r in rows if r.status != CellStatus.NOT_PRINTED)
         totals.update(counts)
         papers.append({"slug": slug, "title": paper.spec.title, "authors": paper.spec.authors,
                        "page": (out / slug / "index.html").is_file(), "cells": sum(counts.values()),

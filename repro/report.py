@@ -19,10 +19,12 @@ from .compare import (ClaimCheck, Comparison, check_claims, claim_verdict, compa
 from .db import Database
 from .expanded import ExpandedPaper, ExpandedTable, expand
 from .specs import METRICS, Catalog, Paper, Printed
+from .states import CellStatus, ClaimVerdict
 
-STATUS_MARK = {"no-number": "measured (no printed number)", "reproduced": "reproduced", "differs": "**differs**",
-               "not-reproducible": "not reproducible", "not-comparable": "not comparable", "pending": "pending",
-               "cited": "cited", "inconclusive": "inconclusive", "diverged": "**diverged**"}
+# How the Markdown page shows each status (what is not listed shows as its name)
+STATUS_MARK = {CellStatus.NO_NUMBER: "measured (no printed number)", CellStatus.DIFFERS: "**differs**",
+               CellStatus.NOT_REPRODUCIBLE: "not reproducible", CellStatus.NOT_COMPARABLE: "not comparable",
+               CellStatus.DIVERGED: "**diverged**"}
 
 
 def esc(text) -> str:
@@ -33,10 +35,10 @@ def esc(text) -> str:
 
 
 def fmt_ours(r: Comparison) -> str:
-    if r.status == "diverged":
+    if r.status == CellStatus.DIVERGED:
         return f"diverged ({r.budget}): {r.verdict_note}"
     if r.ours is None:
-        return "pending" if r.status == "pending" else ""
+        return "pending" if r.status == CellStatus.PENDING else ""
     if METRICS[r.metric][2]:
         text = f"{Printed.parse(r.printed).show(r.ours)} ({r.ours_exact:,.0f})"
         return text if r.budget == "static" else f"{text} ({r.budget})"
@@ -48,14 +50,14 @@ def fmt_ours(r: Comparison) -> str:
 
 
 def _delta(r: Comparison) -> str:
-    if r.delta is None or r.status == "not-comparable":  # a smoke run's gap to the paper means nothing
+    if r.delta is None or r.status == CellStatus.NOT_COMPARABLE:  # a smoke run's gap to the paper means nothing
         return ""
     return f"{r.delta:+.3f}" if METRICS[r.metric][2] else f"{r.delta:+.2f}"
 
 
 def _status(r: Comparison) -> str:
     mark = STATUS_MARK.get(r.status, r.status)
-    if r.status in ("differs", "inconclusive") and r.verdict_note and not METRICS[r.metric][2]:
+    if r.status in (CellStatus.DIFFERS, CellStatus.INCONCLUSIVE) and r.verdict_note and not METRICS[r.metric][2]:
         return f"{mark}: {r.verdict_note}"
     return mark
 
@@ -88,16 +90,17 @@ def _table_md(table: ExpandedTable, rows: list[Comparison]) -> list[str]:
                 cells += ["", "", "", ""]
                 continue
             pub = esc(r.printed) + (" ⚠" if r.uncertain else "")
-            cells += [pub, esc(fmt_ours(r)) if r.status != "cited" else "", _delta(r),
-                      _status(r) if r.status != "not-printed" else ""]
+            cells += [pub, esc(fmt_ours(r)) if r.status != CellStatus.CITED else "", _delta(r),
+                      _status(r) if r.status != CellStatus.NOT_PRINTED else ""]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [r for r in rows if r.uncertain or r.reason and r.status in ("not-reproducible", "differs", "pending")]
+    notes = [r for r in rows if r.uncertain or r.reason and r.status in (CellStatus.NOT_REPRODUCIBLE, CellStatus.DIFFERS,
+                                                                           CellStatus.PENDING)]
     if notes:
         lines += [""]
         for r in notes:
             if r.uncertain:
                 lines.append(f"- ⚠ {esc(r.row)} / {esc(r.column)}: uncertain transcription: {esc(r.uncertain)}")
-            if r.reason and r.status != "cited":
+            if r.reason and r.status != CellStatus.CITED:
                 lines.append(f"- {esc(r.row)} / {esc(r.column)}: not reproducible: {esc(r.reason)}")
     if spec.claims:
         lines += ["", f"Claims on this table: {len(spec.claims)}, judged in the scorecard at the top of this page."]
@@ -126,7 +129,7 @@ def claims_scorecard(checks: list[ClaimCheck]) -> list[str]:
                      + (f"; text: {printed}" if printed else "")) if i == 0 else ""
             table_gain = _num(pc.published_gain, "+.2f") + (" (table)" if pc.published_gain is not None else "")
             ours = _num(pc.gain, "+.2f") + (f" (n={pc.n_better}/{pc.n_worse})" if pc.gain is not None else "")
-            verdict = pc.verdict if pc.verdict != "pending" else f"pending: {esc(pc.detail)}"
+            verdict = pc.verdict if pc.verdict != ClaimVerdict.PENDING else f"pending: {esc(pc.detail)}"
             lines.append(f"| {claim} | {esc(pc.better)} vs {esc(pc.worse)} | {table_gain} | {ours} | "
                          f"{_num(pc.p, '.3g')} | {_num(pc.d, '.2f')} | {verdict} |")
     return lines + [""]
@@ -148,7 +151,7 @@ def legend() -> list[str]:
 
 
 def _summary(rows: list[Comparison]) -> Counter:
-    return Counter(r.status for r in rows if r.status != "not-printed")
+    return Counter(r.status for r in rows if r.status != CellStatus.NOT_PRINTED)
 
 
 def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, out: Path
@@ -227,15 +230,16 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
     notes = []
     for slug, rows in summary.items():
         paper = catalog.papers[slug]
-        static = [r for r in rows if METRICS[r.metric][0] == "profile" and r.status not in ("not-printed",)]
-        train = [r for r in rows if METRICS[r.metric][0] != "profile" and r.status not in ("not-printed", "cited")]
+        static = [r for r in rows if METRICS[r.metric][0] == "profile" and r.status not in (CellStatus.NOT_PRINTED,)]
+        train = [r for r in rows if METRICS[r.metric][0] != "profile"
+                 and r.status not in (CellStatus.NOT_PRINTED, CellStatus.CITED)]
         c_static = Counter(r.status for r in static)
         done = sum(1 for r in train if r.budget == "full")
         pending = len(train) - done
         e = estimate(catalog, expand(paper), db)
         notes.append(f"- {slug}: {e.note}")
         tables = sum(1 for t in paper.tables.values() if t.kind == "table")
-        cells = sum(1 for r in rows if r.status != "not-printed")
+        cells = sum(1 for r in rows if r.status != CellStatus.NOT_PRINTED)
         lines.append(f"| [{slug}]({slug}/README.md) | {tables} | {cells} | {c_static['reproduced']} | "
                      f"{c_static['not-reproducible']} | {c_static['differs']} | {done} | {pending} | "
                      f"{sum(1 for r in rows if r.status == 'cited')} | {e.hours_text} |")

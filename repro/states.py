@@ -57,6 +57,16 @@ class CellStatus(_Str):
     NOT_PRINTED = "not-printed"  # the paper prints '-': not a cell
 
 
+class ClaimVerdict(_Str):
+    """A claim's verdict, per row pair and over its pairs (rules in ``repro.compare.claim_verdict``)."""
+
+    HOLDS = "holds"
+    HOLDS_SMALLER = "holds, smaller"
+    NOT_SIGNIFICANT = "not significant"
+    REVERSED = "reversed"
+    PENDING = "pending"
+
+
 FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.DIVERGED})  # no worker moves a job out of these
 ENDED_BADLY = frozenset({JobState.FAILED, JobState.DIVERGED})
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..specs import SpecError
 from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
                      SpecsOpt, PluginsOpt)
+from ..states import CellStatus
 
 
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
@@ -53,7 +54,7 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper
     out = sys.stdout if fmt == "table" else sys.stderr
     print(_diff_summary(rows, records if against else None), file=out)
     failed = _check_fail_over(rows, records if against else None, fail_over)
-    pending = sum(1 for r in rows if r.status == "pending")
+    pending = sum(1 for r in rows if r.status == CellStatus.PENDING)
     if fail_on_pending and pending:
         print(f"fail-on-pending: {pending} cell(s) pending", file=sys.stderr)
         failed = True
@@ -68,7 +69,7 @@ def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:
 
     columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
     text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
-             fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
+             fmt_ours(r), "" if r.delta is None or r.status == CellStatus.NOT_COMPARABLE else f"{r.delta:+.3g}",
              r.budget or "", r.status] for r in rows]
     return [record(r) for r in rows], columns, text
 
@@ -157,7 +158,7 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
         for r in bad:
             print(f"regression: {r.paper}/{r.table} {r.row} / {r.column}: ours {_number(r.ours)} vs {r.printed} "
                   f"(delta {r.delta:+.4g} > {threshold})", file=sys.stderr)
-        diverged = [r for r in rows if r.status == "diverged" and r.budget == "full"]  # worse than any delta
+        diverged = [r for r in rows if r.status == CellStatus.DIVERGED and r.budget == "full"]  # worse than any delta
         for r in diverged:
             print(f"diverged: {r.paper}/{r.table} {r.row} / {r.column}: {r.verdict_note}", file=sys.stderr)
         bad = bad + diverged
@@ -169,7 +170,7 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
             print(f"regression: {a['paper']}/{a['table']} {a['row']} / {a['column']}: {a['ours']} vs "
                   f"{a['against']} in --against (change {a['change']:+.4g} > {threshold})", file=sys.stderr)
     if not checked:
-        pending = sum(1 for r in rows if r.status == "pending")
+        pending = sum(1 for r in rows if r.status == CellStatus.PENDING)
         print(f"fail-over: no comparable cell ({pending} of {len(rows)} pending, the rest short-budget, cited or "
               f"without a number): nothing was checked", file=sys.stderr)
     return bool(bad)
