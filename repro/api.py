@@ -26,7 +26,7 @@ from .diff import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
 from .plan import resolve_targets
-from .queries import CURVE_COLUMNS, JOB_COLUMNS, RUN_COLUMNS
+from .db.exports import CURVE_COLUMNS, JOB_COLUMNS, RUN_COLUMNS
 from .specs import METRICS, Catalog, Paper, cell_key
 
 CELL_COLUMNS = DIFF_FIELDS + ["cell", "kind", "config_key", "jobs", "how"]
@@ -68,7 +68,7 @@ def runs(paper: str | None = None, table: str | None = None, db: str | None = No
     divergence (``diverged_value`` nan | inf at ``diverged_unit`` ``diverged_at``, ``diverged_lr``),
     device, engine, precision, compiled, threads, git_commit, git_dirty, host, pid, started_at, ended_at,
     resumed_from_epoch, versions. Without ``paper``/``table``: every run in the database."""
-    from . import queries
+    from .db import exports as queries
 
     catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)
@@ -83,7 +83,7 @@ def curves(paper: str | None = None, table: str | None = None, db: str | None = 
     ``table`` and ``cells`` it serves, config_key, kind, model, budget, seed, epoch, train_loss,
     train_top1_err, train_top5_err, test_top1_err, test_top5_err (%), lr, seconds. A figure spec's table
     (``table="figure3"``) selects the jobs of the cells its curves draw."""
-    from . import queries
+    from .db import exports as queries
 
     catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)

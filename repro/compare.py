@@ -59,6 +59,8 @@ class Comparison:
     tolerance: float | None = None  # accuracy points within which the mean counts as reproduced
     verdict_note: str | None = None  # why this status (standard errors away, n too small, diverged epoch)
     how: str | None = None  # how the runs ran (engine/precision[/compiled] on device): provenance, not identity
+    report_epoch: str | None = None  # trained cells: the epoch judged on (final | best), from the spec
+    init_from: list[dict] | None = None  # the weights its runs started from (upstream job, artifact SHA-256)
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,45 @@ def _diverged_note(jobs: list[dict], n_done: int) -> str:
     return f"{len(jobs)} of {len(jobs) + n_done} seed(s) diverged ({seeds})"
 
 
+# What a code base that keeps its best checkpoint reports: the test epoch of the lowest top-1 error (its
+# top-5 is that epoch's), stored by the trainer beside the final epoch's numbers.
+BEST = {"top1_err": ("best_top1_err", False), "top5_err": ("best_top5_err", False),
+        "top1_acc": ("best_top1_err", True), "top5_acc": ("best_top5_err", True)}
+
+
+def reported(results: list[dict], metric: str, epoch: str) -> list[dict]:
+    """Each result with ``metric`` as the paper reports it (``report_epoch``): the final epoch's, or the
+    best epoch's; a run that stored no best-epoch number has none to judge by."""
+    if epoch != "best" or metric not in BEST:
+        return results
+    name, accuracy = BEST[metric]
+    out = []
+    for r in results:
+        metrics = {k: v for k, v in r["metrics"].items() if k != metric}
+        if name in r["metrics"]:
+            metrics[metric] = 100.0 - r["metrics"][name] if accuracy else r["metrics"][name]
+        out.append({**r, "metrics": metrics})
+    return out
+
+
+def without_required_weights(ec: ExpandedCell, chosen: list[dict]) -> str | None:
+    """Why runs of a cell whose spec starts from other weights (``init_from``) are not its setting: a run
+    that did not record starting from them (``pretrained`` 1) trained from scratch."""
+    init = ec.cell.production.get("init_from")
+    if init is None:
+        return None
+    scratch = [r for r in chosen if r["metrics"].get("pretrained") != 1.0]
+    if not scratch:
+        return None
+    source = f"{init.table} row {init.row!r}" if init.table else f"the file {init.file}"
+    return (f"{len(scratch)} of {len(chosen)} run(s) did not start from the weights the spec requires "
+            f"(init_from {source}): never judged as a reproduction")
+
+
 def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Comparison:
     c = ec.cell
     printed = c.printed
+    results = reported(results, c.metric, ec.report_epoch)
     base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
                 printed=c.published.value, published=printed.value if printed else None,
                 uncertain=c.published.uncertain, config_key=ec.config_key)
@@ -171,7 +209,8 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
         bad = sorted(div_by_budget[budget], key=lambda d: (d["seed"] is None, d["seed"]))
         jobs = [r["job"] for r in chosen] + [d["job"] for d in bad]
         return Comparison(**{**base, **empty, "jobs": jobs}, budget=budget, status="diverged",
-                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)))
+                          reason=c.published.not_reproducible, verdict_note=_diverged_note(bad, len(chosen)),
+                          report_epoch=ec.report_epoch, init_from=started_from(chosen + bad))
     also = {m: statistics.fmean(r["metrics"][m] for r in chosen) for m in ec.also
             if all(m in r["metrics"] for r in chosen)} or None
     values = [r["metrics"][c.metric] for r in chosen]
@@ -187,8 +226,11 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
     if is_count:
         return _compare_count(base, c, printed, s, budget, chosen, also)
     tol = ec.tolerance
+    scratch = without_required_weights(ec, chosen)
     if budget != "full":
         status, note = "not-comparable", f"{budget} budget: never compared with the paper"
+    elif scratch:
+        status, note = "not-comparable", scratch
     else:
         status, note = seed_verdict(s, printed.value, tol)
         if status == "differs" and c.published.not_reproducible:
@@ -196,7 +238,14 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
     return Comparison(**base, ours=exact, ours_exact=exact, std=s.std, n=s.n, delta=round(exact - printed.value, 6),
                       budget=budget, status=status, detail=chosen[0]["details"].get(c.metric),
                       reason=c.published.not_reproducible, jobs=jobs, also=also, values=values, sem=s.sem,
-                      ci_low=s.ci_low, ci_high=s.ci_high, tolerance=tol, verdict_note=note, how=how_ran(chosen))
+                      ci_low=s.ci_low, ci_high=s.ci_high, tolerance=tol, verdict_note=note, how=how_ran(chosen),
+                      report_epoch=ec.report_epoch, init_from=started_from(chosen))
+
+
+def started_from(chosen: list[dict]) -> list[dict] | None:
+    """The weights each run of a cell started from (upstream job and artifact SHA-256, or a file's)."""
+    found = [r["init_from"] for r in chosen if r.get("init_from")]
+    return found or None
 
 
 def how_ran(chosen: list[dict]) -> str | None:

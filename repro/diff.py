@@ -14,7 +14,7 @@ from .specs import METRICS, SCALE, Catalog, Paper, Printed
 
 DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
                "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
-               "ci_high", "tolerance", "values", "verdict_note"]
+               "ci_high", "tolerance", "values", "verdict_note", "report_epoch", "init_from"]
 
 
 def compared(catalog: Catalog | None, targets: list[tuple[Paper, str]], db: Database) -> list[Comparison]:

@@ -144,6 +144,7 @@ class Estimate:
     profile: str = ""
     unknown: list[str] = field(default_factory=list)  # models of pending configurations with no stored count
     unsized: int = 0  # pending configurations left out: their dataset's size or image count needs its files
+    inputs: list[dict] = field(default_factory=list)  # repro bench --data: the JPEG input's cores per GPU
 
     @property
     def hours_text(self) -> str:
@@ -155,10 +156,20 @@ class Estimate:
 
     @property
     def note(self) -> str:
-        if not self.unsized:
-            return self._note()
-        return (f"{self._note()}; {self.unsized} more left out (their dataset declares no image_size or its "
-                f"training images are counted from its files)")
+        note = self._note()
+        if self.unsized:
+            note += (f"; {self.unsized} more left out (their dataset declares no image_size or its training images "
+                     f"are counted from its files)")
+        return note + self._input_note()
+
+    def _input_note(self) -> str:
+        """How many CPU cores one GPU needs to feed its JPEG input, at the rate ``repro bench --data`` measured."""
+        if not self.inputs:
+            return ""
+        b = self.inputs[0]  # the newest measurement
+        return (f"; the fast ImageNet input measured {b['img_per_cpu_s']:,.0f} images/s per core on {b['device']} "
+                f"(reference {b['ref_img_per_cpu_s']:,.0f}): at {b['gpu_img_per_s']:,.0f} GPU images/s one GPU needs "
+                f"{b['cores_per_gpu']:.1f} cores (reference {b['ref_cores_per_gpu']:.1f})")
 
     def _note(self) -> str:
         n_unknown = len(self.unknown)
@@ -205,5 +216,6 @@ def estimate(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database
             seconds += 3 * work * images_seen(cfg) / (throughput_tmacs() * 1e12)
         else:
             unknown.append(cfg["model"])
+    inputs = [b for b in db.input_benchmarks() if b["config_key"] in pending]
     return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts) - len(unknown),
-                    measured=dict(measured), profile=profile, unknown=unknown, unsized=len(unsized))
+                    measured=dict(measured), profile=profile, unknown=unknown, unsized=len(unsized), inputs=inputs)

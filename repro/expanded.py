@@ -25,6 +25,7 @@ class ExpandedCell:
     config_key: str | None
     tolerance: float  # accuracy points (row, else column, else table, else paper)
     also: tuple[str, ...]  # more metrics of the same runs the column asks to show
+    report_epoch: str = "final"  # the epoch whose numbers the paper reports: the recipe's, else the paper's
 
     @property
     def key(self) -> str:
@@ -114,9 +115,11 @@ def _expand_table(paper: Paper, spec: TableSpec) -> ExpandedTable:
     for cell in table_cells(paper, spec, rows):
         config = cell_config(paper, cell)
         col = cols[cell.column]
+        recipe = paper.spec.recipes.get(cell.production.get("recipe") or "")
+        epoch = (recipe.report_epoch if recipe is not None and recipe.report_epoch else paper.spec.report_epoch)
         cells.append(ExpandedCell(cell, spec, config, config_key(config) if config else None,
                                   level_tolerance(paper, spec, by_row.get((cell.section, cell.row)), col),
-                                  tuple(col.also)))
+                                  tuple(col.also), epoch))
     settings = sorted({k for row in rows for k in (row.settings or {})})
     return ExpandedTable(spec, rows, cells, settings)
 

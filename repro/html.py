@@ -106,6 +106,14 @@ def _runs_html(jobs: list[dict]) -> Markup:
     return Markup("\n".join(out))
 
 
+def _started_from(init: list[dict] | None) -> str | None:
+    """The weights a cell's runs started from: the upstream job and its artifact's SHA-256, or a file's."""
+    if not init:
+        return None
+    return "; ".join(f"upstream job {i['job']}, artifact sha256 {i['sha256']}" if i.get("job") else
+                     f"file {i.get('file')}, sha256 {i['sha256']}" for i in init)
+
+
 def _recipe_assumed(paper: Paper, recipe: str | None) -> str | None:
     r = paper.spec.recipes.get(recipe) if recipe else None
     return f"recipe {recipe} assumes (the paper leaves open): {', '.join(r.assumed)}" if r and r.assumed else None
@@ -120,6 +128,8 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
              ("also measured", "; ".join(f"{m} {v:.2f}" for m, v in (r.also or {}).items()) or None),
              ("uncertain transcription", r.uncertain), ("cited from" if r.status == "cited" else "why not reproducible",
                                                         r.reason),
+             ("judged on", f"the {r.report_epoch} epoch" if r.report_epoch else None),
+             ("started from", _started_from(r.init_from)),
              ("configuration", r.config_key)]
     jobs = [prov[j] for j in r.jobs if j in prov]
     return {"status": r.status, "ours": _ours_text(r), "published": r.printed, "delta": _delta_text(r),

@@ -200,3 +200,97 @@ def test_report_escapes_spec_text_and_opens_with_the_scorecard(cli, seeds):
     se_r = (out / "se-r" / "README.md").read_text()
     assert "holds, smaller" in se_r and "diverged (full): 1 of 3 seed(s) diverged (seed 2: loss became nan at epoch 37)" in se_r
     assert "inconclusive: 95% interval [75.80, 79.94] reaches published ±0.5" in se_r
+
+
+EPOCH_PAPER = """\
+paper: epochs
+title: "Which epoch"
+authors: "Nobody"
+source: none.txt
+report_epoch: {paper_epoch}
+recipes:
+  pre:
+    dataset: cifar10
+    epochs: 4
+    batch_size: 32
+    lr: 0.1
+    weight_decay: 5.0e-4
+  tune:
+    dataset: cifar10
+    epochs: 4
+    batch_size: 32
+    lr: 0.01
+    weight_decay: 5.0e-4
+"""
+EPOCH_TABLE = """\
+table: table1
+title: "Table 1"
+columns:
+  - {label: Error, metric: top1_err, tolerance: 0.3}
+rows:
+  - {label: ResNet-8, model: resnet_cifar, model_kwargs: {depth: 8}, recipe: pre, values: {Error: "27.0"}}
+  - {label: ResNet-14 tuned, model: resnet_cifar, model_kwargs: {depth: 14}, recipe: tune,
+     init_from: {table: table1, row: ResNet-8}, values: {Error: "26.0"}}
+"""
+
+
+def _write_full_budget(url: str, catalog, results: dict[str, dict[str, float]]) -> None:
+    """Done full-budget jobs of the epochs paper, each with these metrics (by depth)."""
+    from repro.db import Database, utcnow
+    from repro.plan import plan, resolve_targets
+
+    db = Database(url)
+    jobs = plan(catalog, resolve_targets(catalog, ["epochs/table1"]), seeds=2)
+    db.add_jobs({**j.row(), "upstream": j.upstream} for j in jobs)
+    for j in jobs:
+        assert db.claim(j.id, "me", utcnow())
+        run = db.start_run(j.id, "me", host="h", pid=1, device="synthetic", versions={})
+        metrics = results[j.spec["model_kwargs"]["depth"]]
+        db.complete(j.id, run, "me", {k: (v + (j.seed * 0.1 if k.endswith("err") else 0), None)
+                                      for k, v in metrics.items()})
+    db.dispose()
+
+
+@pytest.mark.parametrize("epoch,status", [("final", "differs"), ("best", "reproduced")])
+def test_report_epoch_best_changes_the_number_a_cell_is_judged_on(epoch, status, tmp_path):
+    """Issue 14.5: the same two seeds (final 30.0/30.1, best 27.0/27.1) against a printed 27.0 +- 0.3."""
+    from repro.catalog import load_catalog
+    from repro.compare import compare_paper
+    from repro.db import Database
+
+    d = tmp_path / "specs" / "epochs"
+    d.mkdir(parents=True)
+    (d / "paper.yaml").write_text(EPOCH_PAPER.format(paper_epoch=epoch))
+    (d / "table1.yaml").write_text(EPOCH_TABLE)
+    catalog = load_catalog(tmp_path / "specs")
+    url = f"sqlite:///{tmp_path}/r.db"
+    _write_full_budget(url, catalog, {8: {"top1_err": 30.0, "best_top1_err": 27.0},
+                                      14: {"top1_err": 26.0, "best_top1_err": 26.0, "pretrained": 1.0}})
+    rows = {r.row: r for r in compare_paper(catalog, catalog.papers["epochs"], Database(url, create=False))}
+    plain = rows["ResNet-8"]
+    assert plain.report_epoch == epoch and plain.status == status
+    assert plain.ours == pytest.approx(30.05 if epoch == "final" else 27.05)
+
+
+def test_a_cell_trained_without_the_weights_its_spec_requires_is_not_comparable(tmp_path):
+    """Issue 14.4: a downstream cell (init_from) whose runs did not start from the upstream weights
+    (pretrained 0, or no such record) is never judged as a reproduction, whatever its number."""
+    from repro.catalog import load_catalog
+    from repro.compare import compare_paper
+    from repro.db import Database
+
+    d = tmp_path / "specs" / "epochs"
+    d.mkdir(parents=True)
+    (d / "paper.yaml").write_text(EPOCH_PAPER.format(paper_epoch="final"))
+    (d / "table1.yaml").write_text(EPOCH_TABLE)
+    catalog = load_catalog(tmp_path / "specs")
+    for pretrained, status in ((0.0, "not-comparable"), (1.0, "reproduced")):
+        url = f"sqlite:///{tmp_path}/r{int(pretrained)}.db"
+        _write_full_budget(url, catalog, {8: {"top1_err": 27.0},
+                                          14: {"top1_err": 26.0, "pretrained": pretrained}})
+        tuned = {r.row: r for r in compare_paper(catalog, catalog.papers["epochs"], Database(url, create=False))}[
+            "ResNet-14 tuned"]
+        assert tuned.status == status and tuned.ours == pytest.approx(26.05)
+        if status == "not-comparable":
+            assert "did not start from the weights the spec requires (init_from table1 row 'ResNet-8')" in \
+                tuned.verdict_note

@@ -17,7 +17,7 @@ from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples,
 
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
                             "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
-def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>, or <table> with --paper"),
+def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
          fmt: Format = FormatOpt(),
          fail_over: Optional[float] = typer.Option(
@@ -32,11 +32,9 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
 
     A summary line closes the output (stdout for table, stderr for json and csv).
     """
-    from .. import queries
     from ..db import Database
-    from ..diff import against_records, compared, record
+    from ..diff import compared
     from ..plan import PlanError, resolve_targets
-    from ..report import fmt_ours
 
     try:
         catalog = _catalog(specs_dir, plugins)
@@ -49,26 +47,8 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         against = _check_db(against, write=False)
 
     rows = compared(catalog, resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
-    if against is None:
-        records = [record(r) for r in rows]
-        columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
-        text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
-                 fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
-                 r.budget or "", r.status] for r in rows]
-    else:
-        other = Database(against, create=False)
-        records = against_records(rows, compared(catalog, resolved, other),
-                                  queries.published_cells(other, {p.slug for p, _ in resolved}),
-                                  queries.recorded_tables(other))
-        columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
-        text = [[a["table"], _row_label(a["section"], a["row"]), a["column"],
-                 a["printed"] + (f" (was {a['against_printed']})" if a["transcription_changed"] else ""),
-                 _cell_text(a["ours"]), _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}",
-                 a["status"], a["against_status"]] for a in records]
-        for a in records:  # a finding, whatever the format: the paper's number was transcribed differently
-            if a["transcription_changed"]:
-                print(f"transcription: {a['paper']}/{a['table']} {_row_label(a['section'], a['row'])} / {a['column']}: "
-                      f"published {a['printed']} here, {a['against_printed']} in --against", file=sys.stderr)
+    records, columns, text = (_paper_view(rows) if against is None
+                              else _against_view(rows, catalog, resolved, Database(against, create=False)))
     _print_records(records, fmt, columns, text)
     out = sys.stdout if fmt == "table" else sys.stderr
     print(_diff_summary(rows, records if against else None), file=out)
@@ -79,6 +59,39 @@ def diff(targets: list[str] = typer.Argument(..., help="<paper>, <paper>/<table>
         failed = True
     if failed:
         raise typer.Exit(1)
+
+
+def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:
+    """Ours beside the paper: the JSON records, the table's columns and its text."""
+    from ..diff import record
+    from ..report import fmt_ours
+
+    columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
+    text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
+             fmt_ours(r), "" if r.delta is None or r.status == "not-comparable" else f"{r.delta:+.3g}",
+             r.budget or "", r.status] for r in rows]
+    return [record(r) for r in rows], columns, text
+
+
+def _against_view(rows, catalog, resolved, other) -> tuple[list[dict], list[str], list[list[str]]]:
+    """Ours beside another database's ours, and where it transcribed the paper differently (a finding,
+    said whatever the format)."""
+    from ..db import exports
+    from ..diff import against_records, compared
+
+    records = against_records(rows, compared(catalog, resolved, other),
+                              exports.published_cells(other, {p.slug for p, _ in resolved}),
+                              exports.recorded_tables(other))
+    columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
+    text = [[a["table"], _row_label(a["section"], a["row"]), a["column"],
+             a["printed"] + (f" (was {a['against_printed']})" if a["transcription_changed"] else ""),
+             _cell_text(a["ours"]), _cell_text(a["against"]), "" if a["change"] is None else f"{a['change']:+.6g}",
+             a["status"], a["against_status"]] for a in records]
+    for a in records:
+        if a["transcription_changed"]:
+            print(f"transcription: {a['paper']}/{a['table']} {_row_label(a['section'], a['row'])} / {a['column']}: "
+                  f"published {a['printed']} here, {a['against_printed']} in --against", file=sys.stderr)
+    return records, columns, text
 
 
 def _print_records(records: list[dict], fmt: str, columns: list[str], text: list[list[str]]) -> None:

@@ -23,14 +23,15 @@ class Reads(Store):
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
         cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Metric.name, Metric.value, Metric.detail,
-                Run.engine, Run.precision, Run.compiled, Run.device)
+                Run.engine, Run.precision, Run.compiled, Run.device, Run.init_from)
         with self.engine.connect() as s:  # Core rows, no ORM loading
             for i in range(0, len(keys), 500):
                 q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE))
-                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device in s.execute(q).all():
+                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device, init \
+                        in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
-                                             "metrics": {}, "details": {},
+                                             "metrics": {}, "details": {}, "init_from": init,
                                              "how": {"engine": engine, "precision": precision, "compiled": compiled,
                                                      "device": device}})
                     d["metrics"][name] = value
@@ -68,15 +69,15 @@ class Reads(Store):
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
         cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Run.error, Run.diverged_value,
-                Run.diverged_unit, Run.diverged_at, Run.diverged_lr)
+                Run.diverged_unit, Run.diverged_at, Run.diverged_lr, Run.init_from)
         with self.engine.connect() as s:
             for i in range(0, len(keys), 500):
                 q = (select(*cols).outerjoin(Run, Run.job_id == Job.id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DIVERGED).order_by(Job.id, Run.id))
-                for jid, key, budget, seed, kind, error, value, unit, at, lr in s.execute(q):
+                for jid, key, budget, seed, kind, error, value, unit, at, lr, init in s.execute(q):
                     # ordered by run id: the last attempt wins
                     out[jid] = {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
-                                "error": error, "divergence": divergence_of(value, unit, at, lr)}
+                                "error": error, "divergence": divergence_of(value, unit, at, lr), "init_from": init}
         return list(out.values())
 
     def provenance_for(self, job_ids: Iterable[str]) -> dict[str, dict]:

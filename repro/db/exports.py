@@ -1,6 +1,5 @@
-"""Reads the Python API and ``repro diff --against`` need beyond ``repro.db``'s (to move into the database
-package with the others): every run with its provenance, training-curve points, and the published cells a
-database recorded when it was run.
+"""Whole tables as rows, for the Python API's DataFrames and ``repro diff --against``: every run with its
+provenance, training-curve points, and the published cells a database recorded when it was run.
 
 Each function takes a ``Database`` (opened at the schema's head revision) and reads with Core selects (no ORM
 objects), in chunks of 500 keys to stay under SQLite's bound-parameter limit."""
@@ -10,7 +9,8 @@ from typing import Iterable
 
 from sqlalchemy import select
 
-from .db import CurvePoint, Database, Job, PublishedCell, Run, TableRow
+from .database import Database
+from .schema import CurvePoint, Job, PublishedCell, Run, TableRow
 
 CHUNK = 500
 JOB_COLUMNS = ("config_key", "kind", "model", "budget", "seed", "state")
