@@ -336,6 +336,9 @@ class TableSpec(Strict):
             for col in row.values:
                 if col not in labels:
                     raise ValueError(f"row {row.label!r} has a value for unknown column {col!r}")
+        if self.kind == "figure" and self.claims:
+            raise ValueError("claims are judged on tables (kind: table), not on figures: a figure's cells are "
+                             "drawn as curves")
         for claim in self.claims:
             if claim.column not in labels:
                 raise ValueError(f"claim column {claim.column!r} is not one of the columns {labels}")
