@@ -19,6 +19,8 @@ stored, never computed by a reader: a done profile job of the same configuration
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -121,6 +123,12 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
 
 def images_seen(cfg: dict) -> float | None:
     """Training images a configuration sees in all (None: its dataset's size is known only from its files)."""
+    return _images_seen(json.dumps(cfg, sort_keys=True))  # a report asks per configuration several times
+
+
+@functools.lru_cache(maxsize=4096)
+def _images_seen(cfg_json: str) -> float | None:
+    cfg = json.loads(cfg_json)
     r = JobRecipe.of(cfg["recipe"])
     if r.iterations:
         return r.iterations * r.batch_size

@@ -49,6 +49,11 @@ class Plugin:
 _LOADED: dict[str, Plugin] = {}  # by resolved path or entry-point name: once per process
 
 
+def generation() -> int:
+    """Changes whenever a plugin is loaded (what caches keyed by the loaded plugins compare)."""
+    return len(_LOADED)
+
+
 def loaded() -> list[Plugin]:
     return list(_LOADED.values())
 

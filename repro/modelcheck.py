@@ -43,12 +43,19 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def code_version() -> str:
-    """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
-    and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
+@functools.lru_cache(maxsize=8)
+def _version(plugins_loaded: int) -> str:
     from .extensions import fingerprint
 
     return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
+    and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
+    from .extensions import generation
+
+    return _version(generation())
 
 
 def cache_dir() -> Path:

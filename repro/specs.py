@@ -48,7 +48,8 @@ class SpecError(Exception):
 
 class Strict(BaseModel):
     # allow_inf_nan=False: a string like "inf" must not slip past the range checks below as a float
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # defer_build: a model's validator is built on its first use, so a command pays only for the ones it reads
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 def _range_check(lo: float, hi: float, lo_open: bool):
@@ -546,6 +547,7 @@ class Paper:
     tables: dict[str, TableSpec]
     path: Path
     _expanded: Any = field(default=None, init=False, repr=False, compare=False)
+    _upstream: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # cell key -> its upstream
 
     @property
     def slug(self) -> str:

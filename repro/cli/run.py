@@ -10,11 +10,9 @@ from typing import Optional
 import typer
 
 from ..specs import SpecError
-from ..campaign import CampaignOptions
-from ..options import EXECUTORS
+from ..options import EXECUTORS, CampaignOptions
 from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt, _device, _emit, Engine_,
                      _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt, PluginsOpt)
-from .render import option_error
 
 
 # The options of `repro run`, one per line of its signature (help text here, defaults from the library).
@@ -115,6 +113,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<paper
 def _campaign_options(*, slurm: dict, execution: dict, **fields) -> "CampaignOptions":
     """The CLI's values as library options; what the user left unset keeps the library's default."""
     from ..options import ExecError, ExecOptions, SlurmOptions, parse_slurm_opts
+    from .render import option_error
 
     try:
         extra = parse_slurm_opts(slurm.pop("extra"))
@@ -127,6 +126,7 @@ def _campaign_options(*, slurm: dict, execution: dict, **fields) -> "CampaignOpt
 def _plan(opts: "CampaignOptions"):
     from .. import campaign
     from ..plan import PlanError
+    from .render import option_error
 
     try:
         return campaign.plan(opts)
@@ -149,7 +149,7 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
     """register -> run, printing what the library reports."""
     from .. import campaign
     from ..options import ExecError
-    from .render import RichEvents, outcome_line
+    from .render import RichEvents, option_error, outcome_line
 
     registered = campaign.register(planned, opts)
     _print_registered(registered, opts)
