@@ -112,7 +112,7 @@ def _expand_table(paper: Paper, spec: TableSpec) -> ExpandedTable:
     by_row = {(r.section, r.label): r for r in rows}
     cols = {c.label: c for c in spec.columns}
     cells = []
-    for cell in table_cells(paper, spec, rows):
+    for cell in table_cells(paper, spec):  # the catalog's check built them
         config = cell_config(paper, cell)
         col = cols[cell.column]
         recipe = paper.spec.recipes.get(cell.production.get("recipe") or "")

@@ -134,7 +134,18 @@ def _recipe_assumed(paper: Paper, recipe: str | None) -> str | None:
     return f"recipe {recipe} assumes (the paper leaves open): {', '.join(r.assumed)}" if r and r.assumed else None
 
 
-def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None, prov: dict[str, dict]) -> dict:
+def _assumption_links(ids: list[str], anchor: str) -> Markup:
+    """Links to assumptions whose texts are on the page once (``anchor``: the table's id and '-', or '' for
+    the paper's): the same for every cell of a table, so built once per table, not per cell by Jinja."""
+    return Markup(", ").join(Markup('<a href="#{0}assume-{1}"><code>{1}</code></a>').format(anchor, i) for i in ids)
+
+
+def _facts_html(facts: list[tuple[str, object]]) -> Markup:
+    return Markup("").join(Markup("<dt>{}</dt><dd>{}</dd>").format(k, v) for k, v in facts if v not in (None, ""))
+
+
+def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None, prov: dict[str, dict],
+               links: tuple[Markup, Markup]) -> dict:
     ci = (getattr(r, "ci_low", None), getattr(r, "ci_high", None))
     facts = [("budget", r.budget), ("seeds (n)", r.n if r.ours is not None and r.budget != "static" else None),
              ("counter profile / convention", r.detail),
@@ -149,12 +160,10 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
     jobs = [prov[j] for j in r.jobs if j in prov]
     return {"status": r.status, "ours": _ours_text(r), "published": r.printed, "delta": _delta_text(r),
             "sort": "" if r.ours is None else repr(float(r.ours)), "uncertain": bool(r.uncertain),
-            "facts": [(k, v) for k, v in facts if v not in (None, "")],
-            "jobs": jobs, "runs_html": _runs_html(jobs),
+            "facts_html": _facts_html(facts), "jobs": jobs, "runs_html": _runs_html(jobs),
             # the assumptions' texts are on the page once (below the table, at the top): a cell links to them,
             # so a 200-cell page does not repeat every text 200 times
-            "assumptions": [a.id for a in spec.assumptions], "recipe_assumed": _recipe_assumed(paper, recipe),
-            "paper_assumptions": [a.id for a in paper.spec.assumptions]}
+            "assumptions": links[0], "recipe_assumed": _recipe_assumed(paper, recipe), "paper_assumptions": links[1]}
 
 
 def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[Comparison], prov: dict[str, dict]
@@ -164,6 +173,8 @@ def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[C
     recipes = {(c.cell.section, c.cell.row, c.cell.column): c.recipe for c in table.cells}
     columns = [c.label for c in spec.columns]
     settings = table.settings
+    links = (_assumption_links([a.id for a in spec.assumptions], f"{spec.table}-"),
+             _assumption_links([a.id for a in paper.spec.assumptions], ""))
     sections: list[dict] = []
     for row in table.rows:
         if not sections or sections[-1]["name"] != row.section:
@@ -172,7 +183,7 @@ def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[C
         for c in columns:
             r = by_cell.get((row.section, row.label, c))
             cells.append(None if r is None or r.status == CellStatus.NOT_PRINTED
-                         else _cell_view(paper, spec, r, recipes.get((row.section, row.label, c)), prov))
+                         else _cell_view(paper, spec, r, recipes.get((row.section, row.label, c)), prov, links))
         sections[-1]["rows"].append({"label": row.label, CellStatus.CITED: row.cited, "note": row.note,
                                      "settings": [(row.settings or {}).get(k, "") for k in settings],
                                      "cells": cells})

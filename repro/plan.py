@@ -129,9 +129,10 @@ def upstream_cell(paper: Paper, cell: CellSpec, _seen: tuple = ()) -> CellSpec:
     """The trained cell of the same paper whose job's final weights ``cell`` starts from (its
     ``init_from: {table, row}``); every trained column of that row must share one configuration, else the
     spec names the column."""
-    if cell.key in paper._upstream:
-        return paper._upstream[cell.key]
     init = cell.production["init_from"]
+    target = (init.table, init.section, init.row, init.column)  # many cells of a row name one upstream
+    if target in paper._upstream:
+        return paper._upstream[target]
     where = f"{paper.path / (cell.table + '.yaml')}: {cell.row!r} / {cell.column!r}: init_from"
     if (cell.table, cell.row, cell.column) in _seen:
         raise PlanError(f"{where}: a cycle of init_from")
@@ -149,7 +150,7 @@ def upstream_cell(paper: Paper, cell: CellSpec, _seen: tuple = ()) -> CellSpec:
     if len({config_key(cell_config(paper, c)) for c in cells}) > 1:
         raise PlanError(f"{where}: row {init.row!r} of {init.table} trains several configurations; name the "
                         f"column")
-    paper._upstream[cell.key] = cells[0]  # kept on the loaded paper (read-only once loaded)
+    paper._upstream[target] = cells[0]  # kept on the loaded paper (read-only once loaded)
     return cells[0]
 
 

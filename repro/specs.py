@@ -48,8 +48,7 @@ class SpecError(Exception):
 
 class Strict(BaseModel):
     # allow_inf_nan=False: a string like "inf" must not slip past the range checks below as a float
-    # defer_build: a model's validator is built on its first use, so a command pays only for the ones it reads
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _range_check(lo: float, hi: float, lo_open: bool):
@@ -547,7 +546,8 @@ class Paper:
     tables: dict[str, TableSpec]
     path: Path
     _expanded: Any = field(default=None, init=False, repr=False, compare=False)
-    _upstream: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # cell key -> its upstream
+    _upstream: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # init_from -> its cell
+    _cells: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # table -> table_cells
 
     @property
     def slug(self) -> str:
@@ -601,7 +601,10 @@ def table_rows(spec: TableSpec) -> list[Row]:
 
 def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) -> list[CellSpec]:
     """Every published cell of a table, production merged; ``rows``: ``table_rows(spec)`` when the caller
-    has them already (a sweep is expanded once)."""
+    has them already (a sweep is expanded once). A paper's own table's cells are built once and kept on it."""
+    mine = rows is None and paper.tables.get(spec.table) is spec
+    if mine and spec.table in paper._cells:
+        return paper._cells[spec.table]
     cells = []
     cols = {c.label: c for c in spec.columns}
     for row in table_rows(spec) if rows is None else rows:
@@ -611,6 +614,8 @@ def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) ->
             prod.pop("tolerance", None)
             cells.append(CellSpec(paper.slug, spec.table, row.label, row.section, label, col.metric,
                                   published, prod, row.cited))
+    if mine:
+        paper._cells[spec.table] = cells
     return cells
 
 
