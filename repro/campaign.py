@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .options import CampaignOptions
-from .plan import PlannedJob, parse_budget, resolve_targets, split_missing_data
+from .plan import PlannedJob, parse_budget, resolve_targets, split_missing_data, target_papers
 from .plan import plan as plan_jobs
 from .specs import Catalog, Paper
 from .states import JobOutcome, JobState
@@ -78,7 +78,8 @@ def plan(opts: CampaignOptions) -> CampaignPlan:
     from .catalog import load_catalog
 
     budget = parse_budget(opts.budget, opts.epochs)
-    catalog = load_catalog(opts.specs_dir, opts.plugins)
+    # only the papers the targets name are loaded (a broken spec of another paper does not stop this campaign)
+    catalog = load_catalog(opts.specs_dir, opts.plugins, only=target_papers(list(opts.targets), opts.paper))
     targets = resolve_targets(catalog, list(opts.targets), opts.paper)
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
                      max_jobs=opts.max_jobs)

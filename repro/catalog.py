@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import yaml
 from pydantic import ValidationError
@@ -185,23 +185,29 @@ def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
     return paper
 
 
-def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = ()) -> Catalog:
+def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = (),
+                 only: Callable[[dict[str, Path]], Iterable[str]] | None = None) -> Catalog:
     """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
     entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. A paper slug defined in
-    two folders is an error naming both."""
+    two folders is an error naming both. ``only``: given every paper's folder, the slugs to load (a
+    campaign loads the papers its targets name; ``catalog.folders`` still lists them all)."""
     from .extensions import load_all
 
     catalog = Catalog(specs_roots(roots))
     catalog.plugins = [p.path for p in load_all(plugins) if p.path]
+    for root in catalog.roots:
+        if not root.is_dir():
+            raise SpecsDirMissing(f"{root}: specs directory not found")
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            if d.name in catalog.folders:
+                raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in "
+                                f"{catalog.folders[d.name]})")
+            catalog.folders[d.name] = d
+    wanted = set(catalog.folders if only is None else only(dict(catalog.folders)))
     try:
-        for root in catalog.roots:
-            if not root.is_dir():
-                raise SpecsDirMissing(f"{root}: specs directory not found")
-            for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-                if d.name in catalog.papers:
-                    raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in "
-                                    f"{catalog.papers[d.name].path})")
-                paper = catalog.papers[d.name] = load_paper(d, catalog.plugins)
+        for slug, d in catalog.folders.items():
+            if slug in wanted:
+                catalog.papers[slug] = load_paper(d, catalog.plugins)
     finally:
         facts().save()  # what was learnt about the models, good or bad, even when a spec failed
     return catalog

@@ -203,6 +203,20 @@ def _plugged_attentions(value) -> list[str]:
     return []
 
 
+def target_papers(targets: list[str], paper: str | None = None):
+    """For ``load_catalog(only=)``: the papers whose specs ``resolve_targets`` will read (a bare table name:
+    every paper with a spec file of that name), found from folder and file names without parsing a spec."""
+    def only(folders: dict[str, Path]) -> set[str]:
+        out = {paper} if paper else set()
+        for t in targets:
+            if "/" in t or t in folders:
+                out.add(t.split("/", 1)[0])
+            elif not paper:
+                out |= {slug for slug, d in folders.items() if (d / f"{t}.yaml").is_file()}
+        return out
+    return only
+
+
 def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
     """``se-r/table3``, ``se-r`` (every table), or ``table3 --paper se-r``."""
     out: list[tuple[Paper, str]] = []
@@ -215,7 +229,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
         if "/" in t:
             p, tbl = t.split("/", 1)
             if p not in catalog.papers:
-                raise PlanError(f"unknown paper {p!r}; known: {', '.join(catalog.papers)}")
+                raise PlanError(f"unknown paper {p!r}; known: {', '.join(catalog.folders or catalog.papers)}")
             if tbl not in catalog.papers[p].tables:
                 raise PlanError(f"unknown table {tbl!r} in {p}; known: {', '.join(catalog.papers[p].tables)}")
             out.append((catalog.papers[p], tbl))
@@ -224,7 +238,7 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
         else:
             if paper is not None:
                 if paper not in catalog.papers:
-                    raise PlanError(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
+                    raise PlanError(f"unknown paper {paper!r}; known: {', '.join(catalog.folders or catalog.papers)}")
                 if t not in catalog.papers[paper].tables:
                     raise PlanError(f"unknown table {t!r} in {paper}")
                 out.append((catalog.papers[paper], t))

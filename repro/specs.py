@@ -559,6 +559,7 @@ class Catalog:
     roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
+    folders: dict[str, Path] = field(default_factory=dict)  # every paper's folder, loaded or not (``load_catalog(only=)``)
 
     @property
     def root(self) -> Path:

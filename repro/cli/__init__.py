@@ -14,17 +14,11 @@ import gc
 import os
 import sys
 
-_collecting = gc.isenabled()
-gc.disable()  # while the command line is built: see main()
+import typer
 
-import typer  # noqa: E402
-
-from ..specs import SpecError  # noqa: E402
-from . import run, results, browse  # noqa: E402,F401,I001  (registers the commands, in the order help lists them)
-from .common import app  # noqa: E402
-
-if _collecting:
-    gc.enable()
+from ..specs import SpecError
+from . import run, results, browse  # noqa: F401,I001  (registers the commands, in the order help lists them)
+from .common import app
 
 __all__ = ["app", "main"]
 
@@ -75,10 +69,10 @@ def main() -> None:
 
 
 def _fewer_collections() -> None:
-    """Start-up (typer, pydantic, the specs; SQLAlchemy and torch once a command imports them) creates some
-    10^5 objects that live as long as the process, and the collector traversed them again and again while
-    they were made: ~110 of a `repro report`'s ~950 ms. What exists now is frozen (never traversed again),
-    and the youngest generation is collected per 10,000 allocations instead of 700."""
+    """A command's own imports (SQLAlchemy, torch) add more long-lived objects, which the collector traversed
+    again and again while they were made (with start-up's: ~110 of a `repro report`'s ~950 ms). What exists
+    now is frozen (see ``repro.__main__``), and the youngest generation is collected per 10,000 allocations
+    instead of 700."""
     gc.freeze()
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
 

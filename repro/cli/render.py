@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from ..events import Events, Tally
 from ..states import JobOutcome, JobState
-from ..status import total_units
 
 # Library options by field name -> the flag that sets them (errors name the field; users know the flag)
 FLAGS = {"lease_seconds": "--lease-seconds", "jobs_per_gpu": "--jobs-per-gpu", "workers": "--workers",
@@ -38,6 +35,8 @@ class RichEvents(Events):
     """One bar per training job of an in-process worker (epoch, loss, ETA), and the campaign's lines."""
 
     def __init__(self, console):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # when shown
+
         self.console = console
         # markup=False: "[smoke, seed 0]" in a description is text, not a Rich style tag
         self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
@@ -61,6 +60,8 @@ class RichEvents(Events):
         self.console.print(f"submitted {len(task_ids)} {cluster} task(s): {', '.join(task_ids)} (logs in {log_dir})")
 
     def job_started(self, job):
+        from ..status import total_units
+
         desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
         self.tasks[job.id] = self.bar.add_task(desc, total=total_units(job.spec) or 1, info="")
 

@@ -149,15 +149,19 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
     """register -> run, printing what the library reports."""
     from .. import campaign
     from ..options import ExecError
-    from .render import RichEvents, option_error, outcome_line
 
     registered = campaign.register(planned, opts)
     _print_registered(registered, opts)
-    try:
-        with RichEvents(console) as events:
-            summary = campaign.run(registered, opts, events)
-    except ExecError as e:
-        _fail(option_error(e.option, e.message))
+    if not registered.todo:  # nothing left: no executor and no progress display (nor their imports)
+        summary = campaign.run(registered, opts)
+    else:
+        from .render import RichEvents, option_error
+
+        try:
+            with RichEvents(console) as events:
+                summary = campaign.run(registered, opts, events)
+        except ExecError as e:
+            _fail(option_error(e.option, e.message))
     if summary.retried:
         console.print(f"retried {summary.retried} job(s) that " + ("failed or diverged" if opts.retry_diverged
                                                                   else "failed") + " before")
@@ -166,8 +170,11 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
         return
     if summary.outcomes:
         console.print(f"ran {len(summary.outcomes) - len(summary.failed)} job(s), {len(summary.failed)} failed")
-    for outcome in summary.failed:
-        print(outcome_line(outcome), file=sys.stderr)
+    if summary.failed:
+        from .render import outcome_line
+
+        for outcome in summary.failed:
+            print(outcome_line(outcome), file=sys.stderr)
     if not summary.ok:
         raise typer.Exit(1)
 

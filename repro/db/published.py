@@ -14,8 +14,11 @@ class Published(Store):
         with self.Session.begin() as s:
             for rows, model, keys in ((papers, PaperRow, ["slug"]), (tables, TableRow, ["paper", "name"]),
                                       (cells, PublishedCell, ["paper", "table_name", "section", "row", "column"])):
-                for row in rows:
-                    stmt = self._insert(model.__table__).values(**row)
-                    update_cols = {k: v for k, v in row.items() if k not in keys}
-                    s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update_cols)
-                              if update_cols else stmt.on_conflict_do_nothing())
+                by_fields: dict[tuple, list[dict]] = {}
+                for row in rows:  # one statement per set of fields, executed for all its rows at once
+                    by_fields.setdefault(tuple(row), []).append(row)
+                for fields, batch in by_fields.items():
+                    stmt = self._insert(model.__table__)
+                    update = {k: stmt.excluded[k] for k in fields if k not in keys}
+                    s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update) if update
+                              else stmt.on_conflict_do_nothing(), batch)
