@@ -75,12 +75,13 @@ def fake_cifar100(tmp_path_factory) -> Path:
 
 def repro(*args: str, env: dict | None = None, check: bool = False, timeout: int = 600,
           cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
+    """Run the real CLI in a subprocess, started as the installed `repro` command starts it (exit codes and
+    stderr as a user sees them)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1",
                 **(env or {})}
     if not env or "REPRO_DB" not in env:
         full_env.pop("REPRO_DB", None)
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -9,7 +9,7 @@ from repro.plan import apply_budget, job_hash, plan, resolve_targets
 from repro.specs import JobRecipe
 from repro.catalog import load_catalog
 
-from conftest import SPECS
+from conftest import SPECS, write_toy
 
 CATALOG = load_catalog(SPECS)
 
@@ -72,6 +72,23 @@ def test_dry_run_table_lists_cells(cli, tmp_path):
     proc = cli("run", "se-r/table1", "--dry-run", "--db", f"sqlite:///{tmp_path}/r.db")
     assert proc.returncode == 0
     assert "se-r: 1 spec(s), 6 job(s) (6 profile), 0 done" in proc.stdout
+
+
+def test_a_campaign_reads_only_the_papers_its_targets_name(cli, tmp_path):
+    """A broken spec of another paper does not stop a campaign of this one (it is never parsed); a bare table
+    name reads every paper that has that table, and a report or check of all papers still names the fault."""
+    root = write_toy(tmp_path / "specs")
+    write_toy(root, paper="broken")
+    (root / "broken" / "table1.yaml").write_text("table: table1\ntitle: [unclosed\n")
+    db = ["--db", f"sqlite:///{tmp_path}/r.db", "--specs-dir", str(root)]
+    ok = cli("run", "toy/table1", "--dry-run", "--format", "json", *db)
+    assert ok.returncode == 0, ok.stderr
+    assert {j["kind"] for j in json.loads(ok.stdout)} == {"profile", "train"}
+    for args in (["run", "table1", "--dry-run", *db], ["specs", "check", "--specs-dir", str(root)]):
+        bad = cli(*args)
+        assert bad.returncode == 2 and "broken/table1.yaml" in bad.stderr, (args, bad.stderr)
+    unknown = cli("run", "nope/table1", "--dry-run", *db)
+    assert unknown.returncode == 2 and "unknown paper 'nope'; known: broken, toy" in unknown.stderr
 
 
 def test_cmpe_se_table5_wrn16_8_fold_columns_are_one_job():
