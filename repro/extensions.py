@@ -96,12 +96,14 @@ def load_file(path: str | os.PathLike, *, label: str | None = None) -> Plugin:
     data = resolved.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     module_name = f"repro_plugin_{resolved.stem}_{digest[:12]}"
-    spec = importlib.util.spec_from_file_location(module_name, resolved)
-    module = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(module_name, None, origin=str(resolved)))
+    module.__file__ = str(resolved)
     sys.modules[module_name] = module  # classes defined in it pickle by this name in this process
     try:
         with registering_as(f"plugin {resolved.name}"):
-            spec.loader.exec_module(module)
+            # the very bytes hashed above run (not a second read of the file), and no __pycache__ is
+            # written into the user's paper folder
+            exec(compile(data, str(resolved), "exec"), module.__dict__)
     except AlreadyRegistered as e:
         del sys.modules[module_name]
         raise PluginError(f"plugin {shown}: registers {e.kind} {e.name!r}, which already exists "
