@@ -195,8 +195,8 @@ def test_models_and_dry_run_formats(toy, cli):
 
 # --- what a Python user expects of a CLI ---------------------------------------------------
 
-COMMANDS = [["run"], ["diff"], ["report"], ["status"], ["specs", "check"], ["models", "list"], ["models", "show"],
-            ["models", "count"], ["data", "fake"]]
+COMMANDS = [["run"], ["bench"], ["diff"], ["report"], ["status"], ["specs", "check"], ["models", "list"],
+            ["models", "show"], ["models", "count"], ["data", "fake"], ["artifacts"], ["new"]]
 
 
 def test_version_help_and_bare_invocations(cli):
@@ -220,6 +220,7 @@ def test_every_command_has_help_with_an_example(cmd):
     short, long = runner.invoke(app, [*cmd, "-h"]), runner.invoke(app, [*cmd, "--help"])
     assert short.exit_code == 0 and short.output == long.output
     assert "<bool>" not in short.output, "flags are shown as flags"
+    assert not re.search(r"<(list\[|str>|int>|float>|path>)", short.output), "values show a name, not a Python type"
     assert re.search(r"Examples?:\n  +repro ", short.output), "every command shows an example"
 
 

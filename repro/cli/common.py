@@ -27,6 +27,21 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 # rich_markup_mode=None: help text is printed literally (a `'.[postgres]'` in it would be eaten as
 # markup) and flags are shown as flags, without typer's `<bool>` metavar.
 _TYPER = dict(context_settings=CONTEXT, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+class _Group(typer.core.TyperGroup):
+    """An argument with a metavar shows that name alone in help (typer appends the annotation's type:
+    `TARGET <list[str]>`)."""
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        for param in getattr(cmd, "params", ()):
+            if isinstance(param, typer.core.TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx=None: None
+        return cmd
+
+
+_TYPER["cls"] = _Group
 app = typer.Typer(add_completion=True, help="Reproduce paper tables: specs -> jobs -> results.db -> reports.",
                   epilog=_examples("repro run se-r/table1 && repro diff se-r/table1"), **_TYPER)
 specs_app = typer.Typer(help="Validate and inspect table specs.", epilog=_examples("repro specs check"), **_TYPER)
