@@ -14,6 +14,13 @@ from conftest import REPO
 from .helpers import CURVE, env, rows, run_args, specs, start, wait_for
 
 
+# A running attempt whose first epoch checkpoint is recorded (written after the epoch's curve point: a signal
+# between the two would stop the attempt before it has an epoch to resume from, a legitimate resume from
+# scratch that these tests do not mean to provoke)
+AFTER_A_CHECKPOINT = ("select r.pid from runs r join checkpoints k on k.run_id = r.id "
+                      "where r.status = 'running' limit 1")
+
+
 def _slurm_args(targets, tmp_path, url, data, *extra):
     return run_args(targets, specs(tmp_path / "specs"), url, data, tmp_path / "ckpt", "--executor", "slurm",
                     "--device", "cpu", "--slurm-cpus", "1", "--log-dir", str(tmp_path / "logs"), *extra)
@@ -54,8 +61,7 @@ def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100
     url = postgres()
     driver = start(_slurm_args(["toy/table1"], tmp_path, url, fake_cifar100, "--workers", "2", "--seeds", "2",
                                "--budget", "epochs-4"))
-    (pid,) = wait_for(url, "select r.pid from runs r join curve_points c on c.run_id = r.id "
-                           "where r.status = 'running' limit 1")[0]
+    (pid,) = wait_for(url, AFTER_A_CHECKPOINT)[0]
     task = _task_of(pid)
     subprocess.run(["scancel", task], check=True)
     out, err = driver.communicate(timeout=400)
@@ -75,8 +81,7 @@ def test_time_limit_warning_requeues_and_resumes_identically(slurm, postgres, tm
     url = postgres()
     args = _slurm_args(["toy/table1"], tmp_path, url, fake_cifar100, "--workers", "1", "--budget", "epochs-4")
     driver = start(args)
-    (pid,) = wait_for(url, "select r.pid from runs r join curve_points c on c.run_id = r.id "
-                           "where r.status = 'running' limit 1")[0]
+    (pid,) = wait_for(url, AFTER_A_CHECKPOINT)[0]
     task = _task_of(pid)
     # what Slurm sends --signal seconds before the time limit (and on preemption): USR2 to the task
     subprocess.run(["scancel", "--signal=USR2", task], check=True)
