@@ -88,6 +88,21 @@ def repro(*args: str, env: dict | None = None, check: bool = False, timeout: int
     return proc
 
 
+def open_concurrently(url: str, n: int = 6) -> list[int | None]:
+    """``n`` spawned processes that each open ``url`` at once (creating or upgrading its schema); their exit
+    codes. The target is the class itself: the children import repro.db alone, not the test module (torch)."""
+    import multiprocessing as mp
+
+    from repro.db import Database
+
+    procs = [mp.get_context("spawn").Process(target=Database, args=(url,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return [p.exitcode for p in procs]
+
+
 @pytest.fixture
 def cli():
     return repro

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import tomllib
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, open_concurrently
 from fixtures_legacy import JOBS, METRICS_PER_JOB, PAPER, TABLE, load, schema_diff
 from repro.db import Database, DatabaseError
 from repro.db.migrate import HEAD, REVISIONS, alembic_config, sqlite_ddl_engine
@@ -198,14 +197,7 @@ def test_every_in_between_shape_the_old_upgrader_left_reaches_head(tmp_path):
 
 def test_six_concurrent_openers_of_a_legacy_sqlite_database(tmp_path):
     path = load("0001", tmp_path / "old.db")
-    ctx = mp.get_context("spawn")
-    # the target is the class itself: the children import repro.db alone, not this test module
-    procs = [ctx.Process(target=Database, args=(f"sqlite:///{path}",)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 6
+    assert open_concurrently(f"sqlite:///{path}") == [0] * 6
     assert version(path) == [(HEAD,)] and schema_diff(f"sqlite:///{path}") == []
     assert len(rows(path)["jobs"]) == JOBS and len(rows(path)["metrics"]) == JOBS * METRICS_PER_JOB
 

@@ -4,7 +4,6 @@ worker to SIGKILL (issue 7.1; issue 9 items 2-4, 7-9)."""
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, write_toy
+from conftest import REPO, open_concurrently, write_toy
 from repro import executor as ex
 from repro.db import Database, DatabaseError, exists, utcnow
 from repro.states import Progress
@@ -220,14 +219,7 @@ def test_connection_failures_are_one_line(cli):
 
 def test_six_concurrent_openers_of_an_empty_sqlite_database(tmp_path):
     url = f"sqlite:///{tmp_path}/new.db"
-    ctx = mp.get_context("spawn")
-    # the target is the class itself: the children import repro.db alone, not this test module (torch)
-    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 6
+    assert open_concurrently(url) == [0] * 6
     assert exists(url)
 
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, open_concurrently
 from repro.db import Database, exists
 
 from .helpers import env, rows, run_args, specs, start
@@ -14,14 +13,7 @@ from .helpers import env, rows, run_args, specs, start
 
 def test_six_concurrent_openers_of_an_empty_database(postgres):
     url = postgres()
-    ctx = mp.get_context("spawn")
-    # the target is the class itself: the children import repro.db alone, not this test module (torch)
-    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 6  # before: UniqueViolation on pg_type in the losers
+    assert open_concurrently(url) == [0] * 6  # before: UniqueViolation on pg_type in the losers
     assert exists(url)
     assert rows(url, "select count(*) from jobs") == [(0,)]
 
@@ -83,13 +75,7 @@ def test_six_concurrent_openers_upgrade_a_legacy_database_once(postgres, tmp_pat
         conn.execute(text("DROP TABLE alembic_version"))
     copy_rows(load("0001", tmp_path / "old.db"), engine)
     engine.dispose()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=Database, args=(url,)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 6
+    assert open_concurrently(url) == [0] * 6
     assert rows(url, "select version_num from alembic_version") == [(HEAD,)]
     assert schema_diff(url) == []
     assert rows(url, "select count(*) from information_schema.columns where table_name = 'jobs' "
