@@ -75,11 +75,12 @@ class CampaignSummary:
 
 def plan(opts: CampaignOptions) -> CampaignPlan:
     """The jobs of the targets (``SpecError`` or ``PlanError`` on bad input); writes nothing."""
-    from .catalog import load_catalog
+    from .catalog import load_catalog, paper_folders, specs_roots
 
     budget = parse_budget(opts.budget, opts.epochs)
     # only the papers the targets name are loaded (a broken spec of another paper does not stop this campaign)
-    catalog = load_catalog(opts.specs_dir, opts.plugins, only=target_papers(list(opts.targets), opts.paper))
+    folders = paper_folders(specs_roots(opts.specs_dir))
+    catalog = load_catalog(opts.specs_dir, opts.plugins, only=target_papers(list(opts.targets), opts.paper, folders))
     targets = resolve_targets(catalog, list(opts.targets), opts.paper)
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
                      max_jobs=opts.max_jobs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import yaml
 from pydantic import ValidationError
@@ -185,25 +185,30 @@ def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
     return paper
 
 
-def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = (),
-                 only: Callable[[dict[str, Path]], Iterable[str]] | None = None) -> Catalog:
+def paper_folders(roots: list[Path]) -> dict[str, Path]:
+    """Every paper's folder in the specs folders, by slug (a slug defined twice is an error naming both)."""
+    folders: dict[str, Path] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise SpecsDirMissing(f"{root}: specs directory not found")
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            if d.name in folders:
+                raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in {folders[d.name]})")
+            folders[d.name] = d
+    return folders
+
+
+def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = (), only: Iterable[str] | None = None
+                 ) -> Catalog:
     """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
-    entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. A paper slug defined in
-    two folders is an error naming both. ``only``: given every paper's folder, the slugs to load (a
-    campaign loads the papers its targets name; ``catalog.folders`` still lists them all)."""
+    entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. ``only``: the slugs to
+    load (a campaign loads the papers its targets name; ``catalog.folders`` still lists them all)."""
     from .extensions import load_all
 
     catalog = Catalog(specs_roots(roots))
     catalog.plugins = [p.path for p in load_all(plugins) if p.path]
-    for root in catalog.roots:
-        if not root.is_dir():
-            raise SpecsDirMissing(f"{root}: specs directory not found")
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            if d.name in catalog.folders:
-                raise SpecError(f"{d / 'paper.yaml'}: paper: {d.name!r} is defined twice (also in "
-                                f"{catalog.folders[d.name]})")
-            catalog.folders[d.name] = d
-    wanted = set(catalog.folders if only is None else only(dict(catalog.folders)))
+    catalog.folders = paper_folders(catalog.roots)
+    wanted = set(catalog.folders if only is None else only)
     try:
         for slug, d in catalog.folders.items():
             if slug in wanted:

@@ -203,18 +203,16 @@ def _plugged_attentions(value) -> list[str]:
     return []
 
 
-def target_papers(targets: list[str], paper: str | None = None):
-    """For ``load_catalog(only=)``: the papers whose specs ``resolve_targets`` will read (a bare table name:
-    every paper with a spec file of that name), found from folder and file names without parsing a spec."""
-    def only(folders: dict[str, Path]) -> set[str]:
-        out = {paper} if paper else set()
-        for t in targets:
-            if "/" in t or t in folders:
-                out.add(t.split("/", 1)[0])
-            elif not paper:
-                out |= {slug for slug, d in folders.items() if (d / f"{t}.yaml").is_file()}
-        return out
-    return only
+def target_papers(targets: list[str], paper: str | None, folders: dict[str, Path]) -> set[str]:
+    """The papers whose specs ``resolve_targets`` will read (a bare table name: every paper with a spec file
+    of that name), found from folder and file names (``catalog.paper_folders``) without parsing a spec."""
+    out = {paper} if paper else set()
+    for t in targets:
+        if "/" in t or t in folders:
+            out.add(t.split("/", 1)[0])
+        elif not paper:
+            out |= {slug for slug, d in folders.items() if (d / f"{t}.yaml").is_file()}
+    return out
 
 
 def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
