@@ -84,7 +84,7 @@ def main() -> None:
 
     catalog, db = load_catalog(), Database(url, create=False)
     t0 = time.perf_counter()
-    rows = {slug: compare_paper(catalog, p, db) for slug, p in catalog.papers.items()}
+    rows = {slug: compare_paper(p, db) for slug, p in catalog.papers.items()}
     t_query = time.perf_counter() - t0
     print(f"compare_paper (queries + verdicts), all 4 papers: {t_query:.2f} s, "
           f"{sum(len(r) for r in rows.values())} cells")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from .campaign import CampaignSummary, run_campaign
+from .campaign import CampaignSummary, run_campaign, with_targets
 from .catalog import load_catalog
 from .diff import DIFF_FIELDS, compared, record
 from .expanded import expand
@@ -53,7 +53,7 @@ def cells(paper: str | None = None, table: str | None = None, db: str | None = N
     catalog = load_catalog(specs_dir, plugins)
     targets = _targets(catalog, paper, table)
     with _database(db) as database:
-        rows = compared(catalog, targets, database)
+        rows = compared(targets, database)
     records = [{**record(r), "cell": cell_key(r.paper, r.table, r.section, r.row, r.column),
                 "kind": METRICS[r.metric][0], "config_key": r.config_key, "jobs": list(r.jobs), "how": r.how}
                for r in rows]
@@ -107,7 +107,7 @@ def run(targets: str | list[str], *, events=None, **options) -> CampaignSummary:
         raise TypeError(f"unknown campaign option(s) {unknown}; CampaignOptions has: {', '.join(sorted(known))}")
     if options.get("kinds") is not None:
         options["kinds"] = frozenset(options["kinds"])
-    opts = CampaignOptions(targets=(targets,) if isinstance(targets, str) else tuple(targets), **options)
+    opts = with_targets(CampaignOptions(**options), targets)
     # the URL is checked (driver, writable file) before anything is written, as the CLI does
     opts = dataclasses.replace(opts, db=check_url(opts.db, write=True, must_exist=False))
     return run_campaign(opts, events)

@@ -17,8 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 
 class ArtifactError(Exception):
     """An artifact that is missing or whose bytes are not the recorded ones."""
@@ -49,6 +47,8 @@ def load_verified(path: str | os.PathLike, sha256: str) -> dict:
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
         raise ArtifactError(f"weights file {path} has SHA-256 {found[:16]}..., not the expected {sha256[:16]}...")
+    import torch  # here, not at import: listing and removing artifacts never needs it
+
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
@@ -62,6 +62,8 @@ class ArtifactStore:
     def put(self, state: dict, kind: str = "weights") -> Artifact:
         """Write ``state`` (a state dict of tensors) under its content hash, atomically; the same bytes
         already there are kept as they are."""
+        import torch
+
         buf = io.BytesIO()
         torch.save(state, buf)
         data = buf.getbuffer()
@@ -77,13 +79,37 @@ class ArtifactStore:
             os.replace(tmp, path)
         return Artifact(sha, str(path), len(data), kind)
 
-    def remove(self, artifact_path: str | os.PathLike) -> bool:
-        path = Path(artifact_path)
-        if not path.is_file():
-            return False
-        path.unlink()
-        try:
-            path.parent.rmdir()  # only when no other artifact shares the folder
-        except OSError:
-            pass
-        return True
+
+
+def remove_file(artifact_path: str | os.PathLike) -> bool:
+    path = Path(artifact_path)
+    if not path.is_file():
+        return False
+    path.unlink()
+    try:
+        path.parent.rmdir()  # only when no other artifact shares the folder
+    except OSError:
+        pass
+    return True
+
+
+def inventory(database, catalog) -> list[dict]:
+    """Every artifact of ``database`` with what starts from it (``needed_by``): a job of the database that
+    names its job upstream, or a cell of the catalog's specs whose ``init_from`` names its configuration."""
+    from .plan import upstream_configs
+
+    needed_configs = upstream_configs(catalog)
+    rows = database.artifacts()
+    for r in rows:
+        if r["config_key"] in needed_configs:
+            r["needed_by"] = r["needed_by"] + [needed_configs[r["config_key"]]]
+    return rows
+
+
+def remove_unneeded(database, rows: list[dict]) -> list[dict]:
+    """Delete the file and the record of every artifact of ``rows`` that nothing needs; the ones removed."""
+    gone = [r for r in rows if not r["needed_by"]]
+    for r in gone:
+        remove_file(r["path"])
+        database.forget_artifact(r["id"])
+    return gone

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .db import Database
 from .expanded import ExpandedCell, ExpandedPaper, expand
-from .specs import METRICS, SCALE, Catalog, Paper, Printed
+from .specs import METRICS, SCALE, Paper, Printed
 from .states import CellStatus, ClaimVerdict
 
 CONFIDENCE = 0.95  # of the interval around a cell's mean
@@ -134,10 +134,9 @@ def pick_budget(by_budget: dict[str, list[dict]]) -> str | None:
     return max(by_budget, key=lambda b: (length(b), len(by_budget[b])))
 
 
-def compare_paper(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database,
-                  tables: list[str] | None = None) -> list[Comparison]:
+def compare_paper(paper: Paper | ExpandedPaper, db: Database, tables: list[str] | None = None) -> list[Comparison]:
     """Every cell of ``tables`` (default all; figure specs are not compared) against the database: two
-    queries (done results, diverged jobs) whatever the number of cells. ``catalog`` is not needed."""
+    queries (done results, diverged jobs) whatever the number of cells."""
     cells = expand(paper).cells(tables)
     wanted = {c.config_key for c in cells if c.config_key}
     by_key: dict[str, list[dict]] = {}

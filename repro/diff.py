@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .compare import Comparison, compare_paper
 from .db import Database
-from .specs import METRICS, SCALE, Catalog, Paper, Printed
+from .specs import METRICS, SCALE, Paper, Printed
 from .states import CellStatus
 
 DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
@@ -18,7 +18,7 @@ DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed"
                "ci_high", "tolerance", "values", "verdict_note", "report_epoch", "init_from"]
 
 
-def compared(catalog: Catalog | None, targets: list[tuple[Paper, str]], db: Database) -> list[Comparison]:
+def compared(targets: list[tuple[Paper, str]], db: Database) -> list[Comparison]:
     """The printed cells of the targets, in target order: one comparison per paper of consecutive targets
     (two queries each), never one per table."""
     groups: list[tuple[Paper, list[str]]] = []
@@ -27,7 +27,7 @@ def compared(catalog: Catalog | None, targets: list[tuple[Paper, str]], db: Data
             groups[-1][1].append(table)
         else:
             groups.append((paper, [table]))
-    return [r for paper, tables in groups for r in compare_paper(catalog, paper, db, tables)
+    return [r for paper, tables in groups for r in compare_paper(paper, db, tables)
             if r.status != CellStatus.NOT_PRINTED]
 
 

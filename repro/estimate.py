@@ -19,8 +19,6 @@ stored, never computed by a reader: a done profile job of the same configuration
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,9 +26,9 @@ from dataclasses import dataclass, field
 from . import datasets
 from .db import Database
 from .expanded import ExpandedPaper, expand
-from .modelcheck import facts
+from .modelcheck import code_version
 from .plan import config_key, job_hash
-from .specs import Catalog, JobRecipe, Paper
+from .specs import JobRecipe, Paper
 
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
@@ -49,7 +47,7 @@ def count_config(model: str, model_kwargs: dict, input_size, profile: str, sourc
 
 def code() -> str:
     """The model code's version (``modelcheck.code_version``, computed once per process)."""
-    return facts().version
+    return code_version()
 
 
 def cache_key(key: str) -> str:
@@ -94,9 +92,7 @@ def count_configs(paper: Paper | ExpandedPaper, tables: list[str] | None = None)
     """The count configurations (forward pass at the dataset's input size, the paper's counter profile) of the
     training configurations of ``tables`` (default all), by config key: what ``store_counts`` fills."""
     paper = expand(paper)
-    configs = {c.config_key: c.config for c in paper.cells(tables, kind=None)
-               if c.config is not None and c.config["kind"] != "profile"}
-    counts = (_count_config_of(cfg, paper.spec.counter_profile) for cfg in configs.values())
+    counts = (_count_config_of(cfg, paper.spec.counter_profile) for cfg in paper.configs(tables=tables).values())
     return {config_key(c): c for c in counts if c is not None}  # None: a dataset with no declared input size
 
 
@@ -123,12 +119,6 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
 
 def images_seen(cfg: dict) -> float | None:
     """Training images a configuration sees in all (None: its dataset's size is known only from its files)."""
-    return _images_seen(json.dumps(cfg, sort_keys=True))  # a report asks per configuration several times
-
-
-@functools.lru_cache(maxsize=4096)
-def _images_seen(cfg_json: str) -> float | None:
-    cfg = json.loads(cfg_json)
     r = JobRecipe.of(cfg["recipe"])
     if r.iterations:
         return r.iterations * r.batch_size
@@ -200,7 +190,7 @@ class Estimate:
                 f"configurations (fastest engine/precision measured, images seen / images/s){rest} = {total}")
 
 
-def estimate(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database) -> Estimate:
+def estimate(paper: Paper | ExpandedPaper, db: Database) -> Estimate:
     """The paper's pending full-budget training configurations in GPU-hours (a read: nothing is built)."""
     paper = expand(paper)
     configs = paper.configs()
@@ -208,22 +198,23 @@ def estimate(catalog: Catalog | None, paper: Paper | ExpandedPaper, db: Database
     pending = {k: cfg for k, cfg in configs.items() if k not in done}
     profile = paper.spec.counter_profile
     bench = measured_throughput(db, pending)
-    unsized = {k for k, cfg in pending.items()
-               if images_seen(cfg) is None or (k not in bench and _count_config_of(cfg, profile) is None)}
-    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench and k not in unsized}
-    macs = forward_macs(db, {config_key(c): c for c in counts.values()})
+    seen = {k: images_seen(cfg) for k, cfg in pending.items()}
+    counts = {k: _count_config_of(cfg, profile) for k, cfg in pending.items() if k not in bench}
+    unsized = {k for k in pending if seen[k] is None or (k not in bench and counts[k] is None)}
+    count_keys = {k: config_key(c) for k, c in counts.items() if k not in unsized}
+    macs = forward_macs(db, {count_keys[k]: counts[k] for k in count_keys})
     seconds, measured, unknown = 0.0, defaultdict(list), []
     for k, cfg in pending.items():
         if k in unsized:
             continue
         if k in bench:
-            seconds += images_seen(cfg) / bench[k]["img_per_s"]
+            seconds += seen[k] / bench[k]["img_per_s"]
             measured[bench[k]["device"]].append(cfg["model"])
-        elif config_key(counts[k]) in macs:
-            work = macs[config_key(counts[k])] * (DETECTION_AREA_SCALE if cfg["kind"] == "detect" else 1)
-            seconds += 3 * work * images_seen(cfg) / (throughput_tmacs() * 1e12)
+        elif count_keys[k] in macs:
+            work = macs[count_keys[k]] * (DETECTION_AREA_SCALE if cfg["kind"] == "detect" else 1)
+            seconds += 3 * work * seen[k] / (throughput_tmacs() * 1e12)
         else:
             unknown.append(cfg["model"])
     inputs = [b for b in db.input_benchmarks() if b["config_key"] in pending]
-    return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(counts) - len(unknown),
+    return Estimate(hours=seconds / 3600, pending=len(pending), assumed=len(count_keys) - len(unknown),
                     measured=dict(measured), profile=profile, unknown=unknown, unsized=len(unsized), inputs=inputs)

@@ -98,10 +98,11 @@ class ExpandedPaper:
             raise KeyError(f"{self.slug}: no cell {ref!r}")
         return hit
 
-    def configs(self, kinds: Iterable[str] = ("train", "detect")) -> dict[str, dict]:
-        """The distinct configurations of the paper's cells of these kinds, by configuration key."""
+    def configs(self, kinds: Iterable[str] = ("train", "detect"), tables: Iterable[str] | None = None
+                ) -> dict[str, dict]:
+        """The distinct configurations of the cells of ``tables`` (default all) of these kinds, by key."""
         kinds = set(kinds)
-        return {c.config_key: c.config for c in self.cells(kind=None)
+        return {c.config_key: c.config for c in self.cells(tables, kind=None)
                 if c.config is not None and c.config["kind"] in kinds}
 
 

@@ -184,7 +184,7 @@ def _table_view(paper: Paper | ExpandedPaper, table: ExpandedTable, rows: list[C
             r = by_cell.get((row.section, row.label, c))
             cells.append(None if r is None or r.status == CellStatus.NOT_PRINTED
                          else _cell_view(paper, spec, r, recipes.get((row.section, row.label, c)), prov, links))
-        sections[-1]["rows"].append({"label": row.label, CellStatus.CITED: row.cited, "note": row.note,
+        sections[-1]["rows"].append({"label": row.label, "cited": row.cited, "note": row.note,
                                      "settings": [(row.settings or {}).get(k, "") for k in settings],
                                      "cells": cells})
     return {"id": spec.table, "title": spec.title, "caption": (spec.caption or "").strip(),
@@ -247,7 +247,7 @@ def render_html(catalog: Catalog, db: Database, out: Path, summary: dict[str, li
     for slug, paper in catalog.papers.items():
         rows = summary.get(slug)
         if rows is None:  # not rendered this time: its counts still come from the database (one query)
-            rows = compare_paper(catalog, paper, db)
+            rows = compare_paper(paper, db)
         counts = Counter(r.status for r in rows if r.status != CellStatus.NOT_PRINTED)
         totals.update(counts)
         papers.append({"slug": slug, "title": paper.spec.title, "authors": paper.spec.authors,

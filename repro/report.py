@@ -180,7 +180,7 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
     paper = expand(paper)  # compare, the tables and the figures read one expansion
     pdir = out / paper.slug
     (pdir / "figures").mkdir(parents=True, exist_ok=True)
-    rows = compare_paper(catalog, paper, db)
+    rows = compare_paper(paper, db)
     s = paper.spec
     counts = _summary(rows)
     lines = [f"# {esc(s.title)}", "", f"{esc(s.authors)}. Source: `{esc(_source(paper))}`. "
@@ -256,7 +256,7 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
         c_static = Counter(r.status for r in static)
         done = sum(1 for r in train if r.budget == "full")
         pending = len(train) - done
-        e = estimate(catalog, expand(paper), db)
+        e = estimate(expand(paper), db)
         notes.append(f"- {slug}: {e.note}")
         tables = sum(1 for t in paper.tables.values() if t.kind == "table")
         cells = sum(1 for r in rows if r.status != CellStatus.NOT_PRINTED)

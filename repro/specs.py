@@ -620,12 +620,6 @@ def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) ->
     return cells
 
 
-def tolerance(paper: Paper, spec: TableSpec, cell: CellSpec) -> float:
-    col = next(c for c in spec.columns if c.label == cell.column)
-    row = next((r for r in table_rows(spec) if r.label == cell.row and r.section == cell.section), None)
-    return level_tolerance(paper, spec, row, col)
-
-
 def level_tolerance(paper: Paper, spec: TableSpec, row: Row | None, col: Column) -> float:
     """The accuracy tolerance of a cell: its row's, else its column's, else the table's, else the paper's."""
     for level in (row, col, spec.defaults):

@@ -85,7 +85,7 @@ def claims_of(tmp_path_factory):
 
     def checks(slug: str):
         paper = catalog.papers[slug]
-        return check_claims(paper, compare_paper(catalog, paper, db))
+        return check_claims(paper, compare_paper(paper, db))
 
     return checks
 
@@ -124,7 +124,7 @@ def test_claim_verdicts_on_the_seed_database(tmp_path):
     catalog = load_catalog(specs)
     db = Database(url, create=False)
     checks = [ch for slug in ("se-r", "toy") for ch in
-              check_claims(catalog.papers[slug], compare_paper(catalog, catalog.papers[slug], db))]
+              check_claims(catalog.papers[slug], compare_paper(catalog.papers[slug], db))]
     pairs = {(ch.table, p.better): p for ch in checks for p in ch.pairs}
     assert {k: p.verdict for k, p in pairs.items()} == EXPECTED_PAIRS
     assert pairs[("table3", "SE-R-ResNet101")].detail == "diverged: SE-R-ResNet101"

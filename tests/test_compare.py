@@ -75,7 +75,7 @@ def test_verdicts_through_compare_paper(seeds):
     catalog = load_catalog(seeds["specs"])
     db = Database(seeds["url"], create=False)
     rows = [r for slug, t in (("se-r", "table3"), ("toy", "table1"))
-            for r in compare_paper(catalog, catalog.papers[slug], db, [t])]
+            for r in compare_paper(catalog.papers[slug], db, [t])]
     got = {f"{r.paper}/{r.table}/{r.row}/{r.column}": r for r in rows}
     assert {k: r.status for k, r in got.items()} == EXPECTED_STATUS
     diverged = got["se-r/table3/SE-R-ResNet101/Accuracy"]
@@ -266,7 +266,7 @@ def test_report_epoch_best_changes_the_number_a_cell_is_judged_on(epoch, status,
     url = f"sqlite:///{tmp_path}/r.db"
     _write_full_budget(url, catalog, {8: {"top1_err": 30.0, "best_top1_err": 27.0},
                                       14: {"top1_err": 26.0, "best_top1_err": 26.0, "pretrained": 1.0}})
-    rows = {r.row: r for r in compare_paper(catalog, catalog.papers["epochs"], Database(url, create=False))}
+    rows = {r.row: r for r in compare_paper(catalog.papers["epochs"], Database(url, create=False))}
     plain = rows["ResNet-8"]
     assert plain.report_epoch == epoch and plain.status == status
     assert plain.ours == pytest.approx(30.05 if epoch == "final" else 27.05)
@@ -288,7 +288,7 @@ def test_a_cell_trained_without_the_weights_its_spec_requires_is_not_comparable(
         url = f"sqlite:///{tmp_path}/r{int(pretrained)}.db"
         _write_full_budget(url, catalog, {8: {"top1_err": 27.0},
                                           14: {"top1_err": 26.0, "pretrained": pretrained}})
-        tuned = {r.row: r for r in compare_paper(catalog, catalog.papers["epochs"], Database(url, create=False))}[
+        tuned = {r.row: r for r in compare_paper(catalog.papers["epochs"], Database(url, create=False))}[
             "ResNet-14 tuned"]
         assert tuned.status == status and tuned.ours == pytest.approx(26.05)
         if status == "not-comparable":

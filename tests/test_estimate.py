@@ -63,7 +63,7 @@ def test_assumed_estimate_reads_cached_counts_without_building(db, serp, monkeyp
     catalog, paper = serp
     fill_synthetic_cache(db, paper)
     monkeypatch.setattr(est, "_count", no_build)
-    e = est.estimate(catalog, paper, db)
+    e = est.estimate(paper, db)
     configs = training_configs(paper)
     assert (e.pending, e.assumed, e.measured) == (len(configs), len(configs), {})
     assert e.hours == pytest.approx(assumed_hours(configs.values()))
@@ -79,7 +79,7 @@ def test_estimate_switches_to_the_fastest_cuda_measurement(db, serp, monkeypatch
     db.put_benchmark(bench_row(k1, c1, GPU, 1000.0))
     db.put_benchmark(bench_row(k1, c1, GPU, 5000.0))  # a faster engine/precision on the same GPU wins
     db.put_benchmark(bench_row(k2, c2, "cpu (2 cores, 1 threads)", 1e9))  # CPU: not a GPU-hour, ignored
-    e = est.estimate(catalog, paper, db)
+    e = est.estimate(paper, db)
     rest = [c for k, c in configs.items() if k != k1]
     assert (e.pending, e.assumed) == (len(configs), len(configs) - 1)
     assert e.measured == {GPU: [c1["model"]]}
@@ -92,7 +92,7 @@ def test_a_read_builds_nothing_and_says_unknown(db, serp, monkeypatch):
     catalog, paper = serp
     monkeypatch.setattr(est, "_count", no_build)
     configs = training_configs(paper)
-    e = est.estimate(catalog, paper, db)  # an empty database: no profile job, no cached count
+    e = est.estimate(paper, db)  # an empty database: no profile job, no cached count
     assert (e.pending, e.assumed, e.hours, len(e.unknown)) == (len(configs), 0, 0.0, len(configs))
     assert e.hours_text == "unknown" and f"GPU-hours {len(configs)} unknown, left out" in e.note
     stored = dict(list(est.count_configs(paper).items())[:3])  # three counts cached, the rest unknown
@@ -102,7 +102,7 @@ def test_a_read_builds_nothing_and_says_unknown(db, serp, monkeypatch):
                          for k, c in stored.items()])
     known = [cfg for cfg in configs.values()
              if config_key(est._count_config_of(cfg, paper.spec.counter_profile)) in stored]
-    part = est.estimate(catalog, paper, db)
+    part = est.estimate(paper, db)
     assert (part.assumed, len(part.unknown)) == (len(known), len(configs) - len(known))
     assert part.hours == pytest.approx(assumed_hours(known))
     assert part.hours_text == f"≥ {part.hours:,.0f}" and f"= at least {part.hours:,.0f} GPU-hours; " in part.note
@@ -138,11 +138,11 @@ def test_the_report_index_shows_unknown_hours_without_building(db, serp, monkeyp
 
     catalog, paper = serp
     monkeypatch.setattr(est, "_count", no_build)
-    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(paper, db)}).read_text()
     row = next(line for line in index.splitlines() if line.startswith("| [se-r]"))
     assert row.endswith("| unknown |") and "unknown, left out: no MAC count stored" in index
     fill_synthetic_cache(db, paper)
-    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(catalog, paper, db)}).read_text()
+    index = _render_index(catalog, db, tmp_path, {"se-r": compare_paper(paper, db)}).read_text()
     hours = assumed_hours(training_configs(paper).values())
     assert next(line for line in index.splitlines() if line.startswith("| [se-r]")).endswith(f"| {hours:,.0f} |")
 
@@ -153,7 +153,7 @@ def test_models_count_stores_what_the_report_reads(cli, toy_specs, tmp_path, mon
     assert first.stdout.strip().splitlines()[-1].startswith("2 training configuration(s): 2 counted, 0 already stored")
     catalog = load_catalog(toy_specs)
     db = Database(url, create=False)
-    e = est.estimate(catalog, catalog.papers["toy"], db)
+    e = est.estimate(catalog.papers["toy"], db)
     assert (e.pending, e.assumed, e.unknown) == (2, 2, []) and e.hours > 0
     monkeypatch.setattr(est, "_count", no_build)  # what the command stored is what a later one finds
     assert est.store_counts(db, est.count_configs(catalog.papers["toy"])) == 0

@@ -84,7 +84,7 @@ def site(tmp_path_factory):
     out = root / "reports"
     written = render(catalog, db, out, ["se-r"])
     return {"root": root, "db": db, "catalog": catalog, "paper": paper, "out": out, "written": written,
-            "rows": compare_paper(catalog, paper, db)}
+            "rows": compare_paper(paper, db)}
 
 
 def expected_cells(rows, table: str) -> int:
@@ -134,7 +134,7 @@ def test_spec_text_is_escaped(tmp_path):
              '  - {label: "<b>ResNet-56</b>", model: resnet56_cifar, values: {Params: "858.87K"}}\n')
     catalog = load_catalog(write_toy(tmp_path / "specs", table=table))
     db = Database(f"sqlite:///{tmp_path / 'r.db'}")
-    rows = compare_paper(catalog, catalog.papers["toy"], db)
+    rows = compare_paper(catalog.papers["toy"], db)
     render_html(catalog, db, tmp_path / "out", {"toy": rows})
     html = (tmp_path / "out" / "toy" / "index.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html and "<script>alert" not in html

@@ -47,7 +47,7 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper
     if against is not None:
         against = _check_db(against, write=False)
 
-    rows = compared(catalog, resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    rows = compared(resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
     records, columns, text = (_paper_view(rows) if against is None
                               else _against_view(rows, catalog, resolved, Database(against, create=False)))
     _print_records(records, fmt, columns, text)
@@ -80,7 +80,7 @@ def _against_view(rows, catalog, resolved, other) -> tuple[list[dict], list[str]
     from ..db import exports
     from ..diff import against_records, compared
 
-    records = against_records(rows, compared(catalog, resolved, other),
+    records = against_records(rows, compared(resolved, other),
                               exports.published_cells(other, {p.slug for p, _ in resolved}),
                               exports.recorded_tables(other))
     columns = ["table", "row", "column", "published", "ours", "against", "change", "status", "against status"]
@@ -270,24 +270,16 @@ def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
               plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Trained weights that finished jobs kept (job, cells, size, SHA-256), and which jobs or cells start
     from them (a job of the database naming it upstream; a cell of the specs whose init_from names its cell)."""
-    from ..artifacts import ArtifactStore
+    from .. import artifacts as store
     from ..db import Database
-    from ..plan import upstream_configs
 
     database = Database(_check_db(db, write=remove_unneeded), create=False)
     try:
-        needed_configs = upstream_configs(_catalog(specs_dir, plugins))
+        rows = store.inventory(database, _catalog(specs_dir, plugins))
     except SpecError as e:
         _fail(str(e))
-    rows = database.artifacts()
-    for r in rows:
-        if r["config_key"] in needed_configs:
-            r["needed_by"] = r["needed_by"] + [needed_configs[r["config_key"]]]
     if remove_unneeded:
-        gone = [r for r in rows if not r["needed_by"]]
-        for r in gone:
-            ArtifactStore(Path(r["path"]).parent.parent).remove(r["path"])
-            database.forget_artifact(r["id"])
+        gone = store.remove_unneeded(database, rows)
         console.print(f"removed {len(gone)} artifact(s) no job needs ({sum(r['size'] for r in gone):,} bytes); "
                       f"kept {len(rows) - len(gone)}")
         rows = [r for r in rows if r["needed_by"]]
