@@ -4,13 +4,12 @@
 ``torchvision/<name>`` exactly ``torchvision.models.get_model(name, weights=None, num_classes=...,
 **model_kwargs)``: the ecosystem's own names, no renaming table. No weights are ever downloaded: a spec
 cannot ask for hub weights (``pretrained``/``weights`` are refused); pretrained weights come from a local
-file or another job. The library and its version are part of a job's identity (``library_version``). A model option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
+file or another job. The library and its version are part of a job's identity (``repro.plan.model_source``). A model option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
 our registered attentions, a plugin's included, into the library's blocks (``attention_factory``).
 """
 from __future__ import annotations
 
 import difflib
-from importlib import metadata
 from typing import Any
 
 from torch import nn
@@ -46,12 +45,6 @@ def unknown_message(name: str) -> str:
     close = difflib.get_close_matches(rest, names(library), n=5, cutoff=0.6)
     hint = f"; closest: {', '.join(f'{library}/{c}' for c in close)}" if close else ""
     return f"unknown model {name!r}: {library} has no model {rest!r}{hint}"
-
-
-def library_version(name: str) -> str | None:
-    """``timm==1.0.31`` for a timm model (what its job's identity and provenance carry); None for ours."""
-    parts = split(name)
-    return f"{parts[0]}=={metadata.version(parts[0])}" if parts else None
 
 
 def attention_factory(value: dict):

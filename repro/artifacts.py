@@ -97,10 +97,12 @@ def inventory(database, catalog) -> list[dict]:
     """Every artifact of ``database`` with what starts from it (``needed_by``): a job of the database that
     names its job upstream, or a cell of the catalog's specs whose ``init_from`` names its configuration."""
     from .plan import upstream_configs
+    from .specs import cell_key
 
     needed_configs = upstream_configs(catalog)
     rows = database.artifacts()
     for r in rows:
+        r["cells"] = [cell_key(*c) for c in r["cells"]]  # named as plans, reports and the API name them
         if r["config_key"] in needed_configs:
             r["needed_by"] = r["needed_by"] + [needed_configs[r["config_key"]]]
     return rows

@@ -138,20 +138,15 @@ def register(plan: CampaignPlan, opts: CampaignOptions) -> Registered:
     return Registered(plan, url, data_dir, str(checkpoints), str(artifacts), states, todo, held_back)
 
 
-def plugin_files(registered: Registered) -> tuple[str, ...]:
-    """Every plugin file the plan's registries needed ($REPRO_PLUGINS, options, papers' own): what each
-    worker process and Slurm task imports (entry points it finds itself)."""
-    return tuple(registered.plan.catalog.plugins)
-
-
 def worker_options(registered: Registered, opts: CampaignOptions):
     from .worker import WorkerOptions
 
+    # plugins: every plugin file the plan's registries needed, which each worker and Slurm task imports too
     return WorkerOptions(db_url=registered.db_url, data_dir=registered.data_dir, download=opts.download,
                          device=opts.device, checkpoint_dir=registered.checkpoint_dir,
                          loader_workers=opts.loader_workers, engine=opts.engine, precision=opts.precision,
                          compile=opts.compile, keep_checkpoints=opts.keep_checkpoints, threads=opts.threads,
-                         lease_seconds=opts.lease_seconds, plugins=plugin_files(registered),
+                         lease_seconds=opts.lease_seconds, plugins=tuple(registered.plan.catalog.plugins),
                          artifact_dir=registered.artifact_dir, decode=opts.decode)
 
 

@@ -44,10 +44,6 @@ def specs_roots(explicit=None) -> list[Path]:
     return unique
 
 
-def specs_root(explicit: str | os.PathLike | None = None) -> Path:
-    return specs_roots(explicit)[0]
-
-
 def _field_path(loc: tuple) -> str:
     out = ""
     for part in loc:

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .artifacts import file_sha256
 from .events import log
 
 KEEP = 2  # files per attempt: the newest and the previous good one
@@ -38,14 +39,6 @@ class Recorded:
     path: str
     sha256: str
     step: int  # epochs (classification) or iterations (detection) done when it was written
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safe_load(path: str | os.PathLike) -> dict:
@@ -106,7 +99,7 @@ class CheckpointStore:
                 continue
             problem = None
             try:
-                if sha256_file(path) != rec.sha256:
+                if file_sha256(path) != rec.sha256:
                     problem = "its contents differ from what this database recorded"
                 else:
                     return safe_load(path)

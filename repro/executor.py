@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 from submitit.helpers import Checkpointable
@@ -28,7 +28,7 @@ from submitit.helpers import Checkpointable
 from .db import Database
 from .events import Events, Tally, log
 from .options import EXECUTORS, ExecError, ExecOptions, SlurmOptions, parse_slurm_opts  # noqa: F401
-from .states import FINISHED, JobOutcome, JobState
+from .states import FINISHED, JobState
 from .worker import MIN_LEASE_SECONDS, Preempted, Worker, WorkerOptions, WorkerReport, worker_main
 
 GPU_KINDS = ("train", "detect")  # job kinds that want an accelerator; profile jobs are static counts
@@ -106,7 +106,7 @@ def run(job_ids: list[str], wopts: WorkerOptions, eopts: ExecOptions, events: Ev
         worker = Worker(wopts, events)
         lost = worker.loop(job_ids).lost
         try:
-            return WorkerReport(outcomes=worker.db.outcomes(job_ids), lost=lost)
+            return replace(outcomes_from(worker.db, job_ids), lost=lost)
         finally:
             worker.db.dispose()
     return _local_pool(job_ids, wopts, eopts, workers, n_gpus, events)

@@ -54,10 +54,6 @@ def generation() -> int:
     return len(_LOADED)
 
 
-def loaded() -> list[Plugin]:
-    return list(_LOADED.values())
-
-
 def fingerprint() -> str:
     """One hash of every plugin loaded in this process (what the model-count cache key includes)."""
     return hashlib.sha256("\n".join(sorted(p.fingerprint for p in _LOADED.values())).encode()).hexdigest()[:16]

@@ -160,8 +160,9 @@ class Reads(Store):
         return dict(row._mapping) if row else None
 
     def artifacts(self) -> list[dict]:
-        """Every artifact with its job, the published cells its job serves, and whether a job needs it: a
-        job of this database names its job as upstream (it starts, or will start again, from it)."""
+        """Every artifact with its job, the published cells its job serves (paper, table, section, row, column),
+        and whether a job needs it: a job of this database names its job as upstream (it starts, or will start
+        again, from it)."""
         with self.engine.connect() as s:
             rows = s.execute(select(ArtifactRow.id, ArtifactRow.job_id, ArtifactRow.kind, ArtifactRow.sha256,
                                     ArtifactRow.path, ArtifactRow.size, Job.config_key, Job.model, Job.budget,
@@ -174,10 +175,11 @@ class Reads(Store):
             keys = sorted({r.config_key for r in rows})
             cells: dict[str, list[str]] = {}
             for i in range(0, len(keys), 500):
-                q = select(PublishedCell.config_key, PublishedCell.paper, PublishedCell.table_name, PublishedCell.row,
-                           PublishedCell.column).where(PublishedCell.config_key.in_(keys[i:i + 500]))
-                for key, paper, table, row, column in s.execute(q):
-                    cells.setdefault(key, []).append(f"{paper}/{table}/{row}/{column}")
+                q = select(PublishedCell.config_key, PublishedCell.paper, PublishedCell.table_name,
+                           PublishedCell.section, PublishedCell.row, PublishedCell.column
+                           ).where(PublishedCell.config_key.in_(keys[i:i + 500]))
+                for key, paper, table, section, row, column in s.execute(q):
+                    cells.setdefault(key, []).append((paper, table, section, row, column))
         return [{**dict(r._mapping), "cells": cells.get(r.config_key, []), "needed_by": needed.get(r.job_id, [])}
                 for r in rows]
 
