@@ -348,10 +348,11 @@ def bench_jobs(jobs, engine: Engine, device: torch.device, steps: int, device_la
         yield r
 
 
-def gpu_rate(database, config_key: str, default: float = 3000.0) -> tuple[float, str]:
-    """The GPU images/s one input must feed: the fastest CUDA ``repro bench`` of this configuration, else
-    ``default`` (a ResNet-50 step in bf16 on one current GPU, about 3,000 images/s), and which it is."""
-    rates = [b["img_per_s"] for b in database.benchmarks()
+def gpu_rate(benchmarks: list[dict], config_key: str, default: float = 3000.0) -> tuple[float, str]:
+    """The GPU images/s one input must feed: the fastest CUDA ``repro bench`` of this configuration among
+    ``benchmarks`` (the database's), else ``default`` (a ResNet-50 step in bf16 on one current GPU, about
+    3,000 images/s), and which it is."""
+    rates = [b["img_per_s"] for b in benchmarks
              if b["config_key"] == config_key and str(b["device"]).startswith("cuda")]
     return (max(rates), "measured") if rates else (default, "assumed")
 
@@ -363,11 +364,12 @@ def bench_inputs(jobs, device: torch.device, decode: str, device_label: str, dat
     from .datasets import for_job
 
     measured: dict[tuple, InputBench] = {}
+    benchmarks = database.benchmarks()  # read once, not per job
     for job in jobs:
         if for_job(job.spec).kind != "imagenet":
             continue
         recipe = JobRecipe.of(job.spec["recipe"])
-        rate, source = gpu_rate(database, job.config_key)
+        rate, source = gpu_rate(benchmarks, job.config_key)
         key = (tuple(recipe.augment), rate)
         if key not in measured:
             measured[key] = measure_input(device=device, decode=decode, gpu_img_per_s=rate)

@@ -182,6 +182,9 @@ def registered() -> dict[str, DatasetInfo]:
 # (classes, side, channels, train images, test images, files)
 _MNIST_FILES = ("raw/train-images-idx3-ubyte", "raw/train-labels-idx1-ubyte", "raw/t10k-images-idx3-ubyte",
                 "raw/t10k-labels-idx1-ubyte")
+# The files that make a CIFAR folder (the built-ins and torchvision's classes by name read the same ones).
+_CIFAR10 = ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta")
+_CIFAR100 = ("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta")
 TORCHVISION: dict[str, tuple[int, int, int, int, int, tuple[str, ...]]] = {
     "MNIST": (10, 28, 1, 60_000, 10_000, tuple(f"MNIST/{f}" for f in _MNIST_FILES)),
     "FashionMNIST": (10, 28, 1, 60_000, 10_000, tuple(f"FashionMNIST/{f}" for f in _MNIST_FILES)),
@@ -189,10 +192,8 @@ TORCHVISION: dict[str, tuple[int, int, int, int, int, tuple[str, ...]]] = {
     "QMNIST": (10, 28, 1, 60_000, 60_000, tuple(f"QMNIST/raw/qmnist-{s}-{t}" for s in ("train", "test")
                                                 for t in ("images-idx3-ubyte", "labels-idx2-int"))),
     "USPS": (10, 16, 1, 7_291, 2_007, ("usps.bz2", "usps.t.bz2")),
-    "CIFAR10": (10, 32, 3, 50_000, 10_000, ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch",
-                                            "cifar-10-batches-py/batches.meta")),
-    "CIFAR100": (100, 32, 3, 50_000, 10_000, ("cifar-100-python/train", "cifar-100-python/test",
-                                              "cifar-100-python/meta")),
+    "CIFAR10": (10, 32, 3, 50_000, 10_000, _CIFAR10),
+    "CIFAR100": (100, 32, 3, 50_000, 10_000, _CIFAR100),
 }
 
 
@@ -254,8 +255,6 @@ def with_stats(info: DatasetInfo, mean: Sequence[float], std: Sequence[float]) -
 # --- the built-ins ----------------------------------------------------------------------------
 # Their published normalisation constants, kept as the papers' code has them.
 
-_CIFAR10 = ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta")
-_CIFAR100 = ("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta")
 for _info in (
     DatasetInfo("cifar10", "cifar", 10, (32, 32), 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
                 {"train": 50_000}, _CIFAR10),

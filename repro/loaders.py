@@ -125,9 +125,10 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
                       workers=default_workers() if loader_workers is None else loader_workers)
         loaders = (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
                    ImageNetLoader(test, batch_size=256, train=False, **common))
-        return _record(loaders, info, {"mean": list(info.mean), "std": list(info.std), "mean_std": "published",
-                                       "train_images": len(train_ds)}, "imagenet-fast",
-                       "JPEG decoding in loader workers")
+        stats = {**datastats.resolve(info, data_dir, download=download)[1], "train_images": len(train_ds)}
+        return _record(loaders, info, stats, "imagenet-fast", "JPEG decoding in loader workers")
+    if info.kind in ("imagefolder", "torchvision", "plugin"):  # its image size, read once for what follows
+        info = data.with_size(info, data_dir, download)
     path, why = resident(info, recipe, engine, data_dir, download)
     if path == "device":
         from .fastdata import DeviceLoader
