@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +116,9 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> bool:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {**_read_cache(path), key: entry}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dataset-stats-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        return False
+    from .modelcheck import write_json_atomically
+
+    return write_json_atomically(path, {**_read_cache(path), key: entry})
 
 
 def resolve(info: DatasetInfo, root: str | os.PathLike | None, *, download: bool = False,

@@ -50,6 +50,24 @@ def _version(plugins_loaded: int) -> str:
     return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
 
 
+def write_json_atomically(path: Path, data: dict) -> bool:
+    """Write-then-rename into a cache folder: a concurrent reader sees the old file or the new one, never
+    half of one; False when it cannot be written (a cache that cannot be written only costs speed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, sort_keys=True)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+    except OSError:
+        return False
+
+
 def code_version() -> str:
     """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
     and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
@@ -155,20 +173,8 @@ class ModelFacts:
             return
         data = {"version": self.version, "models": self.models, "profiles": self.profiles, "options": self.options,
                 "origins": self.origins}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # write-then-rename: a concurrent reader sees the old file or the new one, never half
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, sort_keys=True)
-                os.replace(tmp, self.path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        if write_json_atomically(self.path, data):  # an unwritable cache only costs speed on the next run
             self._dirty = False
-        except OSError:
-            pass  # an unwritable cache only costs speed on the next run
 
 
 _FACTS: ModelFacts | None = None
