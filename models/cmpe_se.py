@@ -48,11 +48,16 @@ def cmpe_se_layer(mode: str, reduction: int, fold_n: int | None, fold_m: int | N
     kwargs: dict = {"mode": mode, "reduction": reduction}
     if mode != "double_fc":
         kwargs["filter_reduction"] = reduction * (4 if bottleneck else 1)  # eps = block width / t
-    if fold_n is not None or fold_m is not None:
-        kwargs.update(fold_n=fold_n, fold_m=fold_m)  # the attention rejects them outside fold_3x3
-    elif mode == "fold_3x3":
+    if builds_default_fold(mode, fold_n, fold_m):
         kwargs.update(default_fold)
+    elif fold_n is not None or fold_m is not None:
+        kwargs.update(fold_n=fold_n, fold_m=fold_m)  # the attention rejects them outside fold_3x3
     return attention_layer("cmpe_se", **kwargs)
+
+
+def builds_default_fold(mode: str | None, fold_n: int | None, fold_m: int | None) -> bool:
+    """``fold_3x3`` with no fold given: the model's default fold (one rule for building and for job identity)."""
+    return mode == "fold_3x3" and fold_n is None and fold_m is None
 
 
 def fold_spelling(default_fold: dict[str, int]):
@@ -60,7 +65,7 @@ def fold_spelling(default_fold: dict[str, int]):
     the column that names that fold (cmpe-se Table 5's WRN-16-8 (20, C/10) and (16, C/8) cells)."""
 
     def canonical(options: dict) -> dict:
-        if options.get("mode") == "fold_3x3" and options.get("fold_n") is None and options.get("fold_m") is None:
+        if builds_default_fold(options.get("mode"), options.get("fold_n"), options.get("fold_m")):
             return {**options, **default_fold}
         return options
 
