@@ -2,10 +2,10 @@
 
 For SE-ResNet-50 (se-r, CIFAR-100, batch 128), WRN-28-10 (cmpe-se, CIFAR-10, batch 128), ResNet-56 (cra,
 CIFAR-10, batch 64) and pre-act ResNet-164 (cmpe-se, CIFAR-10, batch 128): images/s of the reference loop
-and of the fast engine, in fp32 and bf16, without and with torch.compile, through repro.bench.measure
+and of the fast engine, in fp32 and bf16, without and with torch.compile, through repro.train.bench.measure
 (synthetic images of the real shape, the recipe's augmentations, loss and optimizer). Runs the most
 important measurements first and skips what would not fit in the time budget (recorded as skipped).
-First, the ImageNet input pipeline alone (repro.bench.measure_input, ~30 s): the fast path's images per
+First, the ImageNet input pipeline alone (repro.train.bench.measure_input, ~30 s): the fast path's images per
 CPU-second with libjpeg-turbo and with nvJPEG decoding, each beside the reference PIL path, over the
 same real JPEG files, normalisation on the GPU.
 
@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from repro.bench import imagenet_jpegs, measure, measure_data, measure_input
+from repro.train.bench import imagenet_jpegs, measure, measure_data, measure_input
 from repro.catalog import load_catalog
 from repro.plan import plan, resolve_targets
-from repro.trainer import Engine
+from repro.train.trainer import Engine
 
 MODELS = [("se-r/table3", "se_resnet50", "cifar100"), ("cmpe-se/table2", "wrn28_10", "cifar10"),
           ("cra/table4", "resnet56_cifar", "cifar10"), ("cmpe-se/table1", "preact_resnet164", "cifar10")]

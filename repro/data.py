@@ -7,7 +7,7 @@ module reads the files, by the description's ``kind``:
   through a restricted unpickler (``repro.safe_pickle``): a hostile file cannot run code.
 - SVHN: torchvision's ``train_32x32.mat`` / ``test_32x32.mat`` / ``extra_32x32.mat``.
 - ImageNet: ``ImageFolder`` layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``.
-- COCO 2017: ``<root>/coco/{train2017,val2017}`` + ``annotations/instances_{split}.json`` (``repro.detect``).
+- COCO 2017: ``<root>/coco/{train2017,val2017}`` + ``annotations/instances_{split}.json`` (``repro.train.detect``).
 - digits: scikit-learn's bundled ``load_digits`` (1,797 real 8x8 handwritten digits shipped inside
   the package, no download), made a 32x32 RGB dataset; see ``Digits``.
 - ``imagefolder`` (declared by a paper): ``<root>/<path>/{train,test}/<class>/<image>``, any format PIL

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .modelcheck import facts
 from . import datasets
-from .specs import METRICS, NOT_IDENTITY, Catalog, CellSpec, JobRecipe, Paper, table_cells
+from .specs import METRICS, Catalog, CellSpec, JobRecipe, Paper, recipe_identity, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
@@ -65,9 +65,12 @@ def apply_budget(recipe: JobRecipe, budget: str) -> JobRecipe:
     else:
         n = n or SMOKE["epochs"]
         scale = n / recipe.total_epochs
-        epochs = max(n - round(recipe.mixup_extra_epochs * scale), 1)
-        changes = {"epochs": epochs, "mixup_extra_epochs": n - epochs,
+        cooldown = min(round(recipe.cooldown_epochs * scale), max(n - 1, 0))
+        epochs = max(n - cooldown - round(recipe.mixup_extra_epochs * scale), 1)
+        changes = {"epochs": epochs, "mixup_extra_epochs": n - cooldown - epochs, "cooldown_epochs": cooldown,
                    "warmup_epochs": min(recipe.warmup_epochs, 1.0 if n > 1 else 0.0)}
+        if recipe.decay_every is not None:  # exponential decay keeps its number of decays
+            changes["decay_every"] = recipe.decay_every * scale
     changes["milestones"] = sorted({max(1, round(m * scale)) for m in recipe.milestones})
     if budget == "smoke":
         changes.update(train_images=SMOKE["train_images"], test_images=SMOKE["test_images"])
@@ -114,8 +117,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
         source = {"source": {**source.get("source", {}), "dataset": f"{info.origin} {fingerprint_of(info.origin)}"}}
     config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs,
               **datasets.job_fields(dataset, paper.spec.datasets),
-              "recipe": {"name": prod["recipe"], **recipe.model_dump(exclude=NOT_IDENTITY | (
-                  {"bn_batch"} if recipe.bn_batch is None else set()))},
+              "recipe": {"name": prod["recipe"], **recipe_identity(recipe)},
               "train": {**TRAIN_DEFAULTS, **(prod.get("train") or {})}, **source}
     init = prod.get("init_from")
     if init is not None:  # what the weights start from is part of the configuration

@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -35,8 +35,9 @@ METRICS = {
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
-# The augmentation names a recipe may list; repro/data.py builds exactly these (one list for both).
-AUGMENTATIONS = ("random_crop_pad4", "hflip", "rotate15", "random_resized_crop", "normalize", "to_unit")
+# The recipe's vocabulary (optimizers, schedules, augmentations): one torch-free list, repro.train.names
+from .train import names as vocab  # noqa: E402
+from .train.names import AUGMENTATIONS  # noqa: F401,E402  (re-exported: the names a recipe may list)
 MAX_EPOCHS = 10_000  # no paper trains longer; a typo like 1e24 must not reach the planner
 MAX_ITERATIONS = 10_000_000
 MAX_ROWS = 1_000  # rows per table and points per sweep: the largest paper table has ~30
@@ -345,11 +346,18 @@ class TableSpec(Strict):
         return self
 
 
+Unit = Literal["epoch", "iteration"]
+# How a spec names an augmentation: a name, or a one-key mapping of a name to its parameters
+AugmentEntry = str | dict[str, dict[str, Any] | None]
+
+
 class Recipe(Strict):
     """A paper's training section, declared once per paper and referenced by name.
 
     Every number is range-checked (finite, and within what any paper could mean) so that a typo
-    fails here, with the allowed range, rather than as a job that never ends or never learns.
+    fails here, with the allowed range, rather than as a job that never ends or never learns. Fields
+    that do not belong to the chosen optimizer or schedule are errors, never silently ignored. The
+    reference of every field, its default and the library behaviour it mirrors: docs/adding-a-paper.md.
     """
 
     # Field order matters: the schedule checks below read epochs/iterations, validated first.
@@ -366,7 +374,7 @@ class Recipe(Strict):
     gamma: Bounded(float, 0, 1, lo_open=True) = 0.1
     warmup_epochs: Bounded(float, 0, MAX_EPOCHS) = 0
     warmup_iterations: Bounded(int, 0, MAX_ITERATIONS) = 0
-    augment: list[str] = Field(default_factory=list)
+    augment: list[AugmentEntry] = Field(default_factory=list)
     train_split: list[str] = Field(default_factory=lambda: ["train"])
     mixup_alpha: Bounded(float, 0, 100) = 0.0
     min_size: Bounded(int, 1, 4096) | None = None  # detection: shorter image side (RetinaNet's default 800 when unset)
@@ -374,16 +382,48 @@ class Recipe(Strict):
     # The images one BatchNorm saw on the paper's devices (e.g. 32 of a batch of 64 over 2 GPUs without
     # synchronised BN): ghost batch normalisation over groups of this size (repro_models.ghost_bn)
     bn_batch: Bounded(int, 2, 65_536) | None = None
+    # --- issue 17's vocabulary: every field below is left out of a job's identity at its default ---------
+    optimizer: Literal["sgd", "adamw", "adam", "rmsprop"] = "sgd"
+    betas: tuple[Bounded(float, 0, 1), Bounded(float, 0, 1)] = (0.9, 0.999)  # adam, adamw (torch's defaults)
+    eps: Bounded(float, 0, 10, lo_open=True) = 1e-8  # adam, adamw, rmsprop (torch's default)
+    alpha: Bounded(float, 0, 1, lo_open=True) = 0.99  # rmsprop's smoothing constant (torch's default)
+    weight_decay_skip: list[Literal["norm", "bias"]] = Field(default_factory=list)  # groups without decay
+    schedule: Literal["step", "cosine", "linear", "poly", "exponential", "constant"] = "step"
+    min_lr: Bounded(float, 0, 1e6) = 0.0  # cosine, linear, poly: the rate at the schedule's end
+    power: Bounded(float, 0, 100, lo_open=True) = 1.0  # poly
+    decay_every: Bounded(float, 0, MAX_EPOCHS, lo_open=True) | None = None  # exponential: epochs between decays
+    cooldown_epochs: Bounded(int, 0, MAX_EPOCHS) = 0  # epochs at min_lr after the schedule (timm)
+    lr_step: Unit = "epoch"  # how often the schedule moves (per epoch like MultiStepLR, or per update)
+    step_before_epoch: bool = False  # code that steps its scheduler before each epoch: epoch e runs at e + 1
+    warmup_lr: Bounded(float, 0, 1e6) = 0.0  # where the linear warm-up starts
+    warmup_step: Unit = "iteration"  # how often the warm-up moves
+    warmup_at: Literal["end", "start"] = "end"  # a unit runs at the rate its end (papers' WarmUpLR) or start (timm) reaches
+    label_smoothing: Bounded(float, 0, 1) = 0.0  # CrossEntropyLoss(label_smoothing)
+    cutmix_alpha: Bounded(float, 0, 100) = 0.0
+    mix_prob: Bounded(float, 0, 1) = 1.0  # probability that a batch is mixed at all (timm mixup_prob)
+    mix_switch_prob: Bounded(float, 0, 1) = 0.5  # with both on: probability of CutMix over mixup (timm)
+    ema_decay: Bounded(float, 0, 1) = 0.0  # 0: no EMA; else metrics are the EMA weights' (raw stored beside)
+    drop_path: Bounded(float, 0, 1) = 0.0  # stochastic depth rate, passed to models that have it
+    dropout: Bounded(float, 0, 1) = 0.0  # classifier dropout, passed to models that have it
+    grad_clip_norm: Bounded(float, 0, 1e6, lo_open=True) | None = None  # clip_grad_norm_ (L2, all parameters)
+    accumulate_steps: Bounded(int, 1, 1024) = 1  # batch_size split into this many micro-batches per update
+    eval_resize: Bounded(int, 1, 4096) | None = None  # test input: shorter side resized to this
+    eval_crop: Bounded(int, 1, 4096) | None = None  # test input: centre crop of this side
+    eval_interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     report_epoch: Literal["final", "best"] | None = None  # which epoch's numbers the paper reports (paper-wide default)
     source: str | None = None  # where the paper says it
     assumed: list[str] = Field(default_factory=list)  # which fields the paper leaves open
 
+    # a recipe read from a spec is checked against the vocabulary's rows; a job's (built by repro) is not
+    _spec_checks: ClassVar[bool] = True
+
     @field_validator("augment")
     @classmethod
     def _augment(cls, v):
-        unknown = [a for a in v if a not in AUGMENTATIONS]
-        if unknown:
-            raise ValueError(f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}")
+        for entry in v:
+            problem = vocab.check_augment(entry)
+            if problem:
+                raise ValueError(problem)
         return v
 
     @field_validator("milestones")
@@ -423,12 +463,64 @@ class Recipe(Strict):
         unknown = set(self.assumed) - set(type(self).model_fields)
         if unknown:
             raise ValueError(f"assumed names unknown recipe field(s) {sorted(unknown)}")
+        if self._spec_checks:
+            self._belongs()
         return self
+
+    def _belongs(self) -> None:
+        """Values that the chosen optimizer, schedule or recipe kind would ignore are errors (raised as
+        ``field: message``; the catalog adds the file)."""
+        given = self.model_fields_set
+
+        def fail(name: str, message: str):
+            raise ValueError(f"{name}: {message}")
+
+        own = vocab.OPTIMIZERS[self.optimizer][1]
+        for name in sorted((vocab.OPTIMIZER_FIELDS - own) & given):
+            if name == "nesterov" and not self.nesterov or name == "momentum" and self.momentum == 0:
+                continue  # 'nesterov: false' or 'momentum: 0' states what adam/adamw do anyway
+            fail(name, f"does not belong to optimizer {self.optimizer} (it takes {', '.join(sorted(own)) or 'none'})")
+        if self.optimizer == "rmsprop" and "momentum" not in given:
+            fail("momentum", "rmsprop needs momentum stated (torch's default is 0, the sgd recipes' 0.9)")
+        own = vocab.SCHEDULES[self.schedule]
+        for name in sorted((vocab.SCHEDULE_FIELDS - own) & given):
+            if name == "milestones" and not self.milestones:
+                continue  # 'milestones: []' states what a non-step schedule does anyway
+            fail(name, f"does not belong to schedule {self.schedule} (it takes {', '.join(sorted(own)) or 'none'})")
+        if self.schedule == "exponential" and self.decay_every is None:
+            fail("decay_every", "an exponential schedule needs decay_every (epochs between two decays)")
+        if self.min_lr > self.lr:
+            fail("min_lr", f"{self.min_lr:g} is above lr {self.lr:g}")
+        if self.warmup_lr > self.lr:
+            fail("warmup_lr", f"{self.warmup_lr:g} is above lr {self.lr:g}")
+        if self.step_before_epoch and self.lr_step != "epoch":
+            fail("step_before_epoch", "applies to a schedule that moves per epoch (lr_step: epoch)")
+        if not (self.mixup_alpha or self.cutmix_alpha):
+            for name in ("mix_prob", "mix_switch_prob"):
+                if name in given:
+                    fail(name, "applies only with mixup_alpha or cutmix_alpha > 0")
+        elif "mix_switch_prob" in given and not (self.mixup_alpha and self.cutmix_alpha):
+            fail("mix_switch_prob", "chooses between mixup and CutMix: it needs both alphas > 0")
+        if self.batch_size % self.accumulate_steps:
+            fail("accumulate_steps", f"{self.accumulate_steps} does not divide batch_size {self.batch_size}")
+        if self.iterations:  # detection: what its loop implements
+            for name in ("label_smoothing", "cutmix_alpha", "mixup_alpha", "ema_decay", "drop_path", "dropout",
+                         "accumulate_steps", "eval_resize", "eval_crop", "cooldown_epochs", "step_before_epoch"):
+                if name in given and getattr(self, name) != type(self).model_fields[name].default:
+                    fail(name, "is not supported by iteration-based (detection) recipes")
+            for name in ("lr_step", "warmup_step"):
+                if name in given and getattr(self, name) != "iteration":
+                    fail(name, "an iteration-based recipe moves per iteration")
 
     # The schedule's length, computed here and nowhere else.
     @property
     def total_epochs(self) -> int:
-        """Epochs trained in all: the schedule's plus the plain epochs after mixup (cmpe-se)."""
+        """Epochs trained in all: the schedule's, the plain epochs after mixup (cmpe-se), and the cool-down."""
+        return self.epochs + self.mixup_extra_epochs + self.cooldown_epochs
+
+    @property
+    def schedule_epochs(self) -> int:
+        """Epochs the lr schedule spans (milestones, a cosine's half period); a cool-down follows it."""
         return self.epochs + self.mixup_extra_epochs
 
     @property
@@ -443,6 +535,36 @@ class Recipe(Strict):
 
 # Recipe fields that say how to read or cite a run, not how it trains: never part of a job's identity
 NOT_IDENTITY = frozenset({"source", "assumed", "report_epoch"})
+# Fields that exist since before issue 17: a job's identity always held them (defaults included). Every
+# later field is held only when it differs from its default, so old jobs keep their ids.
+LEGACY_FIELDS = ("dataset", "epochs", "iterations", "mixup_extra_epochs", "batch_size", "lr", "momentum", "nesterov",
+                 "weight_decay", "milestones", "gamma", "warmup_epochs", "warmup_iterations", "augment",
+                 "train_split", "mixup_alpha", "min_size", "backbone_checkpoint")
+OPTIONAL_LEGACY = ("bn_batch", "train_images", "test_images")  # held only when set
+
+
+def recipe_identity(recipe: "Recipe") -> dict[str, Any]:
+    """The recipe as a job's identity holds it: follows meaning, not spelling. Every pre-issue-17 field
+    as it always was, ``bn_batch`` and the smoke subsets only when set, every newer field only when it
+    differs from its default (an iteration-based recipe's step units are moot: always per iteration).
+    Both the planner's configuration and a job's JSON use this one function."""
+    out = recipe.model_dump(include=set(LEGACY_FIELDS) | {"name"})  # python mode: 0 stays 0, as it always hashed
+    fields = type(recipe).model_fields
+    for name in OPTIONAL_LEGACY:
+        if name in fields and getattr(recipe, name) is not None:
+            out[name] = getattr(recipe, name)
+    dumped = recipe.model_dump()
+    for name, info in fields.items():
+        if name in out or name in NOT_IDENTITY or name in OPTIONAL_LEGACY or name == "name":
+            continue
+        default = info.get_default(call_default_factory=True)
+        default = list(default) if isinstance(default, tuple) else default
+        if recipe.iterations and name in ("lr_step", "warmup_step"):
+            continue
+        value = list(dumped[name]) if isinstance(dumped[name], tuple) else dumped[name]
+        if value != default:
+            out[name] = value
+    return out
 
 
 class JobRecipe(Recipe):
@@ -450,6 +572,7 @@ class JobRecipe(Recipe):
     budget's image subsets. The trainer, the detector, the loaders and the bench receive this object; the
     job's JSON holds ``job_dict()`` (what the job's identity hashes)."""
 
+    _spec_checks: ClassVar[bool] = False
     name: str
     train_images: Bounded(int, 1, 10**9) | None = None  # smoke: train on these many images (a fixed subset)
     test_images: Bounded(int, 1, 10**9) | None = None
@@ -459,10 +582,8 @@ class JobRecipe(Recipe):
         return recipe if isinstance(recipe, cls) else cls.model_validate(recipe)
 
     def job_dict(self) -> dict[str, Any]:
-        """The recipe in a job's JSON: no provenance fields (source, assumed), subsets only when set, so
-        that a full-budget job's identity is what it was before the subsets existed."""
-        return self.model_dump(exclude=NOT_IDENTITY | {k for k in ("train_images", "test_images", "bn_batch")
-                                                       if getattr(self, k) is None})
+        """The recipe in a job's JSON: ``recipe_identity`` (what the job's identity hashes)."""
+        return recipe_identity(self)
 
 
 class DatasetSpec(Strict):

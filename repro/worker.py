@@ -174,12 +174,12 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
               on_data: Callable[[dict], None] | None = None) -> tuple[dict[str, tuple[float, str | None]], dict]:
     """Train one job: its metrics and its final weights (the artifact it keeps). ``init_state``: the
     weights it starts from (``init_from``, already checked), loaded before any checkpoint is resumed."""
-    import repro_models as models
     from repro_models.ghost_bn import apply_bn_batch
 
     from . import loaders
     from .specs import JobRecipe
-    from .trainer import fit, seed_everything
+    from .train.regularise import build
+    from .train.trainer import fit, seed_everything
 
     from .datasets import for_job
 
@@ -192,7 +192,7 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
         on_data({**(getattr(train_loader, "data_provenance", None) or {}), "decode": decode})
     seed_everything(spec["seed"])
     recipe = JobRecipe.of(spec["recipe"])
-    model = models.create(spec["model"], **spec["model_kwargs"])
+    model = build(spec, recipe)  # with the recipe's drop path and dropout
     if init_state is not None:
         load_initial(model, init_state, spec["init_from"]["into"])
     # the paper's device layout, where it matters for the numbers: BatchNorm over bn_batch images
@@ -208,7 +208,7 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
 def load_initial(model: torch.nn.Module, state: dict, into: str) -> None:
     """Start ``model`` from ``state``: all of it (``model``), or a classifier's into a detector's body."""
     if into == "backbone":
-        from .detect import load_backbone
+        from .train.detect import load_backbone
 
         load_backbone(model, state)
     else:
@@ -239,7 +239,7 @@ class Worker:
         """Run one claimed job to its outcome (done, diverged or failed). Every write of its results is
         fenced: a worker that lost the job to another raises ``LeaseLost`` and writes nothing more for it.
         Interrupts (Ctrl-C, ``Preempted``) return the job to pending and propagate."""
-        from .trainer import Diverged, Engine
+        from .train.trainer import Diverged, Engine
 
         job = self.db.get_job(job_id)
         engine = Engine.for_device(self.device, self.opts.engine, self.opts.precision, self.opts.compile)
@@ -287,7 +287,7 @@ class Worker:
                     git_commit=commit, git_dirty=dirty, versions=versions(), threads=torch.get_num_threads(), **how)
 
     def _store(self, job_id: str, run_id: int):
-        from .checkpoints import CheckpointStore, Recorded
+        from .train.checkpoints import CheckpointStore, Recorded
 
         return CheckpointStore(
             Path(self.opts.checkpoint_dir) / job_id,
@@ -317,7 +317,7 @@ class Worker:
             return run_train(job.spec, self.opts, self.device, store, engine, on_epoch, on_step, resumed,
                              init_state, on_data)
         if job.kind == "detect":
-            from .detect import run_detect
+            from .train.detect import run_detect
 
             def on_progress(it, total_its, loss):
                 hb.check()

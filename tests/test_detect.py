@@ -15,10 +15,11 @@ from repro.specs import Recipe
 import repro_models as models
 from conftest import SPECS
 from repro.data import DataError, fake_coco
-from repro.checkpoints import CheckpointStore, safe_load
-from repro.detect import (coco_detections, coco_metrics, fit_detection, hflip, load_backbone, load_coco,
-                          lr_at_iteration, run_detect)
-from repro.trainer import seed_everything
+from repro.train.checkpoints import CheckpointStore, safe_load
+from repro.train.detect import (coco_detections, coco_metrics, fit_detection, hflip, load_backbone, load_coco,
+                          run_detect)
+from repro.train.schedule import lr_at
+from repro.train.trainer import seed_everything
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -40,7 +41,7 @@ def tiny_recipe(**changes) -> dict:
 def test_lr_follows_the_papers_sentence():
     # "initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500 iterations warmup"
     recipe = Recipe.model_validate(yaml.safe_load((SPECS / "cra" / "paper.yaml").read_text())["recipes"]["coco"])
-    lr = lambda it: lr_at_iteration(recipe, it)  # noqa: E731
+    lr = lambda it: lr_at(recipe, it)  # noqa: E731
     assert lr(0) == pytest.approx(0.1 / 500)
     assert lr(249) == pytest.approx(0.05)
     assert lr(499) == pytest.approx(0.1)

@@ -292,7 +292,7 @@ def test_a_hostile_checkpoint_runs_no_code(tmp_path, tiny_cifar10, clean, monkey
 
 def test_a_hostile_backbone_checkpoint_runs_no_code(tmp_path, monkeypatch):
     import repro_models as models
-    from repro.detect import load_backbone
+    from repro.train.detect import load_backbone
 
     marker = tmp_path / "pwned"
     monkeypatch.setenv("PWNED", str(marker))
@@ -304,7 +304,7 @@ def test_a_hostile_backbone_checkpoint_runs_no_code(tmp_path, monkeypatch):
 
 
 def test_own_checkpoints_load_with_weights_only(tmp_path):
-    from repro.checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
+    from repro.train.checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 
     store = CheckpointStore(tmp_path / "job")
     state = {"model": torch.nn.Linear(2, 2).state_dict(), "rng": rng_state(), "history": [{"epoch": 1, "x": 0.5}]}

@@ -2,7 +2,7 @@
 flip draws for every sample, the crop and the validation transform within a stated tolerance of Pillow's
 resize (and exactly torchvision's tensor kernel), the same batches end to end, and a run that learns.
 
-Tolerances, as measured on natural-looking 500x375 JPEGs (repro.bench.natural_image):
+Tolerances, as measured on natural-looking 500x375 JPEGs (repro.train.bench.natural_image):
 - decoding: identical to PIL's ``convert("RGB")`` (RGB, grey and Adobe CMYK JPEGs, a PNG named .JPEG):
   torchvision and Pillow both decode with libjpeg-turbo's defaults (ISLOW IDCT, fancy upsampling).
 - crop-then-resize vs Pillow's resize of the same crop: |diff| <= 2 levels of 255 (a 2 in 0.4% of 1,200
@@ -31,9 +31,9 @@ from torchvision.transforms.v2 import functional as F2
 
 from repro import data, datasets, loaders
 from repro import imagenet_input as ii
-from repro.bench import cores_per_gpu, imagenet_jpegs, measure_input, natural_image
-from repro.checkpoints import CheckpointStore
-from repro.trainer import epoch_generator, fit
+from repro.train.bench import cores_per_gpu, imagenet_jpegs, measure_input, natural_image
+from repro.train.checkpoints import CheckpointStore
+from repro.train.trainer import epoch_generator, fit
 
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec; the decoders still work
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")

@@ -138,7 +138,7 @@ CASES = {
     "iterations-zero": (PAPER, _recipe("epochs: 4", "iterations: 0"),
                         ["recipes.tiny.iterations: 0 is out of range: allowed [1, 1e+07]"]),
     "unknown-augmentation": (PAPER, _recipe("[random_crop_pad4, hflip, normalize]", "[random_crop_pad4, cutout]"),
-                             ["recipes.tiny.augment: unknown augmentation(s) ['cutout']; known: random_crop_pad4"]),
+                             ["recipes.tiny.augment: unknown augmentation 'cutout'; known: random_crop_pad4"]),
     "depth-not-6n+2": (TABLE, _row0("model_kwargs: {depth: 9},", model="resnet_cifar"),
                        ["'ResNet-56' / 'Params': model_kwargs: model 'resnet_cifar' rejects its options: "
                         "CIFAR ResNet depth must be 6n+2"], True),

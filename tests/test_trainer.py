@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from repro.checkpoints import CheckpointStore
+from repro.train.checkpoints import CheckpointStore
 from repro.loaders import TorchLoader
-from repro.trainer import aux_loss, fit, lr_at, mixup_batch, topk_errors
+from repro.train.schedule import lr_of_epoch
+from repro.train.trainer import aux_loss, fit, mixup_batch, topk_errors
 from repro.catalog import load_catalog
 
 from conftest import SPECS
@@ -18,13 +19,17 @@ from conftest import SPECS
 def test_se_r_schedule_reads_like_the_paper():
     # "init lr = 0.1 divide by 5 at 60th, 120th, 160th epochs ... warm up in the first epoch"
     r = load_catalog(SPECS).papers["se-r"].spec.recipes["cifar100"]
+
+    def lr_at(recipe, epoch, fraction, steps=390):  # the update ``fraction`` of the way through the epoch
+        return lr_of_epoch(recipe, epoch, fraction, steps)
+
     assert lr_at(r, 0, 0.5) == pytest.approx(0.05)  # half-way through the warm-up epoch
     assert lr_at(r, 0, 1.0) == pytest.approx(0.1)
     assert lr_at(r, 59, 0.5) == pytest.approx(0.1)
     # issue 14.8: the last step of the 60th epoch still runs at 0.1 (MultiStepLR steps once per epoch,
     # after it); the 61st epoch (0-based 60) starts at 0.02
     assert lr_at(r, 59, 1.0) == pytest.approx(0.1)
-    assert lr_at(r, 60, 1 / 391) == pytest.approx(0.02)
+    assert lr_at(r, 60, 1 / 390) == pytest.approx(0.02)
     assert lr_at(r, 130, 0.5) == pytest.approx(0.004)
     assert lr_at(r, 199, 1.0) == pytest.approx(0.1 * 0.2 ** 3)
 
@@ -44,7 +49,7 @@ def test_schedule_equals_torch_schedulers_over_a_whole_recipe(paper, recipe):
     for epoch in range(r.total_epochs):
         for step in range(steps):
             theirs.append(opt.param_groups[0]["lr"])
-            ours.append(lr_at(r, epoch, (step + 1) / steps))
+            ours.append(lr_of_epoch(r, epoch, (step + 1) / steps, steps))
             opt.step()
             if warm is not None and epoch * steps + step + 1 < warm_steps:
                 warm.step()

@@ -256,9 +256,9 @@ def bench(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<pape
           plugins: Optional[list[str]] = PluginsOpt):
     """Time N steps of each training job's exact recipe on synthetic data of the real shape (or, with
     --data, its input pipeline alone on real JPEG files)."""
-    from .. import bench as lib
+    from ..train import bench as lib
     from ..db import Database
-    from ..trainer import Engine
+    from ..train.trainer import Engine
     from ..worker import device_name, git_state, pick_device
 
     if vs is not None and vs.value != "reference":

@@ -29,10 +29,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from . import data, datasets, loaders
-from .specs import JobRecipe
-from .loaders import TorchLoader, path_by_kind
-from .trainer import Engine, Meter, epoch_generator, lr_at, make_optimizer, mixup_batch, train_step
+from .. import data, datasets, loaders
+from ..specs import JobRecipe
+from ..loaders import TorchLoader, path_by_kind
+from .ema import make_ema
+from .mix import mix_batch
+from .optimizer import make_optimizer, set_lr
+from .regularise import build
+from .schedule import lr_at
+from .step import train_step
+from .trainer import Engine, Meter, epoch_generator
 
 SYNTHETIC_SIZE = {"imagenet": 256}  # stored image side before RandomResizedCrop / Resize+CenterCrop
 
@@ -127,7 +133,6 @@ def measure_data(spec: dict, engine: Engine, device: torch.device, batches: int)
 def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) -> tuple[float, float, float | None]:
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
-    import repro_models as models
     from repro_models.ghost_bn import apply_bn_batch
 
     if warmup is None:
@@ -135,9 +140,10 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
 
     recipe = JobRecipe.of(spec["recipe"])
     torch.manual_seed(0)
-    model = apply_bn_batch(models.create(spec["model"], **spec["model_kwargs"]), recipe.bn_batch)
+    model = apply_bn_batch(build(spec, recipe), recipe.bn_batch)
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
+    ema = make_ema(net, recipe.ema_decay)
     weights = list(spec.get("train", {}).get("aux_loss_weights", []))
     batch = recipe.batch_size
     loader = synthetic_loader(spec, engine, device, n=batch * min(steps + warmup, 64))
@@ -145,17 +151,17 @@ def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup
         torch.cuda.reset_peak_memory_stats(device)
     step_model.train()
     meter, done, epoch, t0 = Meter(device), 0, 0, None
-    alpha = recipe.mixup_alpha
+    per_epoch = len(loader)
     while done < steps + warmup:
         gen = epoch_generator(0, epoch)
         for x, y in loader.epoch(gen):
             if done == warmup:
                 _sync(device)
                 t0 = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(recipe, 1)  # the post-warm-up rate: a diverging loss still times the same
-            x, ya, yb, lam = mixup_batch(x, y, alpha, gen)
-            logits, loss = train_step(step_model, opt, engine, device, x, ya, yb, lam, weights)
+            # the rate after one epoch (past a short warm-up): a diverging loss still times the same
+            set_lr(opt, lr_at(recipe, per_epoch, per_epoch))
+            x, ya, yb, lam = mix_batch(x, y, recipe, 0, gen)
+            logits, loss = train_step(step_model, net, opt, engine, device, recipe, x, ya, yb, lam, weights, ema)
             meter.add(logits, ya, loss)
             done += 1
             if done == steps + warmup:
@@ -176,7 +182,7 @@ REFERENCE = Engine("reference", "fp32", channels_last=False, compile=False)
 
 def bench_job(job, engine: Engine, device: torch.device, steps: int, device_label: str,
               vs_reference: bool) -> BenchResult:
-    from .estimate import images_seen
+    from ..estimate import images_seen
 
     spec = job.spec
     img_s, ms, peak = measure(spec, engine, device, steps)
@@ -361,7 +367,7 @@ def bench_inputs(jobs, device: torch.device, decode: str, device_label: str, dat
     """The input pipeline alone, fast vs reference side by side (``measure_input``), for each job whose
     input decodes JPEGs (ImageNet): one measurement per (dataset, augmentation), stored for every job it
     serves; yields (job, InputBench, gpu rate source). Other datasets are device-resident: nothing to decode."""
-    from .datasets import for_job
+    from ..datasets import for_job
 
     measured: dict[tuple, InputBench] = {}
     benchmarks = database.benchmarks()  # read once, not per job

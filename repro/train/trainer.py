@@ -1,8 +1,9 @@
 """The classification training loop. No database code here: results leave through callbacks.
 
-``fit`` reads top to bottom. Optional features are functions that do nothing when off:
-``mixup_batch`` (alpha 0 or the plain epochs after mixup), ``aux_loss`` (no aux heads), the warm-up
-inside ``lr_at``. Batches come from a loader of ``repro.loaders`` (the engine: device-resident fast path
+``fit`` reads top to bottom. The recipe is ``repro.train``'s one implementation: ``make_optimizer``,
+``lr_at`` (a pure function of the update: warm-up, schedule, cool-down), ``mix_batch`` (mixup, CutMix;
+nothing when off), ``train_step`` (loss with label smoothing and auxiliary heads, accumulation, clipping,
+the step, the EMA), ``make_ema`` (None when off). Batches come from a loader of ``repro.loaders`` (the engine: device-resident fast path
 or the torchvision reference); precision and layout are one place each (``Engine``).
 
 No host sync inside the step: loss sums, top-1/top-5 mistake counts and a non-finite flag accumulate in
@@ -27,9 +28,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..specs import JobRecipe
+from ..states import Divergence
 from .checkpoints import CheckpointStore, rng_state, set_rng_state
-from .specs import JobRecipe, Recipe
-from .states import Divergence
+from .ema import make_ema
+from .mix import mix_batch, mixed_ce, mixup_batch  # noqa: F401  (mixed_ce, mixup_batch: their old home)
+from .optimizer import make_optimizer, set_lr
+from .schedule import lr_at
+from .step import aux_loss, split_outputs, train_step  # noqa: F401  (aux_loss: its old home)
 
 CHECK_EVERY = 200  # steps between reads of the device-side non-finite flag (one tiny sync)
 
@@ -87,25 +93,6 @@ class Engine:
         return model, (torch.compile(model) if self.compile else model)
 
 
-def lr_at(recipe: Recipe, epoch: int, fraction: float = 1.0) -> float:
-    """Learning rate of a step in 0-based ``epoch``, ``fraction`` of the way through it (step + 1 of
-    steps): linear warm-up per step, then x gamma at each milestone, per epoch.
-
-    se-r: "init lr = 0.1 divide by 5 at 60th, 120th, 160th epochs ... warm up in the first epoch,
-    linearly increasing the learning rate to 0.1" = lr 0.1, gamma 0.2, milestones [60, 120, 160],
-    warmup_epochs 1. The papers' code bases step ``MultiStepLR`` once per epoch, after it: the 60th epoch
-    runs at 0.1 to its last step and the 61st starts at 0.02 (a milestone m decays from 0-based epoch m).
-    The warm-up is per step, as their ``WarmUpLR``: step i of W runs at lr (i + 1) / W. Epochs past the
-    schedule (cmpe-se's plain epochs after mixup) keep the last lr. ``tests/test_trainer.py`` holds this
-    against ``torch.optim.lr_scheduler.LinearLR`` + ``MultiStepLR`` over a whole recipe.
-    """
-    position = epoch + fraction
-    if recipe.warmup_epochs and position <= recipe.warmup_epochs:
-        return recipe.lr * position / recipe.warmup_epochs
-    passed = sum(1 for m in recipe.milestones if epoch >= m)
-    return recipe.lr * recipe.gamma ** passed
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -114,38 +101,6 @@ def seed_everything(seed: int) -> None:
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Models return logits, or ``(logits, [aux_logits, ...])`` in training mode."""
-    if isinstance(out, tuple):
-        return out[0], list(out[1])
-    return out, []
-
-
-def mixup_batch(x, y, alpha: float, gen: torch.Generator):
-    """mixup (Zhang et al., 2018); returns inputs, both targets and lambda. Off when alpha == 0.
-
-    lambda and the pairing come from the epoch's generator on the CPU: no device sync, same draws on
-    any device."""
-    if alpha <= 0:
-        return x, y, y, 1.0
-    lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device, non_blocking=True)
-    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
-
-
-def mixed_ce(logits, ya, yb, lam: float) -> torch.Tensor:
-    if lam == 1.0:
-        return F.cross_entropy(logits, ya)
-    return lam * F.cross_entropy(logits, ya) + (1 - lam) * F.cross_entropy(logits, yb)
-
-
-def aux_loss(aux_logits: list[torch.Tensor], ya, yb, lam: float, weights: list[float]) -> torch.Tensor | float:
-    """sum_i w_i * CE(aux_i); SE-R's lossW1/lossW2. Zero when the model has no auxiliary heads."""
-    if len(aux_logits) != len(weights):
-        raise ValueError(f"model has {len(aux_logits)} auxiliary outputs but {len(weights)} loss weights were given")
-    return sum((w * mixed_ce(a, ya, yb, lam) for a, w in zip(aux_logits, weights)), 0.0)
 
 
 def topk_mistakes(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -189,23 +144,6 @@ class Meter:
         return self.loss.item() / n, 100.0 * e1 / n, 100.0 * e5 / n
 
 
-def train_step(step_model, opt, engine: Engine, device, x, ya, yb, lam: float, weights: list[float]):
-    """One optimizer step: forward under the engine's precision, the paper's loss, backward, SGD."""
-    with engine.autocast(device):
-        logits, aux = split_outputs(step_model(x))
-        loss = mixed_ce(logits, ya, yb, lam) + aux_loss(aux, ya, yb, lam, weights)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return logits, loss
-
-
-def make_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD as the papers' recipes: weight decay on every parameter (BatchNorm and biases included)."""
-    return torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
-                           weight_decay=recipe.weight_decay)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, engine: Engine) -> tuple[float, float]:
     model.eval()
@@ -222,32 +160,35 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: JobRecipe | dict, o
         device: torch.device, store: CheckpointStore, on_epoch: Callable[[EpochResult], None],
         engine: Engine = Engine(), on_step: Callable[[int, int, int], None] | None = None,
         on_resume: Callable[[int], None] | None = None) -> dict[str, float]:
-    """Train ``model`` with ``recipe``; returns the final metrics (errors and accuracies in %)."""
+    """Train ``model`` with ``recipe``; returns the final metrics (errors and accuracies in %). With EMA,
+    the metrics are the average's and ``raw_*`` the trained weights'."""
     recipe = JobRecipe.of(recipe)
     weights = list(options.get("aux_loss_weights", []))
     net, step_model = engine.prepare(model, device)
     opt = make_optimizer(net, recipe)
+    ema = make_ema(net, recipe.ema_decay)
     start, history = 0, []
     state = store.load()
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         start, history = state["epoch"], state["history"]
         if on_resume:
             on_resume(start)
+    steps = len(train_loader)
     for epoch in range(start, recipe.total_epochs):
         t0 = time.perf_counter()
         gen = epoch_generator(seed, epoch)
-        alpha = recipe.mixup_alpha if epoch < recipe.epochs else 0.0  # the plain epochs after mixup
         step_model.train()
-        steps, meter = len(train_loader), Meter(device)
+        meter = Meter(device)
         for step, (x, y) in enumerate(train_loader.epoch(gen)):
-            lr = lr_at(recipe, epoch, (step + 1) / steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x, ya, yb, lam = mixup_batch(x, y, alpha, gen)
-            logits, loss = train_step(step_model, opt, engine, device, x, ya, yb, lam, weights)
+            lr = lr_at(recipe, epoch * steps + step, steps)
+            set_lr(opt, lr)
+            x, ya, yb, lam = mix_batch(x, y, recipe, epoch, gen)
+            logits, loss = train_step(step_model, net, opt, engine, device, recipe, x, ya, yb, lam, weights, ema)
             meter.add(logits, ya, loss)
             if (step + 1) % CHECK_EVERY == 0 and meter.nonfinite():
                 raise Diverged(Divergence(_nonfinite_kind(meter), "epoch", epoch + 1))
@@ -256,20 +197,31 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: JobRecipe | dict, o
         if meter.nonfinite():
             raise Diverged(Divergence(_nonfinite_kind(meter), "epoch", epoch + 1))
         train_loss, train1, train5 = meter.read()
-        test1, test5 = evaluate(step_model, test_loader, device, engine)
+        test1, test5 = evaluate(ema.module if ema is not None else step_model, test_loader, device, engine)
+        raw = evaluate(step_model, test_loader, device, engine) if ema is not None else None
         result = EpochResult(epoch + 1, train_loss, train1, train5, test1, test5, lr, time.perf_counter() - t0)
-        history.append(asdict(result))
+        history.append({**asdict(result), **({"raw_test_top1_err": raw[0], "raw_test_top5_err": raw[1]} if raw else {})})
         on_epoch(result)  # the curve point goes out before the checkpoint: a redone epoch overwrites it
         store.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
-                    "epoch": epoch + 1, "history": history}, epoch + 1)
+                    "epoch": epoch + 1, "history": history, **({"ema": ema.state_dict()} if ema else {})}, epoch + 1)
+    if ema is not None:  # the job's weights are the ones its metrics measure
+        model.load_state_dict(ema.module.state_dict())
+    return final_metrics(history)
+
+
+def final_metrics(history: list[dict]) -> dict[str, float]:
     last = history[-1]
     best = min(history, key=lambda h: h["test_top1_err"])  # the first epoch of the lowest test error
-    return {"top1_err": last["test_top1_err"], "top5_err": last["test_top5_err"],
-            "top1_acc": 100.0 - last["test_top1_err"], "top5_acc": 100.0 - last["test_top5_err"],
-            # what a code base that keeps its best checkpoint reports (a spec's report_epoch: best)
-            "best_top1_err": best["test_top1_err"], "best_top5_err": best["test_top5_err"],
-            "best_epoch": float(best["epoch"]), "epochs": float(len(history)),
-            "train_seconds": sum(h["seconds"] for h in history)}
+    out = {"top1_err": last["test_top1_err"], "top5_err": last["test_top5_err"],
+           "top1_acc": 100.0 - last["test_top1_err"], "top5_acc": 100.0 - last["test_top5_err"],
+           # what a code base that keeps its best checkpoint reports (a spec's report_epoch: best)
+           "best_top1_err": best["test_top1_err"], "best_top5_err": best["test_top5_err"],
+           "best_epoch": float(best["epoch"]), "epochs": float(len(history)),
+           "train_seconds": sum(h["seconds"] for h in history)}
+    if "raw_test_top1_err" in last:  # EMA on: the trained weights' own numbers, beside the average's
+        out.update(raw_top1_err=last["raw_test_top1_err"], raw_top5_err=last["raw_test_top5_err"],
+                   raw_top1_acc=100.0 - last["raw_test_top1_err"], raw_top5_acc=100.0 - last["raw_test_top5_err"])
+    return out
 
 
 def _nonfinite_kind(meter: Meter) -> str:

@@ -48,9 +48,11 @@ from torchvision.datasets import CocoDetection
 from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
-from .data import DataError, data_root, subset
-from .specs import JobRecipe, Recipe
-from .states import Divergence
+from ..data import DataError, data_root, subset
+from ..specs import JobRecipe, Recipe  # noqa: F401
+from ..states import Divergence
+from .optimizer import make_optimizer, set_lr
+from .schedule import lr_at
 from .trainer import Diverged, seed_everything
 
 CHECKPOINT_EVERY = 500  # iterations between checkpoints in run_detect
@@ -139,20 +141,6 @@ def iteration_batches(ds: Dataset, batch_size: int, seed: int, start: int, total
 
 
 # --- schedule, model set-up -------------------------------------------------------------
-
-def lr_at_iteration(recipe: Recipe, it: int) -> float:
-    """Learning rate of update ``it`` (0-based): linear warm-up, then x gamma at each milestone.
-
-    cra: "The initial learning rate is 0.1 ... divided by 10 at 60k and 80k iterations with 500
-    iterations warmup to the initial learning rate" = lr 0.1, gamma 0.1, milestones [60000, 80000],
-    warmup_iterations 500: updates 0..499 climb 0.1/500 .. 0.1, updates from 60000 on use 0.01,
-    from 80000 on 0.001 (Detectron2's convention: the first 60000 updates run at the full rate).
-    """
-    if it < recipe.warmup_iterations:
-        return recipe.lr * (it + 1) / recipe.warmup_iterations
-    passed = sum(1 for m in recipe.milestones if it >= m)
-    return recipe.lr * recipe.gamma ** passed
-
 
 def set_min_size(model: nn.Module, recipe: Recipe) -> None:
     """The recipe's ``min_size`` (shorter image side) replaces the model's; nothing when absent."""
@@ -253,8 +241,7 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
     recipe = JobRecipe.of(recipe)
     set_min_size(model, recipe)
     model.to(device)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
-                          momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    opt = make_optimizer(model, recipe)  # the classifier's construction: frozen parameters are never handed over
     total = recipe.iterations
     start = _resume(store, model, opt)
     if start > total:
@@ -263,17 +250,18 @@ def fit_detection(model: nn.Module, train_ds: Dataset, val_ds: Dataset, recipe: 
         on_resume(start)
     model.train()
     for it, images, targets in iteration_batches(train_ds, recipe.batch_size, seed, start, total):
-        for group in opt.param_groups:
-            group["lr"] = lr_at_iteration(recipe, it)
+        set_lr(opt, lr_at(recipe, it))
         images = [image.to(device) for image in images]
         targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
         loss = sum(model(images, targets).values())  # focal classification + box regression
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise Diverged(Divergence("nan" if loss_value != loss_value else "inf", "iteration", it + 1,
-                                      lr_at_iteration(recipe, it)))
+                                      lr_at(recipe, it)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if recipe.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
         opt.step()
         if (it + 1) % checkpoint_every == 0 or it + 1 == total:
             store.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
