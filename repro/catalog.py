@@ -234,6 +234,24 @@ def _check_datasets(paper: Paper, meta: Path) -> dict:
     return out
 
 
+def recipe_silences(paper: Paper) -> list[str]:
+    """Warnings for what a paper's recipes leave unsaid where it changes the numbers: how often a schedule
+    moves (``lr_step``) and how often the warm-up moves (``warmup_step``). The defaults (per epoch, per
+    iteration) are today's meaning, but a reader cannot tell a stated choice from an inherited one."""
+    out = []
+    for name, r in paper.spec.recipes.items():
+        if r.iterations:
+            continue  # an iteration-based recipe moves per iteration: nothing to say
+        moves = r.schedule != "constant" and (r.schedule != "step" or r.milestones)
+        if moves and "lr_step" not in r.model_fields_set and "lr_step" not in r.assumed:
+            out.append(f"{paper.path / 'paper.yaml'}: recipes.{name}: schedule {r.schedule} is silent on lr_step "
+                       f"(epoch or iteration); the default, per epoch, is used")
+        if r.warmup_epochs and "warmup_step" not in r.model_fields_set and "warmup_step" not in r.assumed:
+            out.append(f"{paper.path / 'paper.yaml'}: recipes.{name}: the warm-up is silent on warmup_step "
+                       f"(epoch or iteration); the default, per iteration, is used")
+    return out
+
+
 def _check_references(paper: Paper) -> None:
     """Names a spec refers to must exist: models, recipes, datasets, counter profiles, cells; and
     each model must accept its options (checked by building it on the meta device, cached)."""
@@ -295,9 +313,18 @@ def _check_references(paper: Paper) -> None:
                 raise SpecError(f"{where}: input_size: missing: {dataset} declares no image_size, so its images' "
                                 f"size is known only from its files (declare image_size, or give input_size)")
             try:  # the same options plan.cell_config resolves, so that it finds them cached
-                registry.resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
+                resolved = registry.resolve(prod["model"], {"num_classes": info.num_classes,
+                                                            **prod.get("model_kwargs", {})})
             except ValueError as e:
                 raise SpecError(f"{where}: model_kwargs: {e}") from None
+            recipe = paper.spec.recipes[prod["recipe"]] if kind == "train" else None
+            if recipe is not None and (recipe.drop_path or recipe.dropout):
+                from .train.regularise import model_kwargs
+
+                try:  # a model without stochastic depth or dropout must not silently ignore the rate
+                    model_kwargs(prod["model"], resolved, recipe)
+                except ValueError as e:
+                    raise SpecError(f"{meta}: recipes.{prod['recipe']}.{e} (cell {cell.row!r} / {cell.column!r})") from None
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
             init = prod.get("init_from")

@@ -35,11 +35,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv, transforms
+from torchvision.transforms import v2
 from torchvision.datasets.utils import check_integrity
 from torchvision.datasets.vision import VisionDataset
 
 from . import safe_pickle
 from .datasets import DataError, DatasetInfo, get
+from .train import names as vocab
 from .fakes import fake_cifar, fake_coco, fake_imagenet, fake_svhn  # noqa: F401  (their historical home)
 
 
@@ -281,11 +283,16 @@ class GreyToRGB:
         return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
 
-def train_transform(dataset: str | DatasetInfo, augment: list[str]) -> transforms.Compose:
+def train_transform(dataset: str | DatasetInfo, augment: list) -> transforms.Compose:
+    """The recipe's augmentations in its order: image-level ones before ``ToTensor``, then normalisation,
+    then tensor-level ones (random erasing, on the normalised tensor as timm and torchvision do). Each entry
+    is a name or ``{name: {parameters}}`` (``repro.train.names``); every draw comes from torch's RNG, which
+    the loaders seed per (sample, epoch)."""
     info = info_of(dataset)
     size = info.image_size
-    ops = []
-    for name in augment:
+    ops, tensor_ops = [], []
+    for entry in augment:
+        name, params = vocab.augment_name(entry), vocab.augment_params(entry)
         if name == "random_crop_pad4":
             ops.append(transforms.RandomCrop(size, padding=4))
         elif name == "hflip":
@@ -296,14 +303,33 @@ def train_transform(dataset: str | DatasetInfo, augment: list[str]) -> transform
             ops.append(transforms.RandomResizedCrop(size))
         elif name in ("normalize", "to_unit"):
             continue
+        elif name == "randaugment":
+            ops.append(v2.RandAugment(**params))
+        elif name == "autoaugment":
+            ops.append(v2.AutoAugment(v2.AutoAugmentPolicy(params["policy"])))
+        elif name == "trivialaugment":
+            ops.append(v2.TrivialAugmentWide(**params))
+        elif name == "color_jitter":
+            ops.append(v2.ColorJitter(**{k: v for k, v in params.items() if v}))
+        elif name == "random_erasing":
+            tensor_ops.append(v2.RandomErasing(p=params["p"], scale=tuple(params["scale"]),
+                                               ratio=tuple(params["ratio"]), value=0))
         else:
             raise ValueError(f"unknown augmentation {name!r}")
-    return transforms.Compose(ops + _tensor_ops(info, augment))
+    return transforms.Compose(ops + _tensor_ops(info, augment) + tensor_ops)
 
 
-def test_transform(dataset: str | DatasetInfo, augment: list[str]) -> transforms.Compose:
+def test_transform(dataset: str | DatasetInfo, augment: list, evaluation: dict | None = None) -> transforms.Compose:
+    """The test input: ImageNet's resize 256 + centre 224 unless the recipe says otherwise
+    (``eval_resize``, ``eval_crop``, ``eval_interpolation``)."""
     info = info_of(dataset)
-    ops = [transforms.Resize(256), transforms.CenterCrop(224)] if info.kind == "imagenet" else []
+    evaluation = evaluation or {}
+    resize, crop = evaluation.get("eval_resize"), evaluation.get("eval_crop")
+    if info.kind == "imagenet":
+        resize, crop = resize or 256, crop or 224
+    mode = transforms.InterpolationMode(evaluation.get("eval_interpolation") or "bilinear")
+    ops = ([transforms.Resize(resize, interpolation=mode)] if resize else []) + (
+        [transforms.CenterCrop(crop)] if crop else [])
     return transforms.Compose(ops + _tensor_ops(info, augment))
 
 
@@ -318,13 +344,13 @@ def _tensor_ops(info: DatasetInfo, augment: list[str]) -> list:
 
 # --- splits ------------------------------------------------------------------------------------
 
-def load(dataset: str | DatasetInfo, root: str | os.PathLike | None, *, augment: list[str], train_split: list[str],
-         download: bool = False) -> tuple[Dataset, Dataset]:
+def load(dataset: str | DatasetInfo, root: str | os.PathLike | None, *, augment: list, train_split: list[str],
+         download: bool = False, evaluation: dict | None = None) -> tuple[Dataset, Dataset]:
     """(train, test) datasets of (transformed image, label). A declared or plugin dataset's description
     must be complete (image size and mean/std known: ``repro.datastats.resolve``)."""
     info = info_of(dataset)
     root = data_root(root)
-    tr, te = train_transform(info, augment), test_transform(info, augment)
+    tr, te = train_transform(info, augment), test_transform(info, augment, evaluation)
     if info.kind in ("imagefolder", "torchvision", "plugin"):
         train, test = open_raw(info, root, train=True, download=download), open_raw(info, root, train=False,
                                                                                  download=download)

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("random_crop_pad4", "hflip", "rotate15", "normalize", "to_unit")
+from .train.names import DEVICE_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
 PAD = 4  # RandomCrop(32, padding=4)
 MAX_DEGREES = 15.0  # RandomRotation(15)
 

@@ -48,7 +48,7 @@ SIZE, RESIZE = 224, 256  # RandomResizedCrop(224); Resize(256) + CenterCrop(224)
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 LOG_RATIO = torch.log(torch.tensor(RATIO))  # float32, as get_params computes it
 DECODERS = ("cpu", "cuda")
-AUGMENTATIONS = ("random_resized_crop", "hflip", "normalize", "to_unit")
+from .train.names import IMAGENET_FAST_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
 
 
 def decode(encoded: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 `models count` writes, into the database)."""
 from __future__ import annotations
 
+
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -20,12 +22,16 @@ def specs_check(specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[lis
     A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
     the paper prints as a number (or a '?' shown only graphically) or cites; a '-' the paper prints
     is not a cell, and numbers read off figure specs are counted apart."""
+    from ..catalog import recipe_silences
     from ..specs import table_cells
 
     try:
         catalog = _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
+    for p in catalog.papers.values():
+        for line in recipe_silences(p):
+            print(f"warning: {line}", file=sys.stderr)
     rows = []
     for slug, p in catalog.papers.items():
         tables = [t for t in p.tables.values() if t.kind == "table"]
