@@ -12,7 +12,7 @@ import typer
 
 from ..specs import SpecError
 from .common import (app, _catalog, _check_db, console, data_app, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
-                     models_app, _plain, specs_app, SpecsOpt, PluginsOpt)
+                     models_app, _plain, specs_app, SpecsOpt, PluginsOpt, recipe_app)
 
 
 @specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
@@ -274,3 +274,36 @@ def new(paper: str = typer.Argument(..., metavar="PAPER", help="the paper's slug
     for path in written:
         console.print(f"wrote {path}")
     console.print(f"next: repro specs check --specs-dir {directory} (guide: docs/adding-a-paper.md)")
+
+
+@recipe_app.command("from-timm", epilog=_examples(
+    "repro recipe from-timm output/train/20240101-resnet50/args.yaml --dataset imagenet --devices 8"))
+def recipe_from_timm(args_file: Path = typer.Argument(..., metavar="ARGS_YAML", help="the args.yaml timm's train.py wrote"),
+                     dataset: str = typer.Option(..., "--dataset", help="the dataset name the recipe trains on"),
+                     devices: int = typer.Option(1, "--devices", min=1, help="processes of the run: timm's batch_size "
+                                                 "is per process, a recipe's the global batch"),
+                     name: str = typer.Option("timm", "--name", help="the recipe's name in the printed block")):
+    """Print the recipe block (YAML, for paper.yaml's recipes) that a timm run's args.yaml trains with.
+
+    Each argument maps to a field, is how the run ran (amp, workers, ...), or has no field: then one line
+    names it, exit 2. timm's silent defaults are written out as values (label_smoothing 0.1, ...)."""
+    import yaml
+
+    from ..specs import Recipe
+    from ..train.from_timm import TimmArgsError, recipe_from_timm as convert
+
+    try:
+        args = yaml.safe_load(args_file.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        _fail(f"{args_file}: {str(e).splitlines()[0]}")
+    if not isinstance(args, dict):
+        _fail(f"{args_file}: not a timm args.yaml (expected a mapping of argument names to values)")
+    try:
+        recipe = convert(args, dataset, devices)
+        Recipe.model_validate(recipe)
+    except TimmArgsError as e:
+        _fail(f"{args_file}: {e}")
+    except ValueError as e:
+        _fail(f"{args_file}: the converted recipe is invalid: {str(e).splitlines()[-1].strip()}")
+    print(yaml.safe_dump({"recipes": {name: {"source": f"timm args.yaml: {args_file.name}", **recipe}}},
+                         sort_keys=False, default_flow_style=None), end="")

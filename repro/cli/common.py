@@ -52,6 +52,9 @@ data_app = typer.Typer(help="Datasets: the ones recipes can name, and tiny fakes
 app.add_typer(specs_app, name="specs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+recipe_app = typer.Typer(help="Recipes: write one from another tool's record of a run.",
+                         epilog=_examples("repro recipe from-timm output/train/args.yaml --dataset imagenet"), **_TYPER)
+app.add_typer(recipe_app, name="recipe")
 
 # Output is literal text: `[budget full]` and `[thop-2004]` are not Rich markup, and numbers are not
 # recoloured (highlight=False).
@@ -154,7 +157,7 @@ def _root(ctx: typer.Context,
     _help_when_bare(ctx)
 
 
-for _sub in (specs_app, models_app, data_app):
+for _sub in (specs_app, models_app, data_app, recipe_app):
     _sub.callback(invoke_without_command=True)(_help_when_bare)
 
 
