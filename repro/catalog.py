@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .modelcheck import facts
 from . import datasets
-from .specs import (METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from .specs import (METRICS, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
 
@@ -267,6 +267,10 @@ def _check_references(paper: Paper) -> None:
                 continue
             if cell.published.value == "?" and cell.published.not_reproducible:
                 raise SpecError(f"{where}: not_reproducible: a cell with no printed number cannot be not reproducible")
+            printed = cell.printed
+            if METRICS[cell.metric][2] and printed is not None and printed.base < PLAUSIBLE_COUNT:
+                raise SpecError(f"{where}: {cell.published.value!r} reads as {printed.base:g} {cell.metric}, no "
+                                f"network's count: did you mean a unit on the column? (unit: G, M or K)")
             prod = cell.production
             if "model" not in prod:
                 raise SpecError(f"{where}: model: missing (no model produces this cell)")

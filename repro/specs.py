@@ -35,6 +35,9 @@ METRICS = {
 PRINTED = re.compile(r"^(?P<num>[+-]?\d+(?:\.(?P<dec>\d+))?)\s*(?P<suffix>[KMG%]?)$")
 TRAIN_OPTIONS = {"aux_loss_weights"}
 SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+# A count under this, in base units, is no MAC or parameter count of a network: a unit left off the column
+# (SKNet prints "4.24" under the header "GFLOPs")
+PLAUSIBLE_COUNT = 1_000
 # The augmentation names a recipe may list; repro/data.py builds exactly these (one list for both).
 AUGMENTATIONS = ("random_crop_pad4", "hflip", "rotate15", "random_resized_crop", "normalize", "to_unit")
 MAX_EPOCHS = 10_000  # no paper trains longer; a typo like 1e24 must not reach the planner
@@ -87,24 +90,33 @@ class Printed:
     """A number as the paper prints it: '21.655M', '78.12', '33.7%', '853.02K'."""
 
     text: str
-    value: float  # in the printed unit (21.655 for '21.655M')
+    value: float  # in the printed unit (21.655 for '21.655M', 4.24 for '4.24' under a column of unit G)
     decimals: int
-    suffix: str
+    suffix: str  # as written in the cell ('' when the column's unit says it)
+    scale: float = 1.0  # base units per printed unit: the suffix's, else the column's unit's
 
     @property
     def base(self) -> float:
         """The value in base units (21_655_000.0 for '21.655M')."""
-        return self.value * SCALE[self.suffix]
+        return self.value * self.scale
 
     @classmethod
-    def parse(cls, raw: Any) -> "Printed":
+    def parse(cls, raw: Any, unit: "str | float | None" = None) -> "Printed":
+        """``raw`` as printed; ``unit``: the column's (``Column.unit``), applied to a number written without
+        a suffix. A suffix that disagrees with the column's unit is an error."""
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected a number as printed (e.g. '78.12' or '21.655M'), got {raw!r}")
         text = str(raw).strip()
         m = PRINTED.match(text)
         if not m:
             raise ValueError(f"{text!r} is not a printed number (digits with an optional K/M/G/% suffix)")
-        return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"])
+        scale = SCALE[m["suffix"]]
+        if unit is not None:
+            if m["suffix"] and scale != unit_scale(unit) or m["suffix"] == "%" and unit != "%":
+                raise ValueError(f"{text!r} carries its own unit {m['suffix']!r}, which disagrees with the "
+                                 f"column's unit {unit!r}")
+            scale = unit_scale(unit)
+        return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"], scale)
 
     def show(self, value: float) -> str:
         """``value`` (in this number's printed unit) written as the paper writes this number: the same
@@ -115,8 +127,26 @@ class Printed:
         """``base_value`` expressed in this number's printed unit, rounded half up as printed."""
         from decimal import ROUND_HALF_UP, Decimal
 
-        scaled = Decimal(repr(float(base_value))) / Decimal(repr(SCALE[self.suffix]))
+        scaled = Decimal(repr(float(base_value))) / Decimal(repr(float(self.scale)))
         return float(scaled.quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP))
+
+
+def unit_scale(unit: "str | float") -> float:
+    """Base units per printed unit of a column's ``unit``: K, M, G, % or a positive scale factor."""
+    return SCALE[unit] if isinstance(unit, str) else float(unit)
+
+
+def _unit(v):
+    if v is None or v in ("K", "M", "G", "%"):
+        return v
+    if isinstance(v, str):  # YAML 1.1 reads 1e6 (no dot) as a string
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"unknown unit {v!r}: use K, M, G, % or a positive scale factor (e.g. 1e6)") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"unknown unit {v!r}: use K, M, G, % or a positive scale factor (e.g. 1e6)")
+    return float(v)
 
 
 class Cell(Strict):
@@ -183,6 +213,9 @@ class Column(Production):
     label: str
     metric: str
     also: list[str] = Field(default_factory=list)  # more measured metrics to show beside ours (e.g. top5_acc)
+    # The unit the column's numbers are printed in (its header's "GFLOPs", "Params (M)"): the cells stay as
+    # printed ("4.24") and are read in it
+    unit: Annotated[str | float | None, BeforeValidator(_unit)] = None
 
     @field_validator("metric")
     @classmethod
@@ -332,10 +365,18 @@ class TableSpec(Strict):
             raise ValueError("duplicate column labels")
         if self.sweep is not None and self.sweep.column not in labels:
             raise ValueError(f"sweep.column {self.sweep.column!r} is not one of the columns {labels}")
+        units = {c.label: c.unit for c in self.columns}
+        points = [(p.label, self.sweep.column, p.published) for p in self.sweep.points] if self.sweep else []
         for row in self.rows:
             for col in row.values:
                 if col not in labels:
                     raise ValueError(f"row {row.label!r} has a value for unknown column {col!r}")
+        for label, col, cell in points + [(r.label, c, v) for r in self.rows for c, v in r.values.items()]:
+            if units[col] is not None and cell.value not in ("-", "?"):
+                try:
+                    Printed.parse(cell.value, units[col])
+                except ValueError as e:
+                    raise ValueError(f"row {label!r}, column {col!r}: {e}") from None
         if self.kind == "figure" and self.claims:
             raise ValueError("claims are judged on tables (kind: table), not on figures: a figure's cells are "
                              "drawn as curves")
@@ -528,6 +569,7 @@ class CellSpec:
     published: Cell
     production: dict[str, Any]
     cited: str | None
+    unit: str | float | None = None  # the column's (``Column.unit``)
 
     @property
     def key(self) -> str:
@@ -535,7 +577,7 @@ class CellSpec:
 
     @property
     def printed(self) -> Printed | None:
-        return None if self.published.value in ("-", "?") else Printed.parse(self.published.value)
+        return None if self.published.value in ("-", "?") else Printed.parse(self.published.value, self.unit)
 
 
 @dataclass
@@ -614,7 +656,7 @@ def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) ->
             prod = _merge(spec.defaults, col, row)
             prod.pop("tolerance", None)
             cells.append(CellSpec(paper.slug, spec.table, row.label, row.section, label, col.metric,
-                                  published, prod, row.cited))
+                                  published, prod, row.cited, col.unit))
     if mine:
         paper._cells[spec.table] = cells
     return cells

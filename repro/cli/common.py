@@ -64,6 +64,8 @@ DbOpt = typer.Option(None, "--db", metavar="URL",
 SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR",
                         help="specs folder, repeatable; @builtin is the repo's (default $REPRO_SPECS, a list "
                              "separated like PATH, or <repo>/specs)")
+TARGET_HELP = "<paper>, <paper>/<table>, <paper>/<table>/<row label> (quoted), or <table> with --paper"
+ModelOpt = typer.Option(None, "--model", metavar="NAME", help="only the cells this model produces")
 PluginsOpt = typer.Option(None, "--plugins", metavar="PATH",
                           help="a plugin file to import (repeatable; also $REPRO_PLUGINS and the papers' own)")
 
