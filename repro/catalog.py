@@ -302,6 +302,11 @@ def _check_references(paper: Paper) -> None:
                 registry.resolve(prod["model"], {"num_classes": info.num_classes, **prod.get("model_kwargs", {})})
             except ValueError as e:
                 raise SpecError(f"{where}: model_kwargs: {e}") from None
+            if kind != "profile" and paper.spec.recipes[prod["recipe"]].bn_batch is not None:
+                why = registry.no_ghost_form(prod["model"], {"num_classes": info.num_classes,
+                                                             **prod.get("model_kwargs", {})})
+                if why:
+                    raise SpecError(f"{where}: bn_batch: model {prod['model']!r}: {why}")
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
             init = prod.get("init_from")

@@ -40,6 +40,9 @@ SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 PLAUSIBLE_COUNT = 1_000
 # The augmentation names a recipe may list; repro/data.py builds exactly these (one list for both).
 AUGMENTATIONS = ("random_crop_pad4", "hflip", "rotate15", "random_resized_crop", "normalize", "to_unit")
+# The counter profile (repro/counting.py) of a paper that names none: today's thop. Stated here only; `repro new`,
+# `repro models show` and the docs read it from here.
+DEFAULT_COUNTER_PROFILE = "thop-0.1"
 MAX_EPOCHS = 10_000  # no paper trains longer; a typo like 1e24 must not reach the planner
 MAX_ITERATIONS = 10_000_000
 MAX_ROWS = 1_000  # rows per table and points per sweep: the largest paper table has ~30
@@ -539,7 +542,7 @@ class PaperSpec(Strict):
     title: str
     authors: str
     source: str
-    counter_profile: str = "thop-0.1"
+    counter_profile: str = DEFAULT_COUNTER_PROFILE
     tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
     # The numbers a trained cell is judged on: the final epoch's, or the best test epoch's (a code base that
     # keeps the best checkpoint); a recipe may override it. Never part of a job: both are stored.
