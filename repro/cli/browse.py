@@ -58,7 +58,7 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                 search: Optional[str] = typer.Option(None, "--search", metavar="PATTERN",
                                                      help="names matching PATTERN (a glob like '*sk*', else a "
                                                           "substring): built-ins, plugins', timm's and torchvision's"),
-                db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
     from ..specs import table_cells
@@ -123,16 +123,15 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                                                  "parameter convention, one build)"),
                 fmt: Format = FormatOpt(),
                 as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
-                db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
-                plugins: Optional[list[str]] = PluginsOpt):
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Parameters and MACs of one model (the default profile is a paper's default, today's thop)."""
     import repro_models as models
     from ..counting import measure
     from ..extensions import load_all
     from ..specs import SpecError
 
-    try:
-        load_all(tuple(plugins or ()))
+    try:  # with --specs-dir, the papers' own plugins too (a model a paper registers)
+        _catalog(specs_dir, plugins) if specs_dir else load_all(tuple(plugins or ()))
     except SpecError as e:
         _fail(str(e))
 
@@ -186,7 +185,7 @@ def _show_all(name: str, model, size: tuple[int, ...], fmt: Format) -> None:
 
 @specs_app.command("explain", epilog=_examples("repro specs explain cra/table2"))
 def specs_explain(target: str = typer.Argument(..., metavar="PAPER/TABLE"),
-                  fmt: Format = FormatOpt(), db: Optional[str] = DbOpt,
+                  fmt: Format = FormatOpt(),
                   specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Which counter profile and parameter convention give each printed count of a table (one build per model).
 
@@ -246,7 +245,7 @@ def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
     from ..db import Database, safe_url
     from ..plan import PlanError, resolve_targets
 
-    url = _check_db(db, write=True, must_exist=False)
+    url = _check_db(db, write=True, must_exist=False, specs_dir=specs_dir)
     try:
         catalog = _catalog(specs_dir, plugins)
         resolved = resolve_targets(catalog, targets, paper)
@@ -272,12 +271,12 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
               directory: Path = typer.Argument(..., metavar="DIRECTORY"),
               paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                   help="the paper whose declaration to use (when several declare it)"),
-              specs_dir: Optional[str] = SpecsOpt):
+              specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Write a tiny dataset in the real on-disk format under DIRECTORY (any built-in, plugin or declared one)."""
     from ..datasets import DataError
     from ..fakes import write
 
-    info = _dataset(dataset, paper, specs_dir)
+    info = _dataset(dataset, paper, specs_dir, plugins)
     try:
         path = write(info, directory)
     except DataError as e:
@@ -288,11 +287,12 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
 @data_app.command("list", epilog=_examples("repro data list", "repro data list --paper toy --format json"))
 def data_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                   help="the datasets this paper can name"),
-              specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+              specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
+              fmt: Format = FormatOpt()):
     """Datasets recipes can name: built-ins, plugins' and papers' own, with what a run needs of each."""
     from .. import datasets
 
-    catalog = _data_catalog(specs_dir)
+    catalog = _data_catalog(specs_dir, plugins)
     if paper and paper not in catalog.papers:
         _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
     infos = list(datasets.registered().values())
@@ -316,20 +316,20 @@ def _short(values) -> str:
     return ", ".join(f"{v:.4f}" for v in values) if values else ""
 
 
-def _data_catalog(specs_dir):
+def _data_catalog(specs_dir, plugins=None):
     try:
-        return _catalog(specs_dir)
+        return _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
 
 
-def _dataset(name: str, paper: str | None, specs_dir):
+def _dataset(name: str, paper: str | None, specs_dir, plugins=None):
     """A dataset by name: a built-in as is; otherwise after the catalog (its plugins, the papers' declarations)."""
     from .. import datasets
 
-    if name in datasets.registered() and paper is None:
+    if name in datasets.registered() and paper is None and not plugins:
         return datasets.get(name)
-    catalog = _data_catalog(specs_dir)
+    catalog = _data_catalog(specs_dir, plugins)
     if paper is not None:
         if paper not in catalog.papers:
             _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")

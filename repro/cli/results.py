@@ -50,7 +50,7 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
     if against is not None:
         against = _check_db(against, write=False)
 
-    rows = compared(resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    rows = compared(resolved, Database(_check_db(db, write=False, specs_dir=specs_dir), create=False))  # read-only: never creates one
     rows = [r for r in rows if selection.keeps(cell_key(r.paper, r.table, r.section, r.row, r.column))]
     records, columns, text = (_paper_view(rows) if against is None
                               else _against_view(rows, catalog, resolved, Database(against, create=False)))
@@ -187,7 +187,7 @@ def report(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARG
            out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
            db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
-    url = _check_db(db, write=False)
+    url = _check_db(db, write=False, specs_dir=specs_dir)
 
     from ..db import Database
     from ..paths import resolve
@@ -218,15 +218,19 @@ RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed",
 
 
 @app.command(epilog=_examples("repro status", "repro status --format json --db sqlite:///other.db"))
-def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
-    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database)."""
+def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt(), specs_dir: Optional[list[str]] = SpecsOpt,
+           plugins: Optional[list[str]] = PluginsOpt):
+    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database).
+
+    --specs-dir picks the default database as every command does (a folder of your own: its results.db);
+    --plugins is accepted like everywhere (status reads no spec)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from ..db import Database, exists, safe_url
     from ..states import JobState
     from ..status import running_jobs
 
-    url = _check_db(db, write=False)
+    url = _check_db(db, write=False, specs_dir=specs_dir)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
         what = "is not a repro results database (no such table: jobs)" if url.startswith("sqlite") else \
             "holds no repro database (repro run creates it)"
@@ -288,7 +292,7 @@ def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
     from .. import artifacts as store
     from ..db import Database
 
-    database = Database(_check_db(db, write=remove_unneeded), create=False)
+    database = Database(_check_db(db, write=remove_unneeded, specs_dir=specs_dir), create=False)
     try:
         rows = store.inventory(database, _catalog(specs_dir, plugins))
     except SpecError as e:

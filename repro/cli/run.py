@@ -93,7 +93,7 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_
         _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if decode not in ("cpu", "cuda"):
         _fail(f"--decode {decode!r}: use cpu or cuda")
-    url = _check_db(db, write=not dry_run, must_exist=False)
+    url = _check_db(db, write=not dry_run, must_exist=False, specs_dir=specs_dir)
     slurm = dict(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
                  account=slurm_account, qos=slurm_qos, constraint=slurm_constraint, timeout_min=slurm_timeout_min,
                  extra=slurm_opt)
@@ -265,7 +265,7 @@ def bench(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<pape
 
     if vs is not None and vs.value != "reference":
         _fail(f"--vs takes only 'reference', got {vs.value!r}")
-    url = _check_db(db, write=True, must_exist=False)
+    url = _check_db(db, write=True, must_exist=False, specs_dir=specs_dir)
     jobs = _train_jobs(specs_dir, plugins, targets, paper)
     dev = pick_device(device)
     if os.environ.get("REPRO_THREADS"):
