@@ -296,3 +296,22 @@ def test_one_default_counter_profile():
     assert PaperSpec(paper="p", title="t", authors="a", source="s").counter_profile == DEFAULT_COUNTER_PROFILE
     assert f"counter_profile: {DEFAULT_COUNTER_PROFILE}" in PAPER_YAML.format(slug="p", slug_py="p",
                                                                             profile=DEFAULT_COUNTER_PROFILE)
+
+
+def test_short_budgets_get_a_panel_of_their_own(toy_specs):
+    from repro import figures
+    from repro.catalog import load_catalog
+    from repro.compare import Comparison
+
+    paper = load_catalog([toy_specs]).papers["toy"]
+
+    def cell(row, budget, ours):
+        return Comparison(paper="toy", table="table1", section=None, row=row, column="Error", metric="top1_err",
+                          printed="27.25", published=27.25, ours=ours, ours_exact=ours, std=None, n=1,
+                          delta=ours - 27.25, budget=budget, status="inconclusive", detail=None, uncertain=None,
+                          reason=None, config_key=None, jobs=[])
+
+    fig = figures.ours_vs_published_figure(paper, [cell("ResNet-56", "full", 27.5), cell("CRA-ResNet-56", "smoke", 80.0)])
+    axes = fig.get_axes()
+    assert len(axes) == 2 and "short budgets" in axes[1].get_title()
+    assert axes[0].get_xlim()[1] < 10  # the full result's axis is not stretched to the smoke run's +52.75
