@@ -258,17 +258,22 @@ def _commands():
 DB_COMMANDS = {("run",), ("bench",), ("diff",), ("report",), ("status",), ("artifacts",), ("models", "count")}
 
 
-def test_every_commands_help_shows_the_shared_options(cli):
+def test_every_commands_help_shows_the_shared_options():
+    """In-process (typer's runner): help is pure parsing, as in test_cli's help test."""
+    from typer.testing import CliRunner
+
+    from repro.cli import app
+
     commands = _commands()
     assert len(commands) >= 14
     missing = []
     for path, _ in commands:
         if path == ("new",):  # writes a new paper's files: reads no spec and no database
             continue
-        out = cli(*path, "--help")
-        assert out.returncode == 0, out.stderr
+        out = CliRunner().invoke(app, [*path, "--help"])
+        assert out.exit_code == 0, out.output
         wanted = ["--specs-dir", "--plugins", "-h, --help"] + (["--db"] if path in DB_COMMANDS else [])
-        missing += [f"{' '.join(path)} {opt}" for opt in wanted if opt not in out.stdout]
+        missing += [f"{' '.join(path)} {opt}" for opt in wanted if opt not in out.output]
     assert missing == []
 
 
