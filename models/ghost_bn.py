@@ -37,8 +37,14 @@ reproduces data parallelism without synchronised BatchNorm:
   each device's own copy on its half of the batch; eval here uses the averaged statistics.
 - eval mode, and a batch of at most g images, is exactly ``nn.BatchNorm2d``.
 
-``SyncBatchNorm`` (already normalises over the global batch) and other BatchNorm kinds (3d, lazy,
-subclasses) make ``apply_bn_batch`` raise rather than be left half converted.
+Every other subclass of ``nn.BatchNorm1d/2d/3d`` a model uses (timm's ``BatchNormAct2d``, which adds an
+activation and a drop after the normalisation, or a plugin's) gets the same rule without knowing its forward:
+the module changes class in place to a ghost form of its own class (``ghost_class``), whose training forward
+runs the subclass's own forward once per group on a copy of the running statistics and keeps their average.
+Its activation, drop and parameters stay what they were. What really has no ghost form (``no_ghost_form``
+says which layer and why, so a spec check can say it before anything runs): ``SyncBatchNorm``, which by
+design normalises over every device's batch together, a lazy BatchNorm whose parameters are not built yet,
+and ``momentum=None`` (a cumulative average, which per-device copies do not average into one).
 """
 from __future__ import annotations
 
@@ -114,6 +120,74 @@ class GhostBatchNorm2d(_GhostBatchNorm, nn.BatchNorm2d):
 GHOST = {nn.BatchNorm1d: GhostBatchNorm1d, nn.BatchNorm2d: GhostBatchNorm2d}
 
 
+class _GhostSubclass:
+    """The ghost forward for any subclass of ``nn.BatchNorm*d``: the subclass's own forward per group."""
+
+    group_size: int
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, group_size={self.group_size}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.shape[0] <= self.group_size:
+            return super().forward(x)
+        groups = x.split(self.group_size)  # device k: images [k*g, (k+1)*g); the last may be smaller
+        if groups[-1].numel() == self.num_features:
+            raise ValueError(f"{type(self).__name__}: a batch of {x.shape[0]} split into groups of "
+                             f"{self.group_size} leaves a last group with one value per channel "
+                             f"(input {tuple(x.shape)}), where batch statistics are undefined")
+        if not self.track_running_stats:
+            return torch.cat([super(_GhostSubclass, self).forward(g) for g in groups])
+        names = ("running_mean", "running_var", "num_batches_tracked")
+        kept = {n: self._buffers[n] for n in names}
+        copies: list[dict[str, torch.Tensor]] = []
+        outs = []
+        try:  # one copy of the running statistics per device, updated by the subclass's own forward
+            for g in groups:
+                self._buffers.update({n: t.clone() for n, t in kept.items()})
+                outs.append(super().forward(g))
+                copies.append({n: self._buffers[n] for n in names[:2]})
+        finally:
+            self._buffers.update(kept)
+        with torch.no_grad():  # the module keeps the copies' average (Gluon's _reduce)
+            for n in names[:2]:
+                kept[n].copy_(torch.stack([c[n] for c in copies]).mean(0))
+            kept["num_batches_tracked"].add_(1)
+        return torch.cat(outs)
+
+
+_GHOST_CLASSES: dict[type, type] = {}
+
+
+def ghost_class(cls: type) -> type:
+    """The ghost form of a BatchNorm subclass ``cls`` (one class per ``cls``)."""
+    if cls not in _GHOST_CLASSES:
+        _GHOST_CLASSES[cls] = type(f"Ghost{cls.__name__}", (_GhostSubclass, cls), {"__module__": __name__})
+    return _GHOST_CLASSES[cls]
+
+
+def why_no_ghost(module: nn.Module) -> str | None:
+    """Why this BatchNorm layer has no ghost form, or None when it has one (or is no BatchNorm)."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return None
+    if isinstance(module, nn.SyncBatchNorm):
+        return "it normalises over every device's batch together by design (synchronised BatchNorm)"
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin):
+        return "a lazy BatchNorm's parameters are not built until its first forward"
+    if module.momentum is None:
+        return "momentum=None is a cumulative average, which per-device copies cannot keep"
+    return None
+
+
+def no_ghost_form(model: nn.Module) -> tuple[str, str, str] | None:
+    """The first layer of ``model`` that has no ghost form: (its name, its type's name, why); None if none."""
+    for name, module in model.named_modules():
+        why = why_no_ghost(module)
+        if why is not None:
+            return name or "model", type(module).__name__, why
+    return None
+
+
 def apply_bn_batch(model: nn.Module, group_size: int | None) -> nn.Module:
     """Replace every ``nn.BatchNorm1d/2d`` of ``model`` in place by its ghost form with ``group_size``,
     keeping the same parameter and buffer tensors (an optimizer built before still holds them).
@@ -130,13 +204,22 @@ def apply_bn_batch(model: nn.Module, group_size: int | None) -> nn.Module:
                 raise ValueError(f"{name or 'model'} is already a ghost BatchNorm with group_size "
                                  f"{module.group_size}, not {group_size}")
             return module
+        if isinstance(module, _GhostSubclass):
+            if module.group_size != group_size:
+                raise ValueError(f"{name or 'model'} is already a ghost BatchNorm with group_size "
+                                 f"{module.group_size}, not {group_size}")
+            return module
+        why = why_no_ghost(module)
+        if why is not None:
+            raise ValueError(f"{name or 'model'}: {type(module).__name__} has no ghost form ({why})")
         if type(module) in GHOST:
             if id(module) not in converted:
                 converted[id(module)] = GHOST[type(module)].from_batchnorm(module, group_size)
             return converted[id(module)]
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise ValueError(f"{name or 'model'}: {type(module).__name__} has no ghost form "
-                             f"(SyncBatchNorm already normalises over the global batch)")
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):  # a subclass: ghost in place, parameters kept
+            module.__class__ = ghost_class(type(module))
+            module.group_size = group_size
+            return module
         for child_name, child in module.named_children():
             new = convert(child, f"{name}.{child_name}" if name else child_name)
             if new is not child:

@@ -25,6 +25,7 @@ from .catalog import load_catalog
 from .diff import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
+from .states import JobState
 from .plan import resolve_targets
 from .db.exports import CURVE_COLUMNS, JOB_COLUMNS, RUN_COLUMNS
 from .specs import METRICS, Catalog, Paper, cell_key
@@ -125,7 +126,9 @@ def outcomes(summary: CampaignSummary) -> pd.DataFrame:
         state = o.state if o else before
         rows.append({"job": j.id, "kind": j.kind, "model": j.model, "budget": j.budget, "seed": j.seed,
                      "cells": list(j.cells), "before": str(before) if before else "new", "ran": o is not None,
-                     "state": str(state) if state else "new", "ok": o.ok if o else None, "why": o.why if o else None})
+                     "state": str(state) if state else "new",
+                     # a job done before the campaign is done: ok, as a job that ran and ended done is
+                     "ok": o.ok if o else (True if before == JobState.DONE else None), "why": o.why if o else None})
     return _frame(rows, OUTCOME_COLUMNS)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .options import CampaignOptions
-from .plan import PlannedJob, parse_budget, resolve_targets, split_missing_data, target_papers
+from .plan import PlannedJob, parse_budget, select, split_missing_data, target_papers
 from .plan import plan as plan_jobs
 from .specs import Catalog, Paper
 from .states import JobOutcome, JobState
@@ -81,9 +81,10 @@ def plan(opts: CampaignOptions) -> CampaignPlan:
     # only the papers the targets name are loaded (a broken spec of another paper does not stop this campaign)
     folders = paper_folders(specs_roots(opts.specs_dir))
     catalog = load_catalog(opts.specs_dir, opts.plugins, only=target_papers(list(opts.targets), opts.paper, folders))
-    targets = resolve_targets(catalog, list(opts.targets), opts.paper)
+    selection = select(catalog, list(opts.targets), opts.paper, opts.model)
+    targets = selection.tables
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
-                     max_jobs=opts.max_jobs)
+                     max_jobs=opts.max_jobs, cells=selection.cells)
     return CampaignPlan(catalog, targets, jobs, budget)
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .modelcheck import facts
 from . import datasets
-from .specs import (METRICS, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from .specs import (METRICS, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
 
@@ -285,6 +285,10 @@ def _check_references(paper: Paper) -> None:
                 continue
             if cell.published.value == "?" and cell.published.not_reproducible:
                 raise SpecError(f"{where}: not_reproducible: a cell with no printed number cannot be not reproducible")
+            printed = cell.printed
+            if METRICS[cell.metric][2] and printed is not None and printed.base < PLAUSIBLE_COUNT:
+                raise SpecError(f"{where}: {cell.published.value!r} reads as {printed.base:g} {cell.metric}, no "
+                                f"network's count: did you mean a unit on the column? (unit: G, M or K)")
             prod = cell.production
             if "model" not in prod:
                 raise SpecError(f"{where}: model: missing (no model produces this cell)")
@@ -325,6 +329,11 @@ def _check_references(paper: Paper) -> None:
                     model_kwargs(prod["model"], resolved, recipe)
                 except ValueError as e:
                     raise SpecError(f"{meta}: recipes.{prod['recipe']}.{e} (cell {cell.row!r} / {cell.column!r})") from None
+            if kind != "profile" and paper.spec.recipes[prod["recipe"]].bn_batch is not None:
+                why = registry.no_ghost_form(prod["model"], {"num_classes": info.num_classes,
+                                                             **prod.get("model_kwargs", {})})
+                if why:
+                    raise SpecError(f"{where}: bn_batch: model {prod['model']!r}: {why}")
             if prod.get("counter_profile", paper.spec.counter_profile) not in profiles:
                 raise SpecError(f"{where}: counter_profile: unknown profile {prod.get('counter_profile')!r}")
             init = prod.get("init_from")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .db import Database
 from .expanded import ExpandedCell, ExpandedPaper, expand
-from .specs import METRICS, SCALE, Paper, Printed
+from .specs import METRICS, Paper, Printed
 from .states import CellStatus, ClaimVerdict
 
 CONFIDENCE = 0.95  # of the interval around a cell's mean
@@ -62,6 +62,8 @@ class Comparison:
     how: str | None = None  # how the runs ran (engine/precision[/compiled] on device): provenance, not identity
     report_epoch: str | None = None  # trained cells: the epoch judged on (final | best), from the spec
     init_from: list[dict] | None = None  # the weights its runs started from (upstream job, artifact SHA-256)
+    scale: float = 1.0  # base units per printed unit (the cell's suffix, else its column's unit)
+    unit_off: int | None = None  # a count that differs by 1000**unit_off: a unit left off (or wrong), likely
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
     results = reported(results, c.metric, ec.report_epoch)
     base = dict(paper=c.paper, table=c.table, section=c.section, row=c.row, column=c.column, metric=c.metric,
                 printed=c.published.value, published=printed.value if printed else None,
+                scale=printed.scale if printed else 1.0,
                 uncertain=c.published.uncertain, config_key=ec.config_key)
     empty = dict(ours=None, ours_exact=None, std=None, n=0, delta=None, detail=None, jobs=[])
     if c.cited or c.published.value == "-":
@@ -265,7 +268,7 @@ def how_ran(chosen: list[dict]) -> str | None:
 
 def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, chosen: list[dict], also) -> Comparison:
     """Counts are exact: equal when rounded as printed, or not (seeds play no part)."""
-    scale = SCALE[printed.suffix]
+    scale = printed.scale
     ours = printed.rounds_to(s.mean)
     if budget not in ("full", "static"):
         status = CellStatus.NOT_COMPARABLE
@@ -277,8 +280,19 @@ def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, c
         status = CellStatus.DIFFERS
     return Comparison(**base, ours=ours, ours_exact=s.mean, std=s.std / scale if s.std is not None else None, n=s.n,
                       delta=round(ours - printed.value, 6), budget=budget, status=status,
+                      unit_off=units_off(s.mean, printed.base) if status == CellStatus.DIFFERS else None,
                       detail=chosen[0]["details"].get(c.metric), reason=c.published.not_reproducible,
                       jobs=[r["job"] for r in chosen], also=also, values=[r["metrics"][c.metric] / scale for r in chosen])
+
+
+def units_off(ours: float, published: float) -> int | None:
+    """k where ``ours`` is within 5% of ``published`` x 1000**k for some k != 0 (a count read in the wrong
+    unit: "4.24" under a "GFLOPs" header, a column with no ``unit``); None otherwise."""
+    if ours <= 0 or published <= 0:
+        return None
+    power = math.log10(ours / published) / 3
+    k = round(power)
+    return k if k != 0 and abs(ours / (published * 1000.0 ** k) - 1) <= 0.05 else None
 
 
 def comparable(rows: list[Comparison]) -> list[Comparison]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from .compare import Comparison, compare_paper
 from .db import Database
-from .specs import METRICS, SCALE, Paper, Printed
+from .specs import METRICS, Paper
 from .states import CellStatus
 
 DIFF_FIELDS = ["paper", "table", "section", "row", "column", "metric", "printed", "published", "ours", "ours_exact",
                "std", "n", "delta", "budget", "status", "detail", "uncertain", "reason", "also", "sem", "ci_low",
-               "ci_high", "tolerance", "values", "verdict_note", "report_epoch", "init_from"]
+               "ci_high", "tolerance", "values", "verdict_note", "report_epoch", "init_from", "unit_off"]
 
 
 def compared(targets: list[tuple[Paper, str]], db: Database) -> list[Comparison]:
@@ -68,7 +68,7 @@ def against_records(ours: list[Comparison], theirs: list[Comparison], published:
     out = []
     for r in ours:
         o = other.get(cell_id(r))
-        scale = SCALE[Printed.parse(r.printed).suffix] if r.published is not None else 1
+        scale = r.scale if r.published is not None else 1
         mine = r.ours_exact / scale if r.ours_exact is not None else None
         them = o.ours_exact / scale if o is not None and o.ours_exact is not None else None
         change = round(mine - them, 9) if mine is not None and them is not None else None

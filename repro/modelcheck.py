@@ -168,6 +168,24 @@ class ModelFacts:
             raise ValueError(hit["error"])
         return dict(hit["ok"])
 
+    def no_ghost_form(self, model: str, kwargs: dict[str, Any]) -> str | None:
+        """Why ``bn_batch`` cannot apply to this model (its first BatchNorm layer with no ghost form, named
+        with its type: ``repro_models.ghost_bn.no_ghost_form``), or None; built on the meta device once."""
+        key = f"ghost {model} {json.dumps(kwargs, sort_keys=True, default=repr)}"
+        if key not in self.options:
+            self._registry()
+            import torch
+
+            import repro_models as models
+            from repro_models.ghost_bn import no_ghost_form
+
+            with torch.device("meta"):
+                found = no_ghost_form(models.create(model, **kwargs))
+            self.options[key] = {"ok": None if found is None else
+                                 f"layer {found[0]} is a {found[1]}, which has no ghost form: {found[2]}"}
+            self._dirty = True
+        return self.options[key]["ok"]
+
     def save(self) -> None:
         if not self._dirty:
             return

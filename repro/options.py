@@ -86,6 +86,7 @@ class CampaignOptions:
 
     targets: tuple[str, ...] = ()
     paper: str | None = None  # the paper of bare table names
+    model: str | None = None  # only the cells (of the targets) this model produces
     plugins: tuple[str, ...] = ()  # plugin files beyond $REPRO_PLUGINS, entry points and the papers' own
     budget: str = "full"  # full | smoke | epochs-N
     epochs: int | None = None  # shortens the schedule: budget epochs-N

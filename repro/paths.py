@@ -33,3 +33,20 @@ def resolve(what: str, explicit: str | os.PathLike | None = None) -> Path:
 def db_url(explicit: str | None = None) -> str:
     """``--db`` beats ``$REPRO_DB`` beats ``sqlite:///<project root>/results.db``."""
     return explicit or os.environ.get("REPRO_DB") or f"sqlite:///{project_root() / DEFAULTS['db'][0]}"
+
+
+def own_db(explicit: str | None, specs_dir=None) -> str | None:
+    """``--db`` as given; without it (and without ``$REPRO_DB``), where papers from outside ``@builtin`` are
+    stored: ``results.db`` in the first specs folder that is not this checkout's (``--specs-dir``, else
+    ``$REPRO_SPECS``), so a user's paper never writes into the checkout's committed results.db; None (the
+    checkout's database) when every specs folder is the built-in one."""
+    if explicit or os.environ.get("REPRO_DB"):
+        return explicit
+    if isinstance(specs_dir, (str, os.PathLike)):
+        specs_dir = [specs_dir]
+    entries = list(specs_dir or []) or [e for e in os.environ.get("REPRO_SPECS", "").split(os.pathsep) if e]
+    builtin = (CHECKOUT / "specs").resolve()
+    for e in entries:
+        if str(e) != "@builtin" and Path(e).expanduser().resolve() != builtin:
+            return f"sqlite:///{Path(e).expanduser().resolve() / DEFAULTS['db'][0]}"
+    return None

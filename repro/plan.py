@@ -217,6 +217,61 @@ def target_papers(targets: list[str], paper: str | None, folders: dict[str, Path
     return out
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a command's targets select: whole tables, and within them the cells of the rows and model asked
+    for (``cells`` None: every cell of the tables)."""
+
+    tables: list[tuple[Paper, str]]
+    cells: frozenset[str] | None = None  # ``CellSpec.key`` of each selected cell
+
+    def keeps(self, key: str) -> bool:
+        return self.cells is None or key in self.cells
+
+
+def row_label(cell: CellSpec) -> str:
+    """A row as a target names it: its label, or ``section / label`` in a table whose labels repeat."""
+    return f"{cell.section} / {cell.row}" if cell.section else cell.row
+
+
+def select(catalog: Catalog, targets: list[str], paper: str | None = None, model: str | None = None) -> Selection:
+    """``resolve_targets`` plus rows and a model: ``se-r/table3/SE-ResNet-110`` (a row label, or ``section /
+    label``; several rows of one label across sections are all selected) and ``model`` (the cells whose
+    production names it). An unknown row or model is a ``PlanError`` listing the known ones."""
+    rows: dict[tuple[str, str], set[str]] = {}  # (paper, table) -> the rows named
+    plain = []
+    for t in targets:
+        parts = t.split("/", 2)
+        if len(parts) == 3:
+            rows.setdefault((parts[0], parts[1]), set()).add(parts[2])
+        plain.append("/".join(parts[:2]))
+    tables = resolve_targets(catalog, plain, paper)
+    if not rows and model is None:
+        return Selection(tables)
+    whole = {(p.slug, tbl) for t in targets if t.count("/") < 2 for p, tbl in resolve_targets(catalog, [t], paper)}
+    if not targets:
+        whole = {(p.slug, tbl) for p, tbl in tables}
+    keys, models = set(), set()
+    for p, table in tables:
+        wanted = None if (p.slug, table) in whole else rows.get((p.slug, table))
+        cells = table_cells(p, p.tables[table])
+        if wanted:
+            unknown = sorted(wanted - ({row_label(c) for c in cells} | {c.row for c in cells}))
+            if unknown:
+                listed = list(dict.fromkeys(row_label(c) for c in cells))
+                raise PlanError(f"unknown row {unknown[0]!r} in {p.slug}/{table}; known: {', '.join(listed)}")
+        for c in cells:
+            if wanted and c.row not in wanted and row_label(c) not in wanted:
+                continue
+            models.add(c.production.get("model"))
+            if model is None or c.production.get("model") == model:
+                keys.add(c.key)
+    if model is not None and not keys:
+        raise PlanError(f"--model {model!r}: no selected cell uses it; models there: "
+                        f"{', '.join(sorted(m for m in models if m))}")
+    return Selection(tables, frozenset(keys))
+
+
 def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = None) -> list[tuple[Paper, str]]:
     """``se-r/table3``, ``se-r`` (every table), or ``table3 --paper se-r``."""
     out: list[tuple[Paper, str]] = []
@@ -226,6 +281,8 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
     if not targets:
         raise PlanError("name at least one target: <paper>, <paper>/<table>, or a table of the given paper")
     for t in targets:
+        if t.count("/") > 1:
+            raise PlanError(f"{t!r}: a row target selects cells; name <paper>/<table> here")
         if "/" in t:
             p, tbl = t.split("/", 1)
             if p not in catalog.papers:
@@ -259,8 +316,10 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
 
 
 def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full", seeds: int = 1,
-         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS) -> list[PlannedJob]:
-    """Distinct jobs for the targets, in a stable order (profiles first, then by model).
+         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS, cells: frozenset[str] | None = None
+         ) -> list[PlannedJob]:
+    """Distinct jobs for the targets, in a stable order (profiles first, then by model); ``cells``: only
+    these cells' jobs (``Selection.cells``), with the upstream jobs they start from.
 
     Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
@@ -306,6 +365,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
 
     for paper, table in targets:
         for cell in table_cells(paper, paper.tables[table]):
+            if cells is not None and cell.key not in cells:
+                continue
             config = cell_config(paper, cell)
             if config is None or (kinds and config["kind"] not in kinds):
                 continue

@@ -18,7 +18,7 @@ from .compare import (ClaimCheck, Comparison, check_claims, claim_verdict, compa
                       seed_verdict, without_required_weights)
 from .db import Database
 from .expanded import ExpandedPaper, ExpandedTable, expand
-from .specs import METRICS, Catalog, Paper, Printed
+from .specs import METRICS, Catalog, Paper, Printed, cell_key
 from .states import CellStatus, ClaimVerdict
 
 # How the Markdown page shows each status (what is not listed shows as its name)
@@ -173,14 +173,17 @@ def _source(paper) -> str:
     return paper.spec.source
 
 
-def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, out: Path
+def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, out: Path, keep=None
                  ) -> tuple[Path, list[Comparison]]:
+    """``keep``: a predicate on cell keys (``plan.Selection.keeps``) limiting the cells shown."""
     from . import figures
 
     paper = expand(paper)  # compare, the tables and the figures read one expansion
     pdir = out / paper.slug
     (pdir / "figures").mkdir(parents=True, exist_ok=True)
     rows = compare_paper(paper, db)
+    if keep is not None:
+        rows = [r for r in rows if keep(cell_key(r.paper, r.table, r.section, r.row, r.column))]
     s = paper.spec
     counts = _summary(rows)
     lines = [f"# {esc(s.title)}", "", f"{esc(s.authors)}. Source: `{esc(_source(paper))}`. "
@@ -209,6 +212,8 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
                          + (f", mixup alpha {r.mixup_alpha}" if r.mixup_alpha else "") + assumed)
         lines.append("")
     for name, spec in paper.tables.items():
+        if keep is not None and not any(r.table == name for r in rows):
+            continue
         if spec.kind == "figure":
             img = figures.curves(paper, spec, db, pdir / "figures")
             lines += [f"## {esc(spec.title)}", "", f"*{esc(spec.caption)}*", ""]
@@ -223,14 +228,14 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
     return path, rows
 
 
-def render(catalog: Catalog, db: Database, out: Path, papers: list[str]) -> list[Path]:
+def render(catalog: Catalog, db: Database, out: Path, papers: list[str], keep=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written, summary = [], {}
     for slug in papers:
-        path, rows = render_paper(catalog, catalog.papers[slug], db, out)
+        path, rows = render_paper(catalog, catalog.papers[slug], db, out, keep)
         written.append(path)
         summary[slug] = rows
-    if set(papers) == set(catalog.papers):
+    if set(papers) == set(catalog.papers) and keep is None:
         written.append(_render_index(catalog, db, out, summary))
     from .html import render_html  # the HTML pages reuse the comparisons and figures made above
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .specs import DEFAULT_COUNTER_PROFILE
+
 PAPER_YAML = """\
 # {slug}: one folder per paper; this file holds what is paper-wide. Every key is checked
 # (an unknown key is an error naming this file and the field). Format: specs/README.md in the repro checkout.
@@ -14,7 +16,8 @@ paper: {slug}                 # must equal the folder's name
 title: "TITLE OF THE PAPER"
 authors: "AUTHORS"
 source: {slug}.pdf            # where the text lives (for the report's header)
-counter_profile: thop-0.1     # how MACs are counted: thop-0.1 (today's thop), thop-2001, thop-2004
+counter_profile: {profile}     # how MACs are counted: thop-0.1 (today's thop; the default), thop-2001, thop-2004
+                              # (`repro specs explain {slug}/table1` says which one gives the printed numbers)
 tolerance: 0.5                # accuracy points within which a full-budget mean counts as reproduced
 report_epoch: final           # final | best: the epoch whose numbers the paper reports
 plugins: [{slug_py}.py]       # Python files of this folder that register models, attentions, datasets
@@ -113,5 +116,5 @@ def new_paper(slug: str, directory: str | Path) -> list[Path]:
         raise FileExistsError(f"{existing[0]} exists already: nothing written")
     folder.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
-        path.write_text(text.format(slug=slug, slug_py=slug_py))
+        path.write_text(text.format(slug=slug, slug_py=slug_py, profile=DEFAULT_COUNTER_PROFILE))
     return list(files)

@@ -38,6 +38,12 @@ SCALE = {"": 1, "%": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 # The recipe's vocabulary (optimizers, schedules, augmentations): one torch-free list, repro.train.names
 from .train import names as vocab  # noqa: E402
 from .train.names import AUGMENTATIONS  # noqa: F401,E402  (re-exported: the names a recipe may list)
+# A count under this, in base units, is no MAC or parameter count of a network: a unit left off the column
+# (SKNet prints "4.24" under the header "GFLOPs")
+PLAUSIBLE_COUNT = 1_000
+# The counter profile (repro/counting.py) of a paper that names none: today's thop. Stated here only; `repro new`,
+# `repro models show` and the docs read it from here.
+DEFAULT_COUNTER_PROFILE = "thop-0.1"
 MAX_EPOCHS = 10_000  # no paper trains longer; a typo like 1e24 must not reach the planner
 MAX_ITERATIONS = 10_000_000
 MAX_ROWS = 1_000  # rows per table and points per sweep: the largest paper table has ~30
@@ -88,24 +94,33 @@ class Printed:
     """A number as the paper prints it: '21.655M', '78.12', '33.7%', '853.02K'."""
 
     text: str
-    value: float  # in the printed unit (21.655 for '21.655M')
+    value: float  # in the printed unit (21.655 for '21.655M', 4.24 for '4.24' under a column of unit G)
     decimals: int
-    suffix: str
+    suffix: str  # as written in the cell ('' when the column's unit says it)
+    scale: float = 1.0  # base units per printed unit: the suffix's, else the column's unit's
 
     @property
     def base(self) -> float:
         """The value in base units (21_655_000.0 for '21.655M')."""
-        return self.value * SCALE[self.suffix]
+        return self.value * self.scale
 
     @classmethod
-    def parse(cls, raw: Any) -> "Printed":
+    def parse(cls, raw: Any, unit: "str | float | None" = None) -> "Printed":
+        """``raw`` as printed; ``unit``: the column's (``Column.unit``), applied to a number written without
+        a suffix. A suffix that disagrees with the column's unit is an error."""
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected a number as printed (e.g. '78.12' or '21.655M'), got {raw!r}")
         text = str(raw).strip()
         m = PRINTED.match(text)
         if not m:
             raise ValueError(f"{text!r} is not a printed number (digits with an optional K/M/G/% suffix)")
-        return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"])
+        scale = SCALE[m["suffix"]]
+        if unit is not None:
+            if m["suffix"] and scale != unit_scale(unit) or m["suffix"] == "%" and unit != "%":
+                raise ValueError(f"{text!r} carries its own unit {m['suffix']!r}, which disagrees with the "
+                                 f"column's unit {unit!r}")
+            scale = unit_scale(unit)
+        return cls(text, float(m["num"]), len(m["dec"] or ""), m["suffix"], scale)
 
     def show(self, value: float) -> str:
         """``value`` (in this number's printed unit) written as the paper writes this number: the same
@@ -116,8 +131,26 @@ class Printed:
         """``base_value`` expressed in this number's printed unit, rounded half up as printed."""
         from decimal import ROUND_HALF_UP, Decimal
 
-        scaled = Decimal(repr(float(base_value))) / Decimal(repr(SCALE[self.suffix]))
+        scaled = Decimal(repr(float(base_value))) / Decimal(repr(float(self.scale)))
         return float(scaled.quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP))
+
+
+def unit_scale(unit: "str | float") -> float:
+    """Base units per printed unit of a column's ``unit``: K, M, G, % or a positive scale factor."""
+    return SCALE[unit] if isinstance(unit, str) else float(unit)
+
+
+def _unit(v):
+    if v is None or v in ("K", "M", "G", "%"):
+        return v
+    if isinstance(v, str):  # YAML 1.1 reads 1e6 (no dot) as a string
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"unknown unit {v!r}: use K, M, G, % or a positive scale factor (e.g. 1e6)") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"unknown unit {v!r}: use K, M, G, % or a positive scale factor (e.g. 1e6)")
+    return float(v)
 
 
 class Cell(Strict):
@@ -184,6 +217,9 @@ class Column(Production):
     label: str
     metric: str
     also: list[str] = Field(default_factory=list)  # more measured metrics to show beside ours (e.g. top5_acc)
+    # The unit the column's numbers are printed in (its header's "GFLOPs", "Params (M)"): the cells stay as
+    # printed ("4.24") and are read in it
+    unit: Annotated[str | float | None, BeforeValidator(_unit)] = None
 
     @field_validator("metric")
     @classmethod
@@ -333,10 +369,18 @@ class TableSpec(Strict):
             raise ValueError("duplicate column labels")
         if self.sweep is not None and self.sweep.column not in labels:
             raise ValueError(f"sweep.column {self.sweep.column!r} is not one of the columns {labels}")
+        units = {c.label: c.unit for c in self.columns}
+        points = [(p.label, self.sweep.column, p.published) for p in self.sweep.points] if self.sweep else []
         for row in self.rows:
             for col in row.values:
                 if col not in labels:
                     raise ValueError(f"row {row.label!r} has a value for unknown column {col!r}")
+        for label, col, cell in points + [(r.label, c, v) for r in self.rows for c, v in r.values.items()]:
+            if units[col] is not None and cell.value not in ("-", "?"):
+                try:
+                    Printed.parse(cell.value, units[col])
+                except ValueError as e:
+                    raise ValueError(f"row {label!r}, column {col!r}: {e}") from None
         if self.kind == "figure" and self.claims:
             raise ValueError("claims are judged on tables (kind: table), not on figures: a figure's cells are "
                              "drawn as curves")
@@ -619,7 +663,7 @@ class PaperSpec(Strict):
     title: str
     authors: str
     source: str
-    counter_profile: str = "thop-0.1"
+    counter_profile: str = DEFAULT_COUNTER_PROFILE
     tolerance: Tolerance = 0.5  # accuracy points within which a full-budget result counts as reproduced
     # The numbers a trained cell is judged on: the final epoch's, or the best test epoch's (a code base that
     # keeps the best checkpoint); a recipe may override it. Never part of a job: both are stored.
@@ -649,6 +693,7 @@ class CellSpec:
     published: Cell
     production: dict[str, Any]
     cited: str | None
+    unit: str | float | None = None  # the column's (``Column.unit``)
 
     @property
     def key(self) -> str:
@@ -656,7 +701,7 @@ class CellSpec:
 
     @property
     def printed(self) -> Printed | None:
-        return None if self.published.value in ("-", "?") else Printed.parse(self.published.value)
+        return None if self.published.value in ("-", "?") else Printed.parse(self.published.value, self.unit)
 
 
 @dataclass
@@ -735,7 +780,7 @@ def table_cells(paper: Paper, spec: TableSpec, rows: list[Row] | None = None) ->
             prod = _merge(spec.defaults, col, row)
             prod.pop("tolerance", None)
             cells.append(CellSpec(paper.slug, spec.table, row.label, row.section, label, col.metric,
-                                  published, prod, row.cited))
+                                  published, prod, row.cited, col.unit))
     if mine:
         paper._cells[spec.table] = cells
     return cells

@@ -143,6 +143,7 @@ def test_run_is_repro_run(cli, tmp_path):
     assert list(frame.state) == ["done", "done"] and frame.ran.all() and list(frame.before) == ["new", "new"]
     again = api.outcomes(api.run(["toy/table1"], specs_dir=str(specs), db=url, kinds=["profile"]))
     assert not again.ran.any() and list(again.before) == ["done", "done"]
+    assert list(again.state) == ["done", "done"] and list(again.ok) == [True, True]  # already done: done, ok
     cli("run", "toy/table1", "--kind", "profile", "--specs-dir", str(specs), "--db", f"sqlite:///{tmp_path / 'cli.db'}",
         check=True)
     ours = api.cells(paper="toy", db=url, specs_dir=str(specs))

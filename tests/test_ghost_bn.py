@@ -199,10 +199,13 @@ def test_bad_options_raise():
             GhostBatchNorm2d(3, group_size=bad)
         with pytest.raises(ValueError, match="group_size"):
             apply_bn_batch(nn.Sequential(nn.BatchNorm2d(3)), bad)
-    with pytest.raises(ValueError, match="SyncBatchNorm"):
+    with pytest.raises(ValueError, match=r"1: SyncBatchNorm has no ghost form \(it normalises over every device's "
+                       r"batch together by design"):
         apply_bn_batch(nn.Sequential(nn.Conv2d(3, 3, 1), nn.SyncBatchNorm(3)), 2)
-    with pytest.raises(ValueError, match="BatchNorm3d"):
-        apply_bn_batch(nn.Sequential(nn.BatchNorm3d(3)), 2)
+    with pytest.raises(ValueError, match="0: LazyBatchNorm2d has no ghost form"):
+        apply_bn_batch(nn.Sequential(nn.LazyBatchNorm2d()), 2)
+    with pytest.raises(ValueError, match="0: BatchNorm2d has no ghost form \\(momentum=None"):
+        apply_bn_batch(nn.Sequential(nn.BatchNorm2d(3, momentum=None)), 2)
     ghosted = apply_bn_batch(nn.Sequential(nn.BatchNorm2d(3)), 2)
     assert apply_bn_batch(ghosted, 2) is ghosted
     with pytest.raises(ValueError, match="already a ghost"):
@@ -283,3 +286,83 @@ def test_state_dict_round_trips_and_loads_into_plain_models():
     fresh.load_state_dict(plain.state_dict())
     x = torch.randn(4, 3, 32, 32)
     assert torch.equal(fresh.eval()(x), plain.eval()(x))
+
+
+# --- every other BatchNorm: subclasses (timm's BatchNormAct2d), BatchNorm3d -------------------------
+
+class ScaledBN(nn.BatchNorm2d):
+    """A plugin's BatchNorm subclass with a forward of its own: normalise, then x2 and a ReLU."""
+
+    def forward(self, x):
+        return torch.relu(2 * super().forward(x))
+
+
+@pytest.mark.parametrize("cls, shape", [(ScaledBN, (8, 3, 4, 4)), (nn.BatchNorm3d, (8, 3, 2, 3, 3))])
+def test_a_subclass_keeps_its_forward_and_matches_the_devices(cls, shape):
+    bn = trained_bn(cls)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    copies, outs = devices(bn, x, 4)
+    ghost = ghost_of(bn, 4)
+    assert isinstance(ghost, cls) and type(ghost).__name__ == f"Ghost{cls.__name__}"
+    assert_close(ghost(x), torch.cat(outs), **FP32)
+    assert_close(ghost.running_mean, mean_of(copies, "running_mean"), **FP32)
+    assert_close(ghost.running_var, mean_of(copies, "running_var"), **FP32)
+    assert int(ghost.num_batches_tracked) == 1
+    if cls is ScaledBN:  # the subclass's own forward ran: nothing negative after its ReLU
+        assert (ghost(x) >= 0).all() and (ghost(x) > 0).any()
+    plain = copy.deepcopy(bn)
+    plain.load_state_dict(ghost.state_dict())  # same keys: a checkpoint loads either way
+    assert torch.equal(ghost.eval()(x), plain.eval()(x))  # eval: the subclass as it was
+
+
+def test_timm_batchnormact_keeps_its_activation_and_parameters():
+    from timm.layers import BatchNormAct2d
+
+    bn = BatchNormAct2d(3, act_layer=nn.ReLU)
+    with torch.no_grad():
+        bn.bias.fill_(-0.3)
+    params = [p for p in bn.parameters()]
+    x = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    copies, outs = devices(bn, x, 4)
+    ghost = apply_bn_batch(bn, 4)
+    assert ghost is bn and list(ghost.parameters()) == params and isinstance(ghost.act, nn.ReLU)
+    y = ghost(x)
+    assert_close(y, torch.cat(outs), **FP32)
+    assert (y == 0).any()  # the ReLU after the normalisation is still there
+    assert_close(ghost.running_mean, mean_of(copies, "running_mean"), **FP32)
+
+
+def test_no_ghost_form_names_the_layer_and_type():
+    from repro_models.ghost_bn import no_ghost_form
+
+    assert no_ghost_form(tiny_net()) is None
+    name, kind, why = no_ghost_form(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.SyncBatchNorm(3))))
+    assert (name, kind) == ("1.0", "SyncBatchNorm") and "synchronised" in why
+
+
+def test_bn_batch_trains_timm_skresnet18_at_smoke_size():
+    """The SKNet trial's crash: every BatchNorm of timm's SK models is a BatchNormAct2d."""
+    from timm.layers import BatchNormAct2d
+
+    from repro_models.ghost_bn import _GhostSubclass
+
+    torch.manual_seed(0)
+    net = models.create("timm/skresnet18", num_classes=10)
+    n_act = sum(isinstance(m, BatchNormAct2d) for m in net.modules())
+    apply_bn_batch(net, 4)
+    assert n_act > 0 and sum(isinstance(m, _GhostSubclass) for m in net.modules()) == n_act
+    bn = next(m for m in net.modules() if isinstance(m, _GhostSubclass))
+    before = bn.running_mean.clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    losses = []
+    for _ in range(4):  # a smoke-sized fit of one batch: two ghost groups of 4
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert not torch.equal(bn.running_mean, before) and int(bn.num_batches_tracked) == 4
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..specs import SpecError
+from ..specs import DEFAULT_COUNTER_PROFILE, SpecError
 from .common import (app, _catalog, _check_db, console, data_app, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
                      models_app, _plain, specs_app, SpecsOpt, PluginsOpt, recipe_app)
 
@@ -61,6 +61,9 @@ def _is_cell(cell) -> bool:
 @models_app.command("list", epilog=_examples("repro models list --paper cra", "repro models list --format csv"))
 def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                     help="only models this paper's specs use"),
+                search: Optional[str] = typer.Option(None, "--search", metavar="PATTERN",
+                                                     help="names matching PATTERN (a glob like '*sk*', else a "
+                                                          "substring): built-ins, plugins', timm's and torchvision's"),
                 specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
@@ -80,7 +83,15 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                     used.setdefault(cell.production["model"], set()).add(slug)
     rows = []
     ecosystem = sorted(n for n in used if "/" in n)  # timm/<name>, torchvision/<name>: the ones specs use
-    for name in models.available() + ecosystem:
+    names = models.available() + ecosystem
+    if search is not None:
+        from repro_models import ecosystem as eco
+
+        every = list(dict.fromkeys(names + [f"{lib}/{n}" for lib in eco.LIBRARIES for n in eco.names(lib)]))
+        names = _matching(every, search)
+        if not names:
+            _fail(f"no model name matches {search!r} (built-ins, plugins, timm, torchvision)")
+    for name in names:
         info = models.MODEL_INFO.get(name, {"backbone": name if "/" not in name else "", "attention": "(any)"})
         papers = sorted(used.get(name, set()))
         if paper and paper not in papers:
@@ -91,11 +102,21 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
         for r in rows:
             r["used by"] = ", ".join(r["used by"])
     _emit(rows, fmt, ["model", "origin", "used by", "backbone", "attention"])
-    if fmt == Format.table and not paper:
+    if fmt == Format.table and not paper and search is None:
         from repro_models import ecosystem as eco
 
         console.print(f"also by name: timm/<name> ({len(eco.names('timm'))} models), torchvision/<name> "
                       f"({len(eco.names('torchvision'))} models), never with downloaded weights")
+
+
+def _matching(names: list[str], pattern: str) -> list[str]:
+    """Names matching a glob (``*sk*``), or containing ``pattern`` when it has no wildcard; case-insensitive."""
+    import fnmatch
+
+    p = pattern.lower()
+    if not any(ch in p for ch in "*?["):
+        return [n for n in names if p in n.lower()]
+    return [n for n in names if fnmatch.fnmatch(n.lower(), p) or fnmatch.fnmatch(n.lower().split("/")[-1], p)]
 
 
 @models_app.command("show", epilog=_examples("repro models show se_resnet50 --input-size 1,3,224,224 --format json"))
@@ -103,19 +124,20 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                 num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, metavar="N",
                                                    help="classes of the last layer (a bare backbone needs it)"),
                 input_size: str = typer.Option("1,3,32,32", "--input-size", metavar="N,C,H,W", help="e.g. 1,3,224,224"),
-                profile: str = typer.Option("thop-2004", "--profile", metavar="PROFILE",
-                                            help="thop-2001 | thop-2004 | thop-0.1"),
+                profile: str = typer.Option(DEFAULT_COUNTER_PROFILE, "--profile", metavar="PROFILE",
+                                            help="thop-2001 | thop-2004 | thop-0.1 | all (every profile and "
+                                                 "parameter convention, one build)"),
                 fmt: Format = FormatOpt(),
                 as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
-                plugins: Optional[list[str]] = PluginsOpt):
-    """Parameters and MACs of one model."""
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+    """Parameters and MACs of one model (the default profile is a paper's default, today's thop)."""
     import repro_models as models
     from ..counting import measure
     from ..extensions import load_all
     from ..specs import SpecError
 
-    try:
-        load_all(tuple(plugins or ()))
+    try:  # with --specs-dir, the papers' own plugins too (a model a paper registers)
+        _catalog(specs_dir, plugins) if specs_dir else load_all(tuple(plugins or ()))
     except SpecError as e:
         _fail(str(e))
 
@@ -125,8 +147,15 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
         size = tuple(int(x) for x in input_size.split(","))
     except ValueError:
         _fail(f"--input-size {input_size!r}: expected integers like 1,3,32,32")
+    from ..counting import PROFILES
+
+    if profile != "all" and profile not in PROFILES:
+        _fail(f"--profile {profile!r}: use one of {', '.join(PROFILES)} or all")
     try:
         model = models.create(name, num_classes=num_classes)
+        if profile == "all":
+            _show_all(name, model, size, Format.json if as_json else fmt)
+            return
         c = measure(model, size, profile)
     except ValueError as e:
         _fail(str(e))
@@ -144,6 +173,69 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
                       f"running stats), {c.macs:,} MACs ({c.macs / 1e9:.3f}G) at {list(size)} [{profile}]")
 
 
+def _show_all(name: str, model, size: tuple[int, ...], fmt: Format) -> None:
+    """``models show --profile all``: one build, every profile's MACs and every parameter convention."""
+    from ..explain import count_all
+
+    c = count_all(model, size)
+    rows = [{"model": name, "count": "macs", "way": p, "value": n} for p, n in c.macs.items()]
+    rows += [{"model": name, "count": "params", "way": {"torch": "plain", "mxnet": "BN running stats counted"}[k],
+              "value": n} for k, n in c.params.items()]
+    if fmt != Format.table:
+        _emit(rows, fmt, ["model", "count", "way", "value"])
+        return
+    for r in rows:
+        unit = (r["value"] / 1e9, "G") if r["count"] == "macs" else (r["value"] / 1e6, "M")
+        console.print(f"{name}: {r['count']:6} {r['way']:24} {r['value']:>15,}  ({unit[0]:.3f}{unit[1]}) at {list(size)}")
+
+
+@specs_app.command("explain", epilog=_examples("repro specs explain cra/table2"))
+def specs_explain(target: str = typer.Argument(..., metavar="PAPER/TABLE"),
+                  fmt: Format = FormatOpt(),
+                  specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+    """Which counter profile and parameter convention give each printed count of a table (one build per model).
+
+    Each MAC and parameter cell is counted every way repro knows (thop profiles; parameters plain or with BN
+    running statistics, as MXNet lists them); a way matches when it rounds to the printed number."""
+    from ..explain import explain_table
+    from ..plan import PlanError, resolve_targets
+
+    try:
+        catalog = _catalog(specs_dir, plugins)
+        (paper, table), = resolve_targets(catalog, [target])
+    except (SpecError, PlanError) as e:
+        _fail(str(e))
+    except ValueError:
+        _fail(f"{target!r}: name one table, as <paper>/<table>")
+    ex = explain_table(paper, table)
+    rows = [{"row": f"{c.section} / {c.row}" if c.section else c.row, "column": c.column, "metric": c.metric,
+             "printed": c.printed, "model": c.model, "spec uses": c.used, "matches": c.matches,
+             "spec reproduces": c.used in c.matches, **{k: v for k, v in c.counts.items()}} for c in ex.cells]
+    if fmt != Format.table:
+        _emit(rows, fmt, list(rows[0]) if rows else ["row"])
+        return
+    if not rows:
+        console.print(f"{paper.slug}/{table}: no count cells (params, macs) to explain")
+        return
+    for r in rows:
+        r["matches"] = ", ".join(r["matches"]) or "none"
+        r["spec reproduces"] = "yes" if r["spec reproduces"] else "no"
+    _emit(rows, fmt, ["row", "column", "printed", "model", "spec uses", "matches", "spec reproduces"])
+    best = ex.suggested_profile()
+    lines = []
+    if best is not None:
+        where = "paper.yaml" if best == ex.spec_profile else f"{table}.yaml defaults (or paper.yaml)"
+        lines.append(f"counter_profile: {best}    # {where}; matches {sum(best in c.matches for c in ex.cells)} "
+                     f"of {sum(c.metric == 'macs' for c in ex.cells)} MAC cell(s)")
+    also = ex.suggested_also()
+    if also:
+        lines.append(f"also: [{', '.join(also)}]    # on the parameter column: the printed numbers count BN "
+                     f"running statistics")
+    for line in lines:
+        console.print(f"suggested: {line}")
+    console.print(f"{len(ex.cells)} count cell(s), {ex.builds} model build(s)")
+
+
 @models_app.command("count", epilog=_examples("repro models count se-r cra", "repro models count table3 --paper se-r"))
 def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
                                                      help="<paper>, <paper>/<table>, or <table> with --paper"),
@@ -159,7 +251,7 @@ def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
     from ..db import Database, safe_url
     from ..plan import PlanError, resolve_targets
 
-    url = _check_db(db, write=True, must_exist=False)
+    url = _check_db(db, write=True, must_exist=False, specs_dir=specs_dir)
     try:
         catalog = _catalog(specs_dir, plugins)
         resolved = resolve_targets(catalog, targets, paper)
@@ -185,12 +277,12 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
               directory: Path = typer.Argument(..., metavar="DIRECTORY"),
               paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                   help="the paper whose declaration to use (when several declare it)"),
-              specs_dir: Optional[str] = SpecsOpt):
+              specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Write a tiny dataset in the real on-disk format under DIRECTORY (any built-in, plugin or declared one)."""
     from ..datasets import DataError
     from ..fakes import write
 
-    info = _dataset(dataset, paper, specs_dir)
+    info = _dataset(dataset, paper, specs_dir, plugins)
     try:
         path = write(info, directory)
     except DataError as e:
@@ -201,11 +293,12 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
 @data_app.command("list", epilog=_examples("repro data list", "repro data list --paper toy --format json"))
 def data_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
                                                   help="the datasets this paper can name"),
-              specs_dir: Optional[str] = SpecsOpt, fmt: Format = FormatOpt()):
+              specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
+              fmt: Format = FormatOpt()):
     """Datasets recipes can name: built-ins, plugins' and papers' own, with what a run needs of each."""
     from .. import datasets
 
-    catalog = _data_catalog(specs_dir)
+    catalog = _data_catalog(specs_dir, plugins)
     if paper and paper not in catalog.papers:
         _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")
     infos = list(datasets.registered().values())
@@ -229,20 +322,20 @@ def _short(values) -> str:
     return ", ".join(f"{v:.4f}" for v in values) if values else ""
 
 
-def _data_catalog(specs_dir):
+def _data_catalog(specs_dir, plugins=None):
     try:
-        return _catalog(specs_dir)
+        return _catalog(specs_dir, plugins)
     except SpecError as e:
         _fail(str(e))
 
 
-def _dataset(name: str, paper: str | None, specs_dir):
+def _dataset(name: str, paper: str | None, specs_dir, plugins=None):
     """A dataset by name: a built-in as is; otherwise after the catalog (its plugins, the papers' declarations)."""
     from .. import datasets
 
-    if name in datasets.registered() and paper is None:
+    if name in datasets.registered() and paper is None and not plugins:
         return datasets.get(name)
-    catalog = _data_catalog(specs_dir)
+    catalog = _data_catalog(specs_dir, plugins)
     if paper is not None:
         if paper not in catalog.papers:
             _fail(f"unknown paper {paper!r}; known: {', '.join(catalog.papers)}")

@@ -63,10 +63,13 @@ if not console.is_terminal:  # piped output: do not squeeze tables into 80 colum
     console = Console(width=200, markup=False, highlight=False)
 
 DbOpt = typer.Option(None, "--db", metavar="URL",
-                     help="SQLAlchemy URL (default $REPRO_DB or sqlite:///<repo>/results.db)")
+                     help="SQLAlchemy URL (default $REPRO_DB, else results.db in the first --specs-dir that is not "
+                          "@builtin, else sqlite:///<repo>/results.db)")
 SpecsOpt = typer.Option(None, "--specs-dir", metavar="DIR",
                         help="specs folder, repeatable; @builtin is the repo's (default $REPRO_SPECS, a list "
                              "separated like PATH, or <repo>/specs)")
+TARGET_HELP = "<paper>, <paper>/<table>, <paper>/<table>/<row label> (quoted), or <table> with --paper"
+ModelOpt = typer.Option(None, "--model", metavar="NAME", help="only the cells this model produces")
 PluginsOpt = typer.Option(None, "--plugins", metavar="PATH",
                           help="a plugin file to import (repeatable; also $REPRO_PLUGINS and the papers' own)")
 
@@ -179,12 +182,15 @@ def _device(value: str) -> str:
     return value
 
 
-def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True) -> str:
-    """The database URL, checked without creating anything (``repro.db.check_url``); one line otherwise."""
+def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True, specs_dir=None) -> str:
+    """The database URL, checked without creating anything (``repro.db.check_url``); one line otherwise.
+    Without --db or $REPRO_DB, papers from a specs folder of the user's are stored beside them
+    (``paths.own_db``), never in the checkout's results.db."""
     from ..db import DatabaseError, check_url
+    from ..paths import own_db
 
     try:
-        return check_url(explicit, write=write, must_exist=must_exist)
+        return check_url(own_db(explicit, specs_dir), write=write, must_exist=must_exist)
     except DatabaseError as e:
         _fail(str(e).replace("(running a campaign creates it)", "(`repro run` creates it; or point --db/$REPRO_DB at one)"))
 

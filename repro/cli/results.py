@@ -12,14 +12,15 @@ from rich.table import Table
 
 from ..specs import SpecError
 from .common import (app, _catalog, _check_db, console, DbOpt, _emit, _examples, _fail, Format, FormatOpt,
-                     SpecsOpt, PluginsOpt)
+                     ModelOpt, SpecsOpt, PluginsOpt, TARGET_HELP)
 from ..states import CellStatus
 
 
 @app.command(epilog=_examples("repro diff se-r/table1", "repro diff se-r --format json --fail-over 1.0",
                             "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
-def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
+def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_HELP),
          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+         model: Optional[str] = ModelOpt,
          fmt: Format = FormatOpt(),
          fail_over: Optional[float] = typer.Option(
              None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
@@ -35,11 +36,13 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper
     """
     from ..db import Database
     from ..diff import compared
-    from ..plan import PlanError, resolve_targets
+    from ..plan import PlanError, select
+    from ..specs import cell_key
 
     try:
         catalog = _catalog(specs_dir, plugins)
-        resolved = resolve_targets(catalog, targets, paper)
+        selection = select(catalog, targets, paper, model)
+        resolved = selection.tables
     except (SpecError, PlanError) as e:
         _fail(str(e))
     if fmt not in ("table", "json", "csv"):
@@ -47,7 +50,8 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper
     if against is not None:
         against = _check_db(against, write=False)
 
-    rows = compared(resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    rows = compared(resolved, Database(_check_db(db, write=False, specs_dir=specs_dir), create=False))  # read-only: never creates one
+    rows = [r for r in rows if selection.keeps(cell_key(r.paper, r.table, r.section, r.row, r.column))]
     records, columns, text = (_paper_view(rows) if against is None
                               else _against_view(rows, catalog, resolved, Database(against, create=False)))
     _print_records(records, fmt, columns, text)
@@ -70,7 +74,7 @@ def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:
     columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
     text = [[r.table, _row_label(r.section, r.row), r.column, r.printed + (" (?)" if r.uncertain else ""),
              fmt_ours(r), "" if r.delta is None or r.status == CellStatus.NOT_COMPARABLE else f"{r.delta:+.3g}",
-             r.budget or "", r.status] for r in rows]
+             r.budget or "", f"{r.status} (unit?)" if r.unit_off else r.status] for r in rows]
     return [record(r) for r in rows], columns, text
 
 
@@ -177,11 +181,13 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
 
 
 @app.command(epilog=_examples("repro report --paper se-r    # writes <repo>/reports/se-r/README.md"))
-def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
+def report(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP + "; default: --paper's"),
+           paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
+           model: Optional[str] = ModelOpt,
            out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
            db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
-    url = _check_db(db, write=False)
+    url = _check_db(db, write=False, specs_dir=specs_dir)
 
     from ..db import Database
     from ..paths import resolve
@@ -193,7 +199,16 @@ def report(paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="P
     for p in paper or []:
         if p not in catalog.papers:
             _fail(f"unknown paper {p!r}; known: {', '.join(catalog.papers)}")
-    written = render(catalog, Database(url, create=False), resolve("reports", out), paper or list(catalog.papers))
+    keep = None
+    if targets or model:  # a selection: only its cells are shown, on the pages of the papers it names
+        from ..plan import PlanError, select
+
+        try:
+            selection = select(catalog, list(targets or paper or catalog.papers), None, model)
+        except PlanError as e:
+            _fail(str(e))
+        paper, keep = list(dict.fromkeys(p.slug for p, _ in selection.tables)), selection.keeps
+    written = render(catalog, Database(url, create=False), resolve("reports", out), paper or list(catalog.papers), keep)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -203,15 +218,19 @@ RUNNING_COLUMNS = ["job", "kind", "model", "progress", "host", "pid", "elapsed",
 
 
 @app.command(epilog=_examples("repro status", "repro status --format json --db sqlite:///other.db"))
-def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt()):
-    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database)."""
+def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt(), specs_dir: Optional[list[str]] = SpecsOpt,
+           plugins: Optional[list[str]] = PluginsOpt):
+    """Jobs by state; running jobs with their epoch, host and ETA (never creates a database).
+
+    --specs-dir picks the default database as every command does (a folder of your own: its results.db);
+    --plugins is accepted like everywhere (status reads no spec)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from ..db import Database, exists, safe_url
     from ..states import JobState
     from ..status import running_jobs
 
-    url = _check_db(db, write=False)
+    url = _check_db(db, write=False, specs_dir=specs_dir)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
         what = "is not a repro results database (no such table: jobs)" if url.startswith("sqlite") else \
             "holds no repro database (repro run creates it)"
@@ -273,7 +292,7 @@ def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
     from .. import artifacts as store
     from ..db import Database
 
-    database = Database(_check_db(db, write=remove_unneeded), create=False)
+    database = Database(_check_db(db, write=remove_unneeded, specs_dir=specs_dir), create=False)
     try:
         rows = store.inventory(database, _catalog(specs_dir, plugins))
     except SpecError as e:

@@ -12,13 +12,14 @@ import typer
 from ..specs import SpecError
 from ..options import EXECUTORS, CampaignOptions
 from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt, _device, _emit, Engine_,
-                     _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt, PluginsOpt)
+                     _examples, _fail, Format, FormatOpt, Kind, Precision, SpecsOpt, PluginsOpt, TARGET_HELP)
 
 
 # The options of `repro run`, one per line of its signature (help text here, defaults from the library).
 _D = CampaignOptions()
 O = SimpleNamespace(
     paper=typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+    model=typer.Option(None, "--model", metavar="NAME", help="only the cells this model produces (with their upstream jobs)"),
     budget=typer.Option(_D.budget, "--budget", metavar="BUDGET", help="full | smoke"),
     epochs=typer.Option(None, "--epochs", min=1, metavar="N", help="shorten schedules to N epochs (budget epochs-N)"),
     seeds=typer.Option(
@@ -68,9 +69,10 @@ O = SimpleNamespace(
 
 
 @app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
+                              "repro run 'se-r/table3/SE-R-ResNet-110' --budget smoke --dry-run",
                               "repro run cra --dry-run --format json"))
-def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
-        paper: Optional[str] = O.paper, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: int = O.seeds,
+def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP),
+        paper: Optional[str] = O.paper, model: Optional[str] = O.model, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: int = O.seeds,
         workers: Optional[int] = O.workers, jobs_per_gpu: int = O.jobs_per_gpu, executor: str = O.executor,
         detach: bool = O.detach, lease_seconds: Optional[float] = O.lease_seconds, threads: Optional[int] = O.threads,
         slurm_partition: Optional[str] = O.slurm_partition, slurm_gpus: Optional[int] = O.slurm_gpus,
@@ -91,13 +93,13 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<paper
         _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if decode not in ("cpu", "cuda"):
         _fail(f"--decode {decode!r}: use cpu or cuda")
-    url = _check_db(db, write=not dry_run, must_exist=False)
+    url = _check_db(db, write=not dry_run, must_exist=False, specs_dir=specs_dir)
     slurm = dict(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
                  account=slurm_account, qos=slurm_qos, constraint=slurm_constraint, timeout_min=slurm_timeout_min,
                  extra=slurm_opt)
     execution = dict(workers=workers, executor=executor, log_dir=log_dir, jobs_per_gpu=jobs_per_gpu, detach=detach)
     opts = _campaign_options(
-        targets=tuple(targets or ()), paper=paper, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
+        targets=tuple(targets or ()), paper=paper, model=model, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
         kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
         checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download, retry_diverged=retry_failed, device=device,
         engine=engine.value, precision=precision.value if precision else None, compile=compile_,
@@ -263,7 +265,7 @@ def bench(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<pape
 
     if vs is not None and vs.value != "reference":
         _fail(f"--vs takes only 'reference', got {vs.value!r}")
-    url = _check_db(db, write=True, must_exist=False)
+    url = _check_db(db, write=True, must_exist=False, specs_dir=specs_dir)
     jobs = _train_jobs(specs_dir, plugins, targets, paper)
     dev = pick_device(device)
     if os.environ.get("REPRO_THREADS"):
