@@ -257,8 +257,10 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
 
 
 def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full", seeds: int = 1,
-         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS) -> list[PlannedJob]:
+         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS,
+         cell_seeds: dict[str, int] | None = None) -> list[PlannedJob]:
     """Distinct jobs for the targets, in a stable order (profiles first, then by model).
+    ``cell_seeds``: cell key -> seeds of that cell, where it needs more than ``seeds`` (adaptive seeds).
 
     Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
@@ -308,7 +310,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             if config is None or (kinds and config["kind"] not in kinds):
                 continue
             # range(): --seeds 10**9 meets the cap lazily
-            for seed in [None] if config["kind"] == "profile" else range(seeds):
+            n = max(seeds, (cell_seeds or {}).get(cell.key, 0))
+            for seed in [None] if config["kind"] == "profile" else range(n):
                 job = add(paper, table, cell, config, seed)
                 if cell.key not in job.cells:
                     job.cells.append(cell.key)
