@@ -25,12 +25,13 @@ tolerance: 0.5
 recipes:
   a: &r
     dataset: digits
-    epochs: 2
-    batch_size: 128
+    epochs: 4
+    batch_size: 64
     lr: 0.05
     momentum: 0.9
+    nesterov: true
     weight_decay: 5.0e-4
-    milestones: [1]
+    milestones: [3]
     gamma: 0.1
     augment: [normalize]
   b: {<<: *r, lr: 0.04}
@@ -48,7 +49,7 @@ rows:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _write(specs, far="5.00", close="50.00", tol=0.5):
+def _write(specs, far="1.00", close="50.00", tol=0.5):
     d = specs / "seeds"
     d.mkdir(parents=True, exist_ok=True)
     (d / "paper.yaml").write_text(PAPER)
@@ -84,7 +85,7 @@ def test_adaptive_seeds_spend_where_the_verdict_is_open_and_resume_after_sigkill
     close = _seeds_by_recipe(db)[0.04]
     assert len(close) == 3 and statistics.stdev(close) > 0
     # published at our own mean, tolerance 3 stds: undecided at 3 seeds (the first look's 97.5% interval is
-    # +-3.6 stds), but not futile; "Far" is printed 5.00 and we get far more: differs at 3
+    # +-3.6 stds), but not futile; "Far" is printed 1.00 (a short recipe on digits has a seed std of up to ~12 points) and we get far more: differs at 3
     tol = round(3 * statistics.stdev(close), 2)
     _write(specs, close=f"{statistics.fmean(close):.2f}", tol=tol)
     proc = subprocess.Popen(_args(specs, db, ckpt, "3..6"), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
