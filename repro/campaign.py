@@ -62,6 +62,7 @@ class CampaignSummary:
     retried: int = 0  # failed (and, when asked, diverged) jobs made pending again
     outcomes: dict[str, JobOutcome] = field(default_factory=dict)
     detached: bool = False
+    adaptive: object | None = None  # --seeds MIN..MAX: an ``adaptive.AdaptiveSummary``
 
     @property
     def failed(self) -> list[JobOutcome]:
@@ -83,6 +84,8 @@ def plan(opts: CampaignOptions) -> CampaignPlan:
     catalog = load_catalog(opts.specs_dir, opts.plugins, only=target_papers(list(opts.targets), opts.paper, folders))
     selection = select(catalog, list(opts.targets), opts.paper, opts.model)
     targets = selection.tables
+    if opts.seeds_max is not None and opts.seeds_max < opts.seeds:
+        raise PlanError(f"MAX {opts.seeds_max} is below MIN {opts.seeds}", "seeds")
     jobs = plan_jobs(catalog, targets, budget=budget, seeds=opts.seeds, kinds=set(opts.kinds) if opts.kinds else None,
                      max_jobs=opts.max_jobs, cells=selection.cells)
     return CampaignPlan(catalog, targets, jobs, budget)
@@ -152,7 +155,17 @@ def worker_options(registered: Registered, opts: CampaignOptions):
 
 
 def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:
-    """Run what is left; each job's outcome, whichever executor ran it."""
+    """Run what is left; each job's outcome, whichever executor ran it. Adaptive seeds (``seeds_max``): in
+    rounds, each queueing the next seed of the cells still open (``repro.adaptive``)."""
+    if opts.seeds_max is not None:
+        from .adaptive import run_rounds
+
+        return run_rounds(registered, opts, events, run_once)
+    return run_once(registered, opts, events)
+
+
+def run_once(registered: Registered, opts: CampaignOptions, events=None) -> CampaignSummary:
+    """Run ``registered.todo`` once on the executor."""
     summary = CampaignSummary(registered)
     ids = [j.id for j in registered.todo]
     if not ids:  # before the executors' imports (torch): a campaign with nothing left answers at once

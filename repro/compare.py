@@ -89,27 +89,101 @@ def seed_stats(values: list[float], confidence: float = CONFIDENCE) -> SeedStats
     return SeedStats(n, mean, std, sem, mean - half, mean + half)
 
 
-def seed_verdict(s: SeedStats, published: float, tol: float) -> tuple[str, str]:
-    """Accuracy cells at full budget, from the seeds' mean, standard error and 95% interval:
+# The error rate of each wrong verdict: at most VERDICT_ALPHA that a cell whose true mean lies outside the band
+# is called reproduced, and at most VERDICT_ALPHA that one whose true mean lies inside it is called differs.
+VERDICT_ALPHA = (1 - CONFIDENCE) / 2
 
-    - reproduced: the published value lies within the tolerance of our mean (|mean - published| <= tol);
-    - differs: the 95% Student-t interval of our mean lies entirely outside published +- tol
-      (needs n >= 2; the note says how many standard errors the mean is from the published value);
-    - inconclusive: otherwise: the mean is outside the tolerance but the interval still reaches the
-      band, or n = 1 (one seed has no spread to judge by).
+
+def seed_verdict(s: SeedStats, published: float, tol: float, alpha: float = VERDICT_ALPHA) -> tuple[str, str]:
+    """Accuracy cells at full budget, from the seeds' mean and its Student-t interval; the band is
+    published ± tolerance. Symmetric: both verdicts need the same kind of evidence, the interval on one
+    side of the band's edge, so each wrong verdict has the same error rate, at most 2.5%:
+
+    - reproduced: the interval lies entirely inside the band (an equivalence test, TOST: two one-sided
+      t-tests at 2.5%): at most 2.5% of cells whose true mean lies outside the band are called reproduced;
+    - differs: the interval lies entirely outside the band (a one-sided t-test at 2.5% against the
+      nearer edge): at most 2.5% of cells whose true mean lies inside the band are called differs;
+    - inconclusive: otherwise (the interval crosses an edge of the band), or n = 1 (no seed spread).
+
+    A fixed number of seeds (``--seeds N``) is one look: the 95% interval. A cell run with adaptive seeds
+    (``--seeds MIN..MAX``) is judged at its last look with that look's share of the 2.5% (see
+    :func:`stopping_rule`), so the 2.5% holds over all its looks.
     """
-    gap = s.mean - published
-    if abs(gap) <= tol + 1e-9:  # the epsilon absorbs float noise in e.g. 78.62 - 78.12
-        return CellStatus.REPRODUCED, f"mean within ±{tol:g} of the published value"
     if s.n < 2:
-        return CellStatus.INCONCLUSIVE, f"n = 1: {abs(gap):.2f} from the published value, no seed spread to judge by"
-    lo, hi = published - tol, published + tol
-    if s.ci_low > hi + 1e-9 or s.ci_high < lo - 1e-9:
-        away = (f"mean {abs(gap) / s.sem:.1f} standard errors from the published value" if s.sem > 0
+        return CellStatus.INCONCLUSIVE, f"n = 1: {abs(s.mean - published):.2f} from the published value, no seed spread to judge by"
+    verdict, half = interval_verdict(s.mean, s.std, s.n, published, tol, alpha)
+    level = f"{100 * (1 - 2 * alpha):.4g}%"
+    lo, hi = s.mean - half, s.mean + half
+    if verdict == VERDICT_REPRODUCED:
+        return CellStatus.REPRODUCED, f"{level} interval [{lo:.2f}, {hi:.2f}] inside published ±{tol:g}"
+    if verdict == VERDICT_DIFFERS:
+        away = (f"mean {abs(s.mean - published) / s.sem:.1f} standard errors from the published value" if s.sem > 0
                 else f"every seed gives {s.mean:.2f}")
-        return CellStatus.DIFFERS, f"95% interval outside ±{tol:g}; {away}"
-    return CellStatus.INCONCLUSIVE, (f"95% interval [{s.ci_low:.2f}, {s.ci_high:.2f}] reaches published ±{tol:g}: "
-                                     f"more seeds needed")
+        return CellStatus.DIFFERS, f"{level} interval [{lo:.2f}, {hi:.2f}] outside ±{tol:g}; {away}"
+    return CellStatus.INCONCLUSIVE, f"{level} interval [{lo:.2f}, {hi:.2f}] crosses an edge of published ±{tol:g}"
+
+
+# interval_verdict's codes (numbers, so that the simulation in benchmarks/adaptive_seeds.py runs it on arrays)
+VERDICT_INCONCLUSIVE, VERDICT_REPRODUCED, VERDICT_DIFFERS = 0, 1, 2
+# stopping_rule's codes
+STOP_OPEN, STOP_DECIDED, STOP_FUTILE, STOP_MAX_REACHED = 0, 1, 2, 3
+
+
+def interval_verdict(mean, std, n, published, tol, alpha=VERDICT_ALPHA):
+    """The rule of :func:`seed_verdict` on numbers or numpy arrays (n >= 2): (verdict code, half-width of
+    the interval), the interval at 1 - 2 * alpha (alpha: the error rate of each wrong verdict)."""
+    import numpy as np
+    from scipy.special import stdtrit
+
+    n = np.asarray(n, dtype=float)
+    half = stdtrit(n - 1, 1 - np.asarray(alpha, dtype=float)) * np.asarray(std, dtype=float) / np.sqrt(n)
+    gap = np.abs(np.asarray(mean) - np.asarray(published))
+    verdict = np.where(gap + half <= tol + 1e-9, VERDICT_REPRODUCED,
+                       np.where(gap - half > tol + 1e-9, VERDICT_DIFFERS, VERDICT_INCONCLUSIVE))
+    return (int(verdict), float(half)) if verdict.ndim == 0 else (verdict, half)
+
+
+def look_alpha(n: int, min_seeds: int, max_seeds: int) -> float:
+    """The share of VERDICT_ALPHA spent at the look at ``n`` seeds of a MIN..MAX plan (see stopping_rule)."""
+    looks = max_seeds - min_seeds + 1
+    if looks == 1:
+        return VERDICT_ALPHA
+    return VERDICT_ALPHA / 2 if n <= min_seeds else VERDICT_ALPHA / (2 * (looks - 1))
+
+
+def stopping_rule(mean, std, n, published, tol, min_seeds: int, max_seeds: int):
+    """Adaptive seeds (``repro run --seeds MIN..MAX``): a cell first gets MIN seeds; each time one of its
+    seeds finishes it is looked at (looks at n = MIN, MIN + 1, ..., MAX: K = MAX - MIN + 1 planned looks)
+    and it gets one more seed unless it stops. Each look spends a share of the 2.5% error rate of each
+    wrong verdict (a weighted Bonferroni correction over the K planned looks, valid whatever look a cell
+    stops at): half of it at the first look (n = MIN, the 1 - 2.5% interval), the other half shared equally
+    by the K - 1 later looks (the 1 - 2.5%/(K - 1) interval; for 3..10, 99.64%). Over all its looks a cell
+    whose true mean lies outside the band is called reproduced at most 2.5% of the time, and one inside it
+    is called differs at most 2.5% of the time, as with a fixed number of seeds. A cell stops when:
+
+    - decided: the look's interval lies inside or outside the band (the verdict of :func:`seed_verdict` at
+      the look's error rate), so more seeds would not change it; a cell in a claim also needs each of its
+      claim's pairs decided (Welch's test significant at the look's share of 5%, or futile as below);
+    - futile: at the seeds' mean and std as they stand, the MAX-seed interval, widened by one current
+      standard error of the mean, would still cross an edge of the band (stopping for futility makes no
+      verdict, so it adds no wrong one): inconclusive;
+    - MAX reached while undecided: inconclusive.
+
+    Numbers or numpy arrays in, (stop code, verdict code) out: ``STOP_*`` and ``VERDICT_*``.
+    """
+    import numpy as np
+
+    n_arr = np.asarray(n, dtype=float)
+    alpha = np.where(n_arr <= min_seeds, look_alpha(min_seeds, min_seeds, max_seeds),
+                     look_alpha(min_seeds + 1, min_seeds, max_seeds))
+    verdict, _ = interval_verdict(mean, std, n_arr, published, tol, alpha)
+    _, half_max = interval_verdict(mean, std, np.full_like(n_arr, max_seeds), published, tol,
+                                   look_alpha(max_seeds, min_seeds, max_seeds))
+    gap = np.abs(np.asarray(mean) - np.asarray(published))
+    futile = np.abs(gap - tol) < half_max + np.asarray(std, dtype=float) / np.sqrt(n_arr)
+    stop = np.where(np.asarray(verdict) != VERDICT_INCONCLUSIVE, STOP_DECIDED,
+                    np.where(n_arr >= max_seeds, STOP_MAX_REACHED, np.where(futile, STOP_FUTILE, STOP_OPEN)))
+    return (int(stop), verdict) if stop.ndim == 0 else (stop, verdict)
 
 
 def group_by_budget(results: list[dict], metric: str | None = None) -> dict[str, list[dict]]:

@@ -90,7 +90,8 @@ class CampaignOptions:
     plugins: tuple[str, ...] = ()  # plugin files beyond $REPRO_PLUGINS, entry points and the papers' own
     budget: str = "full"  # full | smoke | epochs-N
     epochs: int | None = None  # shortens the schedule: budget epochs-N
-    seeds: int = 1
+    seeds: int = 1  # a fixed number of seeds per cell; with seeds_max, the adaptive MIN
+    seeds_max: int | None = None  # adaptive seeds MIN..MAX (repro.adaptive); None: fixed
     kinds: frozenset[str] | None = None  # only jobs of these kinds (profile, train, detect)
     max_jobs: int = MAX_JOBS
     specs_dir: str | tuple[str, ...] | None = None  # one folder or several; None: $REPRO_SPECS or the repo's

@@ -316,10 +316,11 @@ def resolve_targets(catalog: Catalog, targets: list[str], paper: str | None = No
 
 
 def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full", seeds: int = 1,
-         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS, cells: frozenset[str] | None = None
-         ) -> list[PlannedJob]:
+         kinds: set[str] | None = None, max_jobs: int = MAX_JOBS, cells: frozenset[str] | None = None,
+         cell_seeds: dict[str, int] | None = None) -> list[PlannedJob]:
     """Distinct jobs for the targets, in a stable order (profiles first, then by model); ``cells``: only
-    these cells' jobs (``Selection.cells``), with the upstream jobs they start from.
+    these cells' jobs (``Selection.cells``), with the upstream jobs they start from. ``cell_seeds``: cell
+    key -> seeds of that cell, where it needs more than ``seeds`` (adaptive seeds).
 
     Stops as soon as the plan would exceed ``max_jobs`` distinct jobs, so ``--seeds 10**9`` answers at once."""
     if seeds < 1:
@@ -371,7 +372,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             if config is None or (kinds and config["kind"] not in kinds):
                 continue
             # range(): --seeds 10**9 meets the cap lazily
-            for seed in [None] if config["kind"] == "profile" else range(seeds):
+            n = max(seeds, (cell_seeds or {}).get(cell.key, 0))
+            for seed in [None] if config["kind"] == "profile" else range(n):
                 job = add(paper, table, cell, config, seed)
                 if cell.key not in job.cells:
                     job.cells.append(cell.key)

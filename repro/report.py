@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .compare import (ClaimCheck, Comparison, check_claims, claim_verdict, compare_paper, overall_verdict, reported,
-                      seed_verdict, without_required_weights)
+                      seed_verdict, stopping_rule, without_required_weights)
 from .db import Database
 from .expanded import ExpandedPaper, ExpandedTable, expand
 from .specs import METRICS, Catalog, Paper, Printed, cell_key
@@ -143,7 +143,8 @@ def legend() -> list[str]:
     return (["<details><summary>How verdicts are decided</summary>", "",
              "Cells (accuracy and error, full budget; counts are reproduced when equal as rounded in print, "
              "short budgets are *not comparable*, a cell with a diverged seed is *diverged*):", ""]
-            + quote(seed_verdict) + ["", "Claims, per row pair:", ""] + quote(claim_verdict)
+            + quote(seed_verdict) + ["", "Adaptive seeds (`repro run --seeds MIN..MAX`), when a cell stops:", ""]
+            + quote(stopping_rule) + ["", "Claims, per row pair:", ""] + quote(claim_verdict)
             + ["", "Claims over several pairs:", ""] + quote(overall_verdict)
             + ["", "Which epoch a trained cell is judged on (the spec's `report_epoch`, paper-wide or per recipe):", ""]
             + quote(reported) + ["", "Cells whose spec starts from other weights (`init_from`):", ""]

@@ -47,7 +47,7 @@ SE_R_TABLE3 = {
 TOY_TABLE1 = {
     "toy/table1/ResNet-56/Error": [27.3, 27.1, 27.2],  # reproduced
     "toy/table1/CRA-ResNet-56/Error": [28.0, 28.2, 28.1],  # differs; claim reversed
-    "toy/table1/SE-ResNet-56/Error": [27.0, 27.6, 26.7],  # reproduced; claim not significant
+    "toy/table1/SE-ResNet-56/Error": [26.9, 27.1, 26.8],  # reproduced; claim not significant
     "toy/table1/ResNet-110/Error": [31.5],  # n = 1, 1.5 away: inconclusive
     "toy/table1/ResNet-56/Params": [858_870],  # a static count: exact, printed 858.87K (CRA's stays pending)
 }

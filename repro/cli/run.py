@@ -23,8 +23,10 @@ O = SimpleNamespace(
     budget=typer.Option(_D.budget, "--budget", metavar="BUDGET", help="full | smoke"),
     epochs=typer.Option(None, "--epochs", min=1, metavar="N", help="shorten schedules to N epochs (budget epochs-N)"),
     seeds=typer.Option(
-        _D.seeds, "--seeds", min=1, metavar="N",
-        help="seeds per cell; a verdict needs 3 at least, 5 recommended: at a CIFAR seed std "
+        str(_D.seeds), "--seeds", metavar="N|MIN..MAX",
+        help="seeds per cell, or MIN..MAX (e.g. 3..10): adaptive, each cell gets MIN seeds, then one more at a "
+        "time while its verdict (and its claims) are open (rule: repro.compare.stopping_rule); a verdict needs 3 "
+        "at least, 5 recommended: at a CIFAR seed std "
         "of 0.25 the 95% interval is +-0.62 points with 3 seeds, +-0.31 with 5 (tolerance 0.3-0.5), and a "
         "claimed gain needs about 0.57 (3 seeds) or 0.36 (5) to be significant; the papers claim 0.09-1.94"),
     workers=typer.Option(None, "--workers", min=1, metavar="N",
@@ -72,7 +74,7 @@ O = SimpleNamespace(
                               "repro run 'se-r/table3/SE-R-ResNet-110' --budget smoke --dry-run",
                               "repro run cra --dry-run --format json"))
 def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP),
-        paper: Optional[str] = O.paper, model: Optional[str] = O.model, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: int = O.seeds,
+        paper: Optional[str] = O.paper, model: Optional[str] = O.model, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: str = O.seeds,
         workers: Optional[int] = O.workers, jobs_per_gpu: int = O.jobs_per_gpu, executor: str = O.executor,
         detach: bool = O.detach, lease_seconds: Optional[float] = O.lease_seconds, threads: Optional[int] = O.threads,
         slurm_partition: Optional[str] = O.slurm_partition, slurm_gpus: Optional[int] = O.slurm_gpus,
@@ -93,13 +95,14 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_
         _fail(f"unknown --executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if decode not in ("cpu", "cuda"):
         _fail(f"--decode {decode!r}: use cpu or cuda")
+    fixed, seeds_max = _seeds(seeds)
     url = _check_db(db, write=not dry_run, must_exist=False, specs_dir=specs_dir)
     slurm = dict(partition=slurm_partition, gpus=slurm_gpus, cpus_per_task=slurm_cpus, mem=slurm_mem,
                  account=slurm_account, qos=slurm_qos, constraint=slurm_constraint, timeout_min=slurm_timeout_min,
                  extra=slurm_opt)
     execution = dict(workers=workers, executor=executor, log_dir=log_dir, jobs_per_gpu=jobs_per_gpu, detach=detach)
     opts = _campaign_options(
-        targets=tuple(targets or ()), paper=paper, model=model, budget=budget, epochs=epochs, seeds=seeds, max_jobs=max_jobs,
+        targets=tuple(targets or ()), paper=paper, model=model, budget=budget, epochs=epochs, seeds=fixed, seeds_max=seeds_max, max_jobs=max_jobs,
         kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
         checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download, retry_diverged=retry_failed, device=device,
         engine=engine.value, precision=precision.value if precision else None, compile=compile_,
@@ -108,8 +111,53 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_
     planned = _plan(opts)
     if dry_run:  # a dry run never creates the database
         _dry_run(planned, url, fmt)
+        if fmt == Format.table:
+            _print_seed_plan(planned, url, seeds)
         return
     _run_planned(planned, opts)
+
+
+def _seeds(text: str) -> tuple[int, int | None]:
+    """--seeds N or MIN..MAX as (N or MIN, MAX or None); a bad value is one line, exit 2."""
+    from ..adaptive import SeedRange, parse_seeds
+
+    try:
+        parsed = parse_seeds(text)
+    except ValueError as e:
+        _fail(f"--seeds {e}")
+    return (parsed.min, parsed.max) if isinstance(parsed, SeedRange) else (parsed, None)
+
+
+def _print_seed_plan(planned, url: str, seeds: str) -> None:
+    """GPU-hours of the pending training cells under fixed seeds and under the adaptive rule (expected)."""
+    from ..adaptive import SeedRange, expected_seeds, parse_seeds
+
+    parsed = parse_seeds(seeds)
+    if not isinstance(parsed, SeedRange) or not any(j.kind != "profile" for j in planned.jobs):
+        return
+    hours = _one_seed_hours(planned, url)
+    e = expected_seeds(parsed)
+    per = f"{hours:,.1f} GPU-hours per seed of every pending cell" if hours is not None else "GPU-hours unknown"
+    console.print(f"adaptive seeds {parsed}: {parsed.min} seed(s) per cell planned now, more while a verdict is open; "
+                  f"expected {e:.2f} seeds per cell (simulated, benchmarks/adaptive_seeds.py's grid) vs fixed "
+                  f"{parsed.min}, 5 or {parsed.max}" + (f": ~{e * hours:,.1f} GPU-hours vs {parsed.min * hours:,.1f}, "
+                                                       f"{5 * hours:,.1f} or {parsed.max * hours:,.1f}; {per}"
+                                                       if hours is not None else f"; {per}"))
+
+
+def _one_seed_hours(planned, url: str) -> float | None:
+    """The report's estimate (one seed of each pending full-budget training configuration), summed over the
+    planned papers; None without a database to read measurements and counts from."""
+    from ..db import Database, exists
+    from ..estimate import estimate
+
+    if not exists(url):
+        return None
+    db = Database(url, create=False)
+    try:
+        return sum(estimate(p, db).hours for p in {p.slug: p for p, _ in planned.targets}.values())
+    finally:
+        db.dispose()
 
 
 def _campaign_options(*, slurm: dict, execution: dict, **fields) -> "CampaignOptions":
@@ -172,6 +220,8 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
         return
     if summary.outcomes:
         console.print(f"ran {len(summary.outcomes) - len(summary.failed)} job(s), {len(summary.failed)} failed")
+    if summary.adaptive is not None:
+        _print_adaptive(summary.adaptive)
     if summary.failed:
         from .render import outcome_line
 
@@ -179,6 +229,19 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
             print(outcome_line(outcome), file=sys.stderr)
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _print_adaptive(info) -> None:
+    """Per judged cell: seeds done and why it stopped (decided, futile, MAX reached) or that it is open."""
+    if info.note:
+        console.print(f"adaptive seeds {info.seeds}: {info.note}")
+        return
+    looks = info.looks or {}
+    tally = Counter(c.reason for c in looks.values())
+    console.print(f"adaptive seeds {info.seeds}: queued {info.queued} more seed job(s) in {info.rounds} round(s); "
+                  + (", ".join(f"{n} {r}" for r, n in sorted(tally.items())) or "no cell with 2 seeds done yet"))
+    for key, c in sorted(looks.items()):
+        console.print(f"  {key}: {c.n} seed(s), {c.reason}", highlight=False)
 
 
 def _print_registered(registered, opts) -> None:
