@@ -55,7 +55,7 @@ def one_error_line(proc) -> str:
     (["--device", "cuda:99"], "'--device': 'cuda:99'"),
     (["--workers", "0"], "'--workers'"),
     (["--workers", "-3"], "'--workers'"),
-    (["--seeds", "0"], "'--seeds'"),
+    (["--seeds", "0"], "--seeds '0'"),
     (["--epochs", "0"], "'--epochs'"),
     (["--format", "xml"], "'--format'"),
     (["--kind", "bake"], "'--kind'"),
@@ -152,7 +152,7 @@ def toy(tmp_path_factory):
 def test_brackets_are_printed_literally(toy, cli):
     assert "[budget static]" in toy["run"].stdout  # a plan of counts only: no training budget applies
     show = cli("models", "show", "resnet56_cifar", "--num-classes", "100", check=True)
-    assert "[thop-2004]" in show.stdout and show.stdout.rstrip().endswith("[thop-2004]")
+    assert "[thop-0.1]" in show.stdout and show.stdout.rstrip().endswith("[thop-0.1]")  # the one default profile
 
 
 def test_status_formats_agree(toy, cli):
