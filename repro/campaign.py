@@ -11,6 +11,7 @@ Options carry the same defaults as the CLI's (the CLI passes only what the user 
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, replace
 
 from .options import CampaignOptions
@@ -56,12 +57,27 @@ class Registered:
                    and j not in self.todo)
 
 
+@dataclass(frozen=True)
+class RunCounts:
+    """What became of the jobs one invocation set out to run: ``ran_here`` its own workers ran to an end
+    (done, failed or diverged), ``by_others`` other invocations' workers finished meanwhile; ``failed``
+    (run or not: an upstream job failed) and ``diverged`` of all of them, and ``unfinished`` left so.
+    Invocations sharing a database each count their own: their ``ran_here`` add up to the jobs run."""
+
+    ran_here: int = 0
+    by_others: int = 0
+    failed: int = 0
+    diverged: int = 0
+    unfinished: int = 0
+
+
 @dataclass
 class CampaignSummary:
     registered: Registered
     retried: int = 0  # failed (and, when asked, diverged) jobs made pending again
     outcomes: dict[str, JobOutcome] = field(default_factory=dict)
     detached: bool = False
+    counts: RunCounts | None = None  # None until run (and when detached: its workers are still running)
 
     @property
     def failed(self) -> list[JobOutcome]:
@@ -159,17 +175,38 @@ def run(registered: Registered, opts: CampaignOptions, events=None) -> CampaignS
     from . import executor
     from .db import Database
 
-    wopts = worker_options(registered, opts)
+    wopts = replace(worker_options(registered, opts), invocation=uuid.uuid4().hex[:12])
     executor.check(wopts, opts.execution)  # before anything changes state
     database = Database(registered.db_url)
     try:
         summary.retried = database.reset_failed(ids, diverged=opts.retry_diverged)
+        report = executor.run(ids, wopts, opts.execution, events)
+        summary.outcomes = report.outcomes
+        summary.detached = opts.execution.detach and opts.execution.executor != "local"
+        if not summary.detached:
+            summary.counts = run_counts(report.outcomes, database.owners(ids), wopts.invocation)
     finally:
         database.dispose()
-    report = executor.run(ids, wopts, opts.execution, events)
-    summary.outcomes = report.outcomes
-    summary.detached = opts.execution.detach and opts.execution.executor != "local"
     return summary
+
+
+def run_counts(outcomes: dict[str, JobOutcome], owners: dict[str, str | None], invocation: str) -> RunCounts:
+    """``outcomes`` counted: by whose worker ran each finished job (``owners``: the jobs' owner strings),
+    and how the jobs ended. A job failed unrun (its upstream failed) was run by nobody."""
+    from .options import started_by
+
+    here = others = 0
+    for job, o in outcomes.items():
+        if o.unfinished or o.upstream or not owners.get(job):
+            continue
+        if started_by(owners[job], invocation):
+            here += 1
+        else:
+            others += 1
+    states = [o.state for o in outcomes.values()]
+    return RunCounts(ran_here=here, by_others=others, failed=states.count(JobState.FAILED),
+                     diverged=states.count(JobState.DIVERGED),
+                     unfinished=sum(1 for o in outcomes.values() if o.unfinished))
 
 
 def run_campaign(opts: CampaignOptions, events=None) -> CampaignSummary:

@@ -26,7 +26,7 @@ import torch
 from .artifacts import ArtifactStore
 from .db import Database, LeaseLost, utcnow
 from .events import Events, log, print_warnings
-from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions  # noqa: F401
+from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions, owner_token  # noqa: F401
 from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
 from .status import total_units
 
@@ -219,7 +219,7 @@ class Worker:
     def __init__(self, opts: WorkerOptions, events: Events | None = None):
         self.opts = opts
         self.db = Database(opts.db_url)
-        self.owner = f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{this_host()}:{os.getpid()}:{owner_token(opts.invocation, uuid.uuid4().hex[:8])}"
         self.events = events or Events()
         self.device = pick_device(opts.device)
         threads = resolve_threads(opts)

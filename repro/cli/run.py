@@ -169,7 +169,9 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
         _print_detached(opts)
         return
     if summary.outcomes:
-        console.print(f"ran {len(summary.outcomes) - len(summary.failed)} job(s), {len(summary.failed)} failed")
+        from .render import counts_line
+
+        console.print(counts_line(summary.counts))
     if summary.failed:
         from .render import outcome_line
 

@@ -83,6 +83,15 @@ class Queue(Store):
                     out[jid] = state
         return out
 
+    def owners(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """Each job's owner: the worker that holds it, or that last held it (a finished job keeps it)."""
+        ids = list(ids)
+        out: dict[str, str | None] = {}
+        with self.engine.connect() as s:
+            for i in range(0, len(ids), 500):
+                out.update(s.execute(select(Job.id, Job.owner).where(Job.id.in_(ids[i:i + 500]))).all())
+        return out
+
     def get_job(self, job_id: str) -> Job | None:
         with self.Session() as s:
             return s.get(Job, job_id)
