@@ -18,7 +18,7 @@ from .options import CampaignOptions
 from .plan import PlannedJob, parse_budget, resolve_targets, split_missing_data, target_papers
 from .plan import plan as plan_jobs
 from .specs import Catalog, Paper
-from .states import JobOutcome, JobState
+from .states import JobOutcome, JobState, waiting_state
 
 
 @dataclass
@@ -117,14 +117,16 @@ def known_states(plan: CampaignPlan, db_url: str) -> dict[str, JobState] | None:
 
 
 def plan_states(jobs: list[PlannedJob], known: dict[str, JobState]) -> dict[str, JobState | str]:
-    """What each planned job is waiting for: its state in the database, ``new`` if it is not there, and
-    ``blocked`` while an upstream job (whose weights it starts from) is not done."""
+    """What each planned job is at: the database's answer where it holds the job; for a job it does not hold
+    yet, the state the queue would give it (``states.waiting_state``: ``blocked`` while an upstream job, whose
+    weights it starts from, is not done, ``failed`` when one failed or diverged), else ``new``."""
     out: dict[str, JobState | str] = {}
     for j in jobs:
-        state = known.get(j.id, "new")
-        if state in ("new", JobState.PENDING) and any(known.get(u) != JobState.DONE for u in j.upstream):
-            state = JobState.BLOCKED
-        out[j.id] = state
+        if j.id in known:
+            out[j.id] = known[j.id]
+            continue
+        state, _ = waiting_state(known, j.upstream)
+        out[j.id] = "new" if state == JobState.PENDING else state
     return out
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from dataclasses import replace
 
-from ..states import FINISHED, JobOutcome, JobState, Progress
+from ..states import FINISHED, JobOutcome, JobState, Progress, waiting_state
 from .connect import Store
 from .schema import Job, Run, divergence_of, utcnow
 
@@ -36,17 +36,6 @@ def own(s, job_id: str, owner: str) -> None:
 def _states(s, ids) -> dict[str, JobState]:
     ids = list(ids)
     return dict(s.execute(select(Job.id, Job.state).where(Job.id.in_(ids))).all()) if ids else {}
-
-
-def waiting_state(upstream_states: dict[str, JobState], upstream: list[str]) -> tuple[JobState, str | None]:
-    """A job's state from its upstream jobs' (``upstream`` in order): pending when all are done; failed,
-    naming the first that failed or diverged, when one did; blocked otherwise."""
-    for u in upstream:
-        if upstream_states.get(u) in (JobState.FAILED, JobState.DIVERGED):
-            return JobState.FAILED, u
-    if all(upstream_states.get(u) == JobState.DONE for u in upstream):
-        return JobState.PENDING, None
-    return JobState.BLOCKED, None
 
 
 def settle_downstream(s, job_id: str) -> None:
