@@ -220,3 +220,34 @@ def test_a_dry_run_shows_the_state_the_queue_gives_and_the_databases_answer(tmp_
     db.add_jobs([{**row, "id": j.id, "upstream": j.upstream} for j in planned])
     stored = db.job_states(j.id for j in planned)
     assert {j: ("new" if s == JobState.PENDING else s) for j, s in stored.items()} == shown
+
+
+def test_an_ended_job_selects_only_the_blocked_jobs_that_wait_for_it(tmp_path):
+    """``settle_downstream`` asks the database for the ended job's dependants, not for every blocked job."""
+    from sqlalchemy import event, text
+
+    from repro.db import Database
+    from repro.db.queue import blocked_dependants, settle_downstream
+    from repro.states import JobState
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    row = {"config_key": "k", "kind": "train", "model": "m", "budget": "smoke", "seed": 0, "spec": {}}
+    ups = ["a1", "a1b", "c_d", "c%d"]  # one id a prefix of another; LIKE's wildcards in ids
+    db.add_jobs([{**row, "id": u} for u in ups])
+    db.add_jobs([{**row, "id": "after-a1", "upstream": ["a1"]}, {**row, "id": "after-a1b", "upstream": ["a1b"]},
+                 {**row, "id": "after-both", "upstream": ["a1b", "a1"]}, {**row, "id": "after-cxd", "upstream": ["cxd"]},
+                 {**row, "id": "after-c_d", "upstream": ["c_d"]}, {**row, "id": "after-c%d", "upstream": ["c%d"]}])
+    fetched = []
+    event.listen(db.engine, "after_cursor_execute",
+                 lambda conn, cur, statement, *a: fetched.append(statement) if "LIKE" in statement else None)
+    with db.Session() as s:
+        assert sorted(j for j, _ in blocked_dependants(s, "a1")) == ["after-a1", "after-both"]
+        assert [j for j, _ in blocked_dependants(s, "c_d")] == ["after-c_d"]
+        assert [j for j, _ in blocked_dependants(s, "c%d")] == ["after-c%d"]
+        assert blocked_dependants(s, "a") == []
+    assert len(fetched) == 4  # the database selected them
+    with db.Session.begin() as s:  # a1 ends done: only its sole dependant becomes pending
+        s.execute(text("update jobs set state = 'done' where id = 'a1'"))
+        settle_downstream(s, "a1")
+    assert db.job_states(["after-a1", "after-both", "after-a1b"]) == {
+        "after-a1": JobState.PENDING, "after-both": JobState.BLOCKED, "after-a1b": JobState.BLOCKED}

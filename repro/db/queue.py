@@ -6,9 +6,10 @@ passes (``repro.db.results``): a worker that lost its lease gets ``LeaseLost`` a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 
 from dataclasses import replace
 
@@ -38,12 +39,21 @@ def _states(s, ids) -> dict[str, JobState]:
     return dict(s.execute(select(Job.id, Job.state).where(Job.id.in_(ids))).all()) if ids else {}
 
 
+def blocked_dependants(s, job_id: str) -> list[tuple[str, list[str]]]:
+    """The blocked jobs that wait for ``job_id`` (it is in their ``upstream``), with their upstream lists: the
+    database selects them (``upstream`` is a JSON list of job ids, so ``"<id>"`` in its text is exactly an
+    element), not every blocked job."""
+    quoted = json.dumps(job_id)  # as the JSON column spells an element
+    pattern = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = s.execute(select(Job.id, Job.upstream).where(Job.state == JobState.BLOCKED,
+                                                        cast(Job.upstream, Text).like(pattern, escape="\\")))
+    return [(j, ups) for j, ups in rows if ups and job_id in ups]
+
+
 def settle_downstream(s, job_id: str) -> None:
     """Inside the transaction that ended ``job_id``: the blocked jobs that wait for it become pending (all
     their upstream jobs done) or failed, naming it (it failed or diverged: not retried until it succeeds)."""
-    blocked = [(j, ups) for j, ups in s.execute(select(Job.id, Job.upstream).where(Job.state == JobState.BLOCKED))
-               if ups and job_id in ups]
-    for j, ups in blocked:
+    for j, ups in blocked_dependants(s, job_id):
         state, failed = waiting_state(_states(s, ups), ups)
         if state != JobState.BLOCKED:
             s.execute(update(Job).where(Job.id == j, Job.state == JobState.BLOCKED)
