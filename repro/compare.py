@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .db import Database
 from .expanded import ExpandedCell, ExpandedPaper, expand
-from .samples import newest_per_seed, noting_older
+from .superseded import newest_per_seed, noting_older
 from .specs import METRICS, SCALE, Paper, Printed
 from .states import CellStatus, ClaimVerdict
 
@@ -143,7 +143,7 @@ def compare_paper(paper: Paper | ExpandedPaper, db: Database, tables: list[str] 
     by_key: dict[str, list[dict]] = {}
     for r in db.results_for(wanted):
         by_key.setdefault(r["config_key"], []).append(r)
-    older: dict[str, list[dict]] = {}  # one sample per configuration and seed (``repro.samples``)
+    older: dict[str, list[dict]] = {}  # one sample per configuration and seed (``repro.superseded``)
     for key, results in by_key.items():
         by_key[key], older[key] = newest_per_seed(results)
     diverged: dict[str, list[dict]] = {}

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import data, datasets, datastats
-from .sampling import EpochBatches, sample_seed
+from .epoch_batches import EpochBatches, sample_seed
 from .specs import JobRecipe
 
 # The device-resident path holds a dataset's uint8 train and test images (decoded once, on the host, then on
