@@ -10,7 +10,7 @@ our registered attentions, a plugin's included, into the library's blocks (``att
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
@@ -47,17 +47,16 @@ def unknown_message(name: str) -> str:
     return f"unknown model {name!r}: {library} has no model {rest!r}{hint}"
 
 
-def attention_factory(value: dict):
-    """``{repro_attention: NAME, **options}`` as a model option: our (or a plugin's) attention as the layer
+def attention_factory(value: dict, attentions: Mapping[str, type[nn.Module]]):
+    """``{repro_attention: NAME, **options}`` as a model option: our (or a plugin's) attention, from
+    ``attentions`` (the registry's, which passes them in: this module imports no registry), as the layer
     class a library's blocks call with their channel count (timm's ``attn_layer``), so an attention of ours
     plugs into the library's backbones too. Options the library passes besides the channels (device,
     dtype) are left to the defaults."""
-    from .registry import ATTENTIONS
-
     options = {k: v for k, v in value.items() if k != "repro_attention"}
-    cls = ATTENTIONS.get(value["repro_attention"])
+    cls = attentions.get(value["repro_attention"])
     if cls is None:
-        raise ValueError(f"unknown attention {value['repro_attention']!r}; known: {sorted(ATTENTIONS)}")
+        raise ValueError(f"unknown attention {value['repro_attention']!r}; known: {sorted(attentions)}")
 
     def layer(channels: int, **_library_options) -> nn.Module:
         return cls(channels, **options)
@@ -65,16 +64,20 @@ def attention_factory(value: dict):
     return layer
 
 
-def _resolve(value: Any) -> Any:
+def _resolve(value: Any, attentions: Mapping[str, type[nn.Module]]) -> Any:
     """Option values with every ``{repro_attention: ...}`` (at any depth: timm's ``block_args``) resolved."""
     if isinstance(value, dict):
-        return attention_factory(value) if "repro_attention" in value else {k: _resolve(v) for k, v in value.items()}
+        if "repro_attention" in value:
+            return attention_factory(value, attentions)
+        return {k: _resolve(v, attentions) for k, v in value.items()}
     return value
 
 
-def create(name: str, **kwargs: Any) -> nn.Module:
+def create(name: str, attentions: Mapping[str, type[nn.Module]], /, **kwargs: Any) -> nn.Module:
+    """The library's model ``name`` (``timm/<name>``, ``torchvision/<name>``), its ``{repro_attention: ...}``
+    options resolved from ``attentions``."""
     library, rest = split(name)
-    kwargs = _resolve(kwargs)
+    kwargs = _resolve(kwargs, attentions)
     hub = _HUB_OPTIONS & set(kwargs)
     if hub:
         raise ValueError(f"{name}: {sorted(hub)} would fetch hub weights; repro never downloads weights (start "

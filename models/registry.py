@@ -26,7 +26,8 @@ MODEL_INFO: dict[str, dict[str, Any]] = {}
 
 
 # Who registered each name: "built-in", or the plugin being imported (``registering_as``), so that
-# listings show a model's origin and a clash names both sides.
+# listings show a model's origin (classified by ``repro.modelcheck.ModelFacts.origin``, the one rule) and a
+# clash names both sides.
 ORIGIN: dict[tuple[str, str], str] = {}
 _origin = ["built-in"]
 
@@ -56,14 +57,6 @@ def _register(table: dict, kind: str, name: str):
         return obj
 
     return decorator
-
-
-def origin(name: str) -> str:
-    """Where model ``name`` comes from: built-in, a plugin, timm or torchvision."""
-    if ecosystem.split(name):
-        return name.split("/")[0]
-    kind = "model" if name in MODELS else "backbone"
-    return ORIGIN.get((kind, name), "built-in")
 
 
 def register_backbone(name: str):
@@ -143,7 +136,7 @@ def create(name: str, num_classes: int | None = None, *, attention: str | None =
     if ecosystem.split(name):  # timm/<name>, torchvision/<name>: exactly the library's own constructor
         if attention is not None or attention_kwargs:
             raise ValueError(f"{name!r} is a {name.split('/')[0]} model: our attentions plug into our backbones only")
-        return ecosystem.create(name, **kwargs)
+        return ecosystem.create(name, ATTENTIONS, **kwargs)  # our attentions, for {repro_attention: ...}
     if name in MODELS:
         if attention is not None or attention_kwargs:
             raise ValueError(f"{name!r} is a named model: its attention is fixed; "

@@ -11,13 +11,14 @@ Options carry the same defaults as the CLI's (the CLI passes only what the user 
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, replace
 
 from .options import CampaignOptions
 from .plan import PlannedJob, parse_budget, select, split_missing_data, target_papers
 from .plan import plan as plan_jobs
 from .specs import Catalog, Paper
-from .states import JobOutcome, JobState
+from .states import JobOutcome, JobState, waiting_state
 
 
 @dataclass
@@ -56,6 +57,20 @@ class Registered:
                    and j not in self.todo)
 
 
+@dataclass(frozen=True)
+class RunCounts:
+    """What became of the jobs one invocation set out to run: ``ran_here`` its own workers ran to an end
+    (done, failed or diverged), ``by_others`` other invocations' workers finished meanwhile; ``failed``
+    (run or not: an upstream job failed) and ``diverged`` of all of them, and ``unfinished`` left so.
+    Invocations sharing a database each count their own: their ``ran_here`` add up to the jobs run."""
+
+    ran_here: int = 0
+    by_others: int = 0
+    failed: int = 0
+    diverged: int = 0
+    unfinished: int = 0
+
+
 @dataclass
 class CampaignSummary:
     registered: Registered
@@ -63,6 +78,7 @@ class CampaignSummary:
     outcomes: dict[str, JobOutcome] = field(default_factory=dict)
     detached: bool = False
     adaptive: object | None = None  # --seeds MIN..MAX: an ``adaptive.AdaptiveSummary``
+    counts: RunCounts | None = None  # None until run (and when detached: its workers are still running)
 
     @property
     def failed(self) -> list[JobOutcome]:
@@ -105,14 +121,16 @@ def known_states(plan: CampaignPlan, db_url: str) -> dict[str, JobState] | None:
 
 
 def plan_states(jobs: list[PlannedJob], known: dict[str, JobState]) -> dict[str, JobState | str]:
-    """What each planned job is waiting for: its state in the database, ``new`` if it is not there, and
-    ``blocked`` while an upstream job (whose weights it starts from) is not done."""
+    """What each planned job is at: the database's answer where it holds the job; for a job it does not hold
+    yet, the state the queue would give it (``states.waiting_state``: ``blocked`` while an upstream job, whose
+    weights it starts from, is not done, ``failed`` when one failed or diverged), else ``new``."""
     out: dict[str, JobState | str] = {}
     for j in jobs:
-        state = known.get(j.id, "new")
-        if state in ("new", JobState.PENDING) and any(known.get(u) != JobState.DONE for u in j.upstream):
-            state = JobState.BLOCKED
-        out[j.id] = state
+        if j.id in known:
+            out[j.id] = known[j.id]
+            continue
+        state, _ = waiting_state(known, j.upstream)
+        out[j.id] = "new" if state == JobState.PENDING else state
     return out
 
 
@@ -173,17 +191,38 @@ def run_once(registered: Registered, opts: CampaignOptions, events=None) -> Camp
     from . import executor
     from .db import Database
 
-    wopts = worker_options(registered, opts)
+    wopts = replace(worker_options(registered, opts), invocation=uuid.uuid4().hex[:12])
     executor.check(wopts, opts.execution)  # before anything changes state
     database = Database(registered.db_url)
     try:
         summary.retried = database.reset_failed(ids, diverged=opts.retry_diverged)
+        report = executor.run(ids, wopts, opts.execution, events)
+        summary.outcomes = report.outcomes
+        summary.detached = opts.execution.detach and opts.execution.executor != "local"
+        if not summary.detached:
+            summary.counts = run_counts(report.outcomes, database.owners(ids), wopts.invocation)
     finally:
         database.dispose()
-    report = executor.run(ids, wopts, opts.execution, events)
-    summary.outcomes = report.outcomes
-    summary.detached = opts.execution.detach and opts.execution.executor != "local"
     return summary
+
+
+def run_counts(outcomes: dict[str, JobOutcome], owners: dict[str, str | None], invocation: str) -> RunCounts:
+    """``outcomes`` counted: by whose worker ran each finished job (``owners``: the jobs' owner strings),
+    and how the jobs ended. A job failed unrun (its upstream failed) was run by nobody."""
+    from .options import started_by
+
+    here = others = 0
+    for job, o in outcomes.items():
+        if o.unfinished or o.upstream or not owners.get(job):
+            continue
+        if started_by(owners[job], invocation):
+            here += 1
+        else:
+            others += 1
+    states = [o.state for o in outcomes.values()]
+    return RunCounts(ran_here=here, by_others=others, failed=states.count(JobState.FAILED),
+                     diverged=states.count(JobState.DIVERGED),
+                     unfinished=sum(1 for o in outcomes.values() if o.unfinished))
 
 
 def run_campaign(opts: CampaignOptions, events=None) -> CampaignSummary:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .db import Database
 from .expanded import ExpandedCell, ExpandedPaper, expand
+from .superseded import newest_per_seed, noting_older
 from .specs import METRICS, Paper, Printed
 from .states import CellStatus, ClaimVerdict
 
@@ -218,10 +219,14 @@ def compare_paper(paper: Paper | ExpandedPaper, db: Database, tables: list[str] 
     by_key: dict[str, list[dict]] = {}
     for r in db.results_for(wanted):
         by_key.setdefault(r["config_key"], []).append(r)
+    older: dict[str, list[dict]] = {}  # one sample per configuration and seed (``repro.superseded``)
+    for key, results in by_key.items():
+        by_key[key], older[key] = newest_per_seed(results)
     diverged: dict[str, list[dict]] = {}
     for d in db.diverged_for(wanted):
         diverged.setdefault(d["config_key"], []).append(d)
-    return [_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, [])) for c in cells]
+    return [noting_older(_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, [])),
+                         older.get(c.config_key, [])) for c in cells]
 
 
 def _diverged_note(jobs: list[dict], n_done: int) -> str:

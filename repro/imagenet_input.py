@@ -9,7 +9,7 @@ tests/test_imagenet_input.py holds this path against it.
   (ImageNet's train set holds a PNG named .JPEG) decode too. No EXIF rotation, as ImageFolder.
 - Training: RandomResizedCrop(224) (scale (0.08, 1), ratio (3/4, 4/3), 10 attempts, then the central
   fallback) and RandomHorizontalFlip (p 0.5), drawn per sample in torchvision's order from a generator
-  seeded by ``loaders.sample_seed(index, epoch base)``, the seed the reference path gives the torch RNG
+  seeded by ``epoch_batches.sample_seed(index, epoch base)``, the seed the reference path gives the torch RNG
   for the same sample: both paths draw the same crop box and flip for every sample of every epoch. Only
   the crop is resized, by torchvision's tensor kernel (antialiased bilinear on uint8).
 - Validation: Resize(256) (shorter side) + CenterCrop(224), the same tensor kernel.
@@ -42,7 +42,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from . import datasets
 from .fastdata import hflip
-from .loaders import EpochBatches, sample_seed
+from .epoch_batches import EpochBatches, sample_seed
 
 SIZE, RESIZE = 224, 256  # RandomResizedCrop(224); Resize(256) + CenterCrop(224)
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)

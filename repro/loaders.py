@@ -24,9 +24,10 @@ import os
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from . import data, datasets, datastats
+from .epoch_batches import EpochBatches, sample_seed
 from .specs import JobRecipe
 from .train import names as vocab
 
@@ -35,12 +36,6 @@ from .train import names as vocab
 # 1.9 GB), with room, costs a few % of a training GPU's memory (80-141 GB) beside the model, and is what
 # one host can decode in a few minutes; past it a DataLoader streams the files (ImageNet-64 would be 15.7 GB).
 FAST_MAX_BYTES = 4 * 2**30
-
-
-def sample_seed(index: int, base: int) -> int:
-    """The seed of one sample's augmentation draws in one epoch; both ImageNet paths use it, so the fast
-    path draws the reference path's crops and flips."""
-    return (base + index * 2_654_435_761) % 2**63
 
 
 class SeededSamples(Dataset):
@@ -57,23 +52,6 @@ class SeededSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(index, base))
             return self.ds[index]
-
-
-class EpochBatches(Sampler):
-    """Batches of ``(index, base seed)`` keys, order and base drawn from the epoch's generator."""
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool):
-        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
-        self.gen = None
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
-
-    def __iter__(self):
-        base = int(torch.randint(0, 2**62, (1,), generator=self.gen)) if self.gen is not None else 0
-        order = torch.randperm(self.n, generator=self.gen).tolist() if self.shuffle else list(range(self.n))
-        for i in range(len(self)):
-            yield [(j, base) for j in order[i * self.batch_size:(i + 1) * self.batch_size]]
 
 
 class TorchLoader:

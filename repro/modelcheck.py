@@ -132,7 +132,9 @@ class ModelFacts:
         return model in self.models
 
     def origin(self, model: str) -> str:
-        """built-in, timm, torchvision, or ``plugin <file>`` (what registered it)."""
+        """Where ``model`` comes from, the one rule (listings and job identities both ask here): timm or
+        torchvision (``library/<name>``), ``plugin <file>`` (what registered it as a model or backbone), or
+        built-in."""
         if "/" in model:
             return model.split("/")[0]
         if self.models is None:

@@ -52,6 +52,18 @@ class WorkerOptions:
     plugins: tuple[str, ...] = ()  # plugin files every worker process imports before claiming a job
     artifact_dir: str = "artifacts"  # where finished jobs keep their final weights (content-addressed)
     decode: str = "cpu"  # where the fast ImageNet path decodes JPEGs: cpu | cuda (nvJPEG)
+    invocation: str = ""  # the ``repro run`` that started this worker: its owner strings carry it
+
+
+def owner_token(invocation: str, unique: str) -> str:
+    """The last field of a worker's owner string (``host:pid:token``): the invocation that started it, if
+    any, then a per-worker part, so a campaign can tell the jobs its own workers ran from others'."""
+    return f"{invocation}.{unique}" if invocation else unique
+
+
+def started_by(owner: str | None, invocation: str) -> bool:
+    """Whether the worker that holds (or last held) a job under ``owner`` was started by ``invocation``."""
+    return bool(owner and invocation) and owner.rsplit(":", 1)[-1].startswith(invocation + ".")
 
 
 @dataclass

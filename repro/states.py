@@ -70,6 +70,18 @@ class ClaimVerdict(_Str):
 FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.DIVERGED})  # no worker moves a job out of these
 ENDED_BADLY = frozenset({JobState.FAILED, JobState.DIVERGED})
 
+
+def waiting_state(upstream_states: dict[str, JobState], upstream: list[str]) -> tuple[JobState, str | None]:
+    """A job's state from its upstream jobs' (``upstream`` in order; one absent from ``upstream_states`` is
+    not done): pending when all are done; failed, naming the first that failed or diverged, when one did;
+    blocked otherwise. The queue stores it; a dry run shows it for a job the database does not hold yet."""
+    for u in upstream:
+        if upstream_states.get(u) in (JobState.FAILED, JobState.DIVERGED):
+            return JobState.FAILED, u
+    if all(upstream_states.get(u) == JobState.DONE for u in upstream):
+        return JobState.PENDING, None
+    return JobState.BLOCKED, None
+
 Unit = Literal["epoch", "iteration"]
 
 

@@ -24,9 +24,9 @@ from typing import Callable
 import torch
 
 from .artifacts import ArtifactStore
-from .db import Database, LeaseLost, utcnow
+from .db import Database, LeaseLost, SchemaChanged, utcnow
 from .events import Events, log, print_warnings
-from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions  # noqa: F401
+from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions, owner_token  # noqa: F401
 from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
 from .status import total_units
 
@@ -219,7 +219,7 @@ class Worker:
     def __init__(self, opts: WorkerOptions, events: Events | None = None):
         self.opts = opts
         self.db = Database(opts.db_url)
-        self.owner = f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{this_host()}:{os.getpid()}:{owner_token(opts.invocation, uuid.uuid4().hex[:8])}"
         self.events = events or Events()
         self.device = pick_device(opts.device)
         threads = resolve_threads(opts)
@@ -264,6 +264,8 @@ class Worker:
                 self.db.end_run(run_id, RunStatus.LOST_LEASE, f"{e} (after losing the lease)")
                 raise
             return JobOutcome(job_id, JobState.DIVERGED, divergence=e.divergence)
+        except SchemaChanged:  # upgraded (or put back) under us: nothing more may be written, not even why
+            raise
         except BaseException as e:  # record, release, and re-raise interrupts
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             stopped = isinstance(e, (KeyboardInterrupt, Preempted))
@@ -399,4 +401,8 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     from .extensions import load_all
 
     load_all(opts.plugins)  # the registries this process reads hold what the planner's held
-    return Worker(opts).loop(job_ids)
+    try:
+        return Worker(opts).loop(job_ids)
+    except SchemaChanged as e:  # one line, not a traceback: this worker's code no longer fits the database
+        log.error(str(e))
+        raise SystemExit(2) from None

@@ -297,3 +297,42 @@ def test_a_cell_trained_without_the_weights_its_spec_requires_is_not_comparable(
         if status == "not-comparable":
             assert "did not start from the weights the spec requires (init_from table1 row 'ResNet-8')" in \
                 tuned.verdict_note
+
+
+def test_one_sample_per_configuration_and_seed_across_job_identities(tmp_path):
+    """Issue 25.3: a code version that spelled a job differently left a done job of the same configuration
+    and seed: one sample, the newest code version's (planned last), and the cell's note says an older exists."""
+    import datetime as dt
+
+    from repro.catalog import load_catalog
+    from repro.compare import compare_paper
+    from repro.db import Database, utcnow
+    from repro.plan import plan, resolve_targets
+
+    d = tmp_path / "specs" / "epochs"
+    d.mkdir(parents=True)
+    (d / "paper.yaml").write_text(EPOCH_PAPER.format(paper_epoch="final"))
+    (d / "table1.yaml").write_text(EPOCH_TABLE)
+    catalog = load_catalog(tmp_path / "specs")
+    url = f"sqlite:///{tmp_path}/r.db"
+    _write_full_budget(url, catalog, {8: {"top1_err": 27.0}, 14: {"top1_err": 26.0, "pretrained": 1.0}})
+    db = Database(url)
+    (seed0,) = [j for j in plan(catalog, resolve_targets(catalog, ["epochs/table1"]), seeds=2)
+                if j.seed == 0 and j.spec["model_kwargs"]["depth"] == 8]
+    old = f"older-{seed0.id[:20]}"  # the same configuration and seed under an older code version's identity
+    db.add_jobs([{**seed0.row(), "id": old, "spec": {**seed0.spec, "spelled": "differently"}}])
+    with db.Session.begin() as s:
+        from repro.db import Job
+
+        s.get(Job, old).created_at = utcnow() - dt.timedelta(days=30)
+    assert db.claim(old, "me", utcnow())
+    db.complete(old, db.start_run(old, "me", host="h", pid=1, device="synthetic", versions={}), "me",
+                {"top1_err": (40.0, None)})
+    row = {r.row: r for r in compare_paper(catalog.papers["epochs"], Database(url, create=False))}["ResNet-8"]
+    assert row.n == 2 and row.values == [27.0, 27.1] and row.ours == pytest.approx(27.05)
+    assert old not in row.jobs and seed0.id in row.jobs
+    assert row.status == "reproduced"
+    assert f"an older code version's run of the same configuration and seed exists (job {old[:12]} (seed 0))" \
+        in row.verdict_note
+    tuned = {r.row: r for r in compare_paper(catalog.papers["epochs"], Database(url, create=False))}["ResNet-14 tuned"]
+    assert tuned.n == 2 and "older code version" not in (tuned.verdict_note or "")

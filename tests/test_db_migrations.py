@@ -255,3 +255,115 @@ def test_every_package_and_the_migration_scripts_ship():
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "repro").rglob("__init__.py")}
     assert on_disk <= set(config["packages"]) and "repro.db.migrations.versions" in on_disk
     assert "script.py.mako" in config["package-data"]["repro.db.migrations"]
+
+
+# --- workers across a schema upgrade: two revisions, this code's head and a newer one -------------------
+
+NEXT = f"{int(HEAD) + 1:04d}"  # the revision a newer repro would add (any number above this code's head)
+NEXT_SCRIPT = f'''"""A newer repro's revision (a test's): one column more.
+
+Revision ID: {NEXT}
+Revises: {HEAD}
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{NEXT}"
+down_revision = "{HEAD}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("newer_code_note", sa.Text))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("newer_code_note")
+'''
+
+
+@pytest.fixture
+def newer_code(tmp_path, monkeypatch):
+    """A context in which this process is a newer repro: its migrations hold one revision more (NEXT)."""
+    import contextlib
+    import shutil
+
+    import repro.db.migrate as migrate
+
+    scripts = tmp_path / "newer-migrations"
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / f"{NEXT}_newer.py").write_text(NEXT_SCRIPT)
+
+    @contextlib.contextmanager
+    def newer():
+        with monkeypatch.context() as m:
+            m.setattr(migrate, "MIGRATIONS", scripts)
+            m.setattr(migrate, "REVISIONS", (*REVISIONS, NEXT))
+            m.setattr(migrate, "HEAD", NEXT)
+            yield migrate
+
+    return newer
+
+
+def _queued(url: str) -> Database:
+    db = Database(url)
+    db.add_jobs([{"id": "j1", "config_key": "k", "kind": "profile", "model": "m", "budget": "static", "seed": None,
+                  "spec": {}}])
+    return db
+
+
+def _untouched(path) -> None:
+    with sqlite3.connect(path) as con:
+        assert con.execute("select state, owner from jobs").fetchall() == [("pending", None)]
+        assert con.execute("select count(*) from runs").fetchone() == (0,)
+
+
+def test_an_older_worker_stops_before_writing_to_a_database_upgraded_under_it(tmp_path, newer_code):
+    import datetime as dt
+
+    from repro.db import SchemaChanged
+    from repro.db.schema import utcnow
+    from repro.worker import Worker, WorkerOptions
+
+    path = tmp_path / "r.db"
+    url = f"sqlite:///{path}"
+    old = _queued(url)  # this code, opened at its head
+    worker = Worker(WorkerOptions(db_url=url, device="cpu"))
+    with newer_code():
+        Database(url).dispose()  # a newer repro opens it: Alembic upgrades it on open
+    assert version(path) == [(NEXT,)] and "newer_code_note" in columns(path, "jobs")
+    both = rf"now at schema revision '{NEXT}', but this repro opened it at '{HEAD}'.*a newer repro upgraded it"
+    with pytest.raises(SchemaChanged, match=both):
+        old.claim("j1", "host:1:x", utcnow() - dt.timedelta(seconds=60))
+    with pytest.raises(SchemaChanged, match=both):
+        worker.loop(["j1"])
+    _untouched(path)
+    assert len(str(SchemaChanged("x")).splitlines()) == 1
+
+
+def test_a_newer_worker_upgrades_first_and_never_writes_to_an_older_schema(tmp_path, newer_code):
+    import datetime as dt
+
+    from alembic import command
+
+    from repro.db import SchemaChanged
+    from repro.db.schema import utcnow
+
+    path = tmp_path / "r.db"
+    url = f"sqlite:///{path}"
+    _queued(url).dispose()  # an older database: this code's head
+    with newer_code() as migrate:
+        new = Database(url)  # opening upgrades it before anything is written
+        assert version(path) == [(NEXT,)]
+        with sqlite_ddl_engine(url).begin() as conn:  # the older schema put back (a restored copy, say)
+            command.downgrade(migrate.alembic_config(conn), HEAD)
+        assert version(path) == [(HEAD,)] and "newer_code_note" not in columns(path, "jobs")
+        with pytest.raises(SchemaChanged, match=rf"now at schema revision '{HEAD}', but this repro opened it at "
+                                                rf"'{NEXT}'.*an older schema was put back"):
+            new.claim("j1", "host:1:x", utcnow() - dt.timedelta(seconds=60))
+        _untouched(path)
+        Database(url).dispose()  # reopened: upgraded again, and then it may write
+        assert version(path) == [(NEXT,)]
+        assert Database(url).claim("j1", "host:1:x", utcnow() - dt.timedelta(seconds=60))

@@ -185,3 +185,69 @@ def test_local_weights_are_checked_before_use(tmp_path, fake_cifar100):
     assert good.returncode == 0, good.stderr
     init = [json.loads(v) for (v,) in q(tmp_path / "r.db", "select init_from from runs where status = 'done'")]
     assert init == [{"file": str(weights), "sha256": sha, "path": str(weights), "into": "model"}]
+
+
+def test_a_dry_run_shows_the_state_the_queue_gives_and_the_databases_answer(tmp_path):
+    """One rule (``states.waiting_state``) for what the queue stores and what a dry run shows: a job the
+    database holds shows its state there; one it does not yet shows the state it would be inserted with."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import text
+
+    from repro.campaign import plan_states
+    from repro.db import Database
+    from repro.states import JobState
+
+    def job(jid, *upstream):
+        return SimpleNamespace(id=jid, upstream=list(upstream))
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    row = {"config_key": "k", "kind": "train", "model": "m", "budget": "smoke", "seed": 0, "spec": {}}
+    db.add_jobs([{**row, "id": u} for u in ("up-done", "up-failed", "up-diverged", "up-pending")])
+    with db.Session.begin() as s:
+        s.execute(text("update jobs set state = substr(id, 4) where id like 'up-%'"))
+    db.add_jobs([{**row, "id": "in-db-failed", "upstream": ["up-failed"]},
+                 {**row, "id": "in-db-blocked", "upstream": ["up-pending"]}])
+    planned = [job("in-db-failed", "up-failed"), job("in-db-blocked", "up-pending"), job("new-after-done", "up-done"),
+               job("new-after-diverged", "up-done", "up-diverged"), job("new-waiting", "up-pending"),
+               job("new-after-new", "new-waiting"), job("new-alone")]
+    known = db.job_states(["up-done", "up-failed", "up-diverged", "up-pending", "in-db-failed", "in-db-blocked"])
+    shown = plan_states(planned, known)
+    assert shown == {"in-db-failed": JobState.FAILED, "in-db-blocked": JobState.BLOCKED, "new-after-done": "new",
+                     "new-after-diverged": JobState.FAILED, "new-waiting": JobState.BLOCKED,
+                     "new-after-new": JobState.BLOCKED, "new-alone": "new"}
+    # the queue, given the same jobs, stores what the dry run showed (pending where it showed new)
+    db.add_jobs([{**row, "id": j.id, "upstream": j.upstream} for j in planned])
+    stored = db.job_states(j.id for j in planned)
+    assert {j: ("new" if s == JobState.PENDING else s) for j, s in stored.items()} == shown
+
+
+def test_an_ended_job_selects_only_the_blocked_jobs_that_wait_for_it(tmp_path):
+    """``settle_downstream`` asks the database for the ended job's dependants, not for every blocked job."""
+    from sqlalchemy import event, text
+
+    from repro.db import Database
+    from repro.db.queue import blocked_dependants, settle_downstream
+    from repro.states import JobState
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    row = {"config_key": "k", "kind": "train", "model": "m", "budget": "smoke", "seed": 0, "spec": {}}
+    ups = ["a1", "a1b", "c_d", "c%d"]  # one id a prefix of another; LIKE's wildcards in ids
+    db.add_jobs([{**row, "id": u} for u in ups])
+    db.add_jobs([{**row, "id": "after-a1", "upstream": ["a1"]}, {**row, "id": "after-a1b", "upstream": ["a1b"]},
+                 {**row, "id": "after-both", "upstream": ["a1b", "a1"]}, {**row, "id": "after-cxd", "upstream": ["cxd"]},
+                 {**row, "id": "after-c_d", "upstream": ["c_d"]}, {**row, "id": "after-c%d", "upstream": ["c%d"]}])
+    fetched = []
+    event.listen(db.engine, "after_cursor_execute",
+                 lambda conn, cur, statement, *a: fetched.append(statement) if "LIKE" in statement else None)
+    with db.Session() as s:
+        assert sorted(j for j, _ in blocked_dependants(s, "a1")) == ["after-a1", "after-both"]
+        assert [j for j, _ in blocked_dependants(s, "c_d")] == ["after-c_d"]
+        assert [j for j, _ in blocked_dependants(s, "c%d")] == ["after-c%d"]
+        assert blocked_dependants(s, "a") == []
+    assert len(fetched) == 4  # the database selected them
+    with db.Session.begin() as s:  # a1 ends done: only its sole dependant becomes pending
+        s.execute(text("update jobs set state = 'done' where id = 'a1'"))
+        settle_downstream(s, "a1")
+    assert db.job_states(["after-a1", "after-both", "after-a1b"]) == {
+        "after-a1": JobState.PENDING, "after-both": JobState.BLOCKED, "after-a1b": JobState.BLOCKED}

@@ -59,7 +59,7 @@ def test_the_simam_example_runs_from_its_own_folder_and_changes_no_file_of_the_c
     assert "simam: 3 spec file(s), 29 published cells, 5 flagged uncertain: ok" in check.stdout, check.stdout
 
     static = cli("run", "simam", "--kind", "profile", *where, env=env, check=True)
-    assert "ran 7 job(s), 0 failed" in static.stdout, static.stdout
+    assert "ran 7 jobs here; 0 finished by other workers; 0 failed, 0 diverged" in static.stdout, static.stdout
 
     data = tmp_path / "data"
     cli("data", "fake", "cifar100-simam", str(data), "--specs-dir", str(SPECS), env=env, check=True)
@@ -67,7 +67,7 @@ def test_the_simam_example_runs_from_its_own_folder_and_changes_no_file_of_the_c
     smoke = cli("run", "simam/cifar100", "--kind", "train", "--budget", "smoke", "--seeds", "2", "--workers", "2",
                 "--data-dir", str(data), "--checkpoint-dir", str(tmp_path / "ckpt"),
                 "--artifact-dir", str(tmp_path / "artifacts"), *where, env=env, check=True)
-    assert "ran 2 job(s), 0 failed" in smoke.stdout, smoke.stdout
+    assert "ran 2 jobs here; 0 finished by other workers; 0 failed, 0 diverged" in smoke.stdout, smoke.stdout
     # one seed per worker process; each imported the paper's plugin itself and recorded its hash, and each job
     # carries the paper's dataset declaration (a worker needs no catalog to read it)
     runs = q(db, "select j.seed, r.status, r.pid, r.versions, j.spec from runs r join jobs j on j.id = r.job_id "

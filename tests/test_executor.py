@@ -267,4 +267,4 @@ def test_one_killed_worker_does_not_hang_the_pool(tmp_path, fake_cifar100):
         assert con.execute("select count(*) from jobs where state = 'done'").fetchone() == (2,)
         assert con.execute("select count(*) from runs where status = 'done'").fetchone() == (2,)
         assert con.execute("select count(*) from curve_points").fetchone() == (6,)
-    assert "ran 2 job(s), 0 failed" in out
+    assert "ran 2 jobs here; 0 finished by other workers; 0 failed, 0 diverged" in out

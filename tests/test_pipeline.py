@@ -168,14 +168,30 @@ def test_sigkill_resumes_from_checkpoint_with_identical_results(tmp_path, small_
     assert db_rows(db, "select count(*) from runs where resumed_from_epoch >= 1") == [(1,)]
 
 
+def _ran_here(stdout: str) -> tuple[int, int]:
+    """(ran here, finished by other workers) from an invocation's summary line; (0, 0) when it found every
+    job done at registration (no line)."""
+    m = re.search(r"^ran (\d+) jobs? here; (\d+) finished by other workers; 0 failed, 0 diverged$", stdout, re.M)
+    if m is None:
+        assert re.search(r"^2 job\(s\) planned, 2 already done, 0 to run", stdout, re.M), stdout
+        return 0, 0
+    return int(m[1]), int(m[2])
+
+
 def test_two_concurrent_invocations_run_each_job_once(tmp_path, small_specs, fake_cifar100):
     db = tmp_path / "r.db"
     args = _run_args(small_specs, f"sqlite:///{db}", fake_cifar100, tmp_path / "ckpt")
     args[args.index("epochs-3")] = "smoke"
-    a = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    outs = [p.communicate(timeout=600) for p in (a, b)]
-    assert a.returncode == 0 and b.returncode == 0, outs
+    procs = [subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    # each invocation counts what its own workers ran: together, every job once (not 3 x 2)
+    counts = [_ran_here(out) for out, _ in outs]
+    assert sum(here for here, _ in counts) == 2, outs
+    for (here, others), (out, _) in zip(counts, outs):
+        todo = int(re.search(r"(\d+) to run", out)[1])
+        assert here + others == todo, out
     assert db_rows(db, "select count(*) from jobs") == [(2,)]
     assert db_rows(db, "select job_id, count(*) from runs group by job_id having count(*) > 1") == []
     assert db_rows(db, "select count(*) from runs where status = 'done'") == [(2,)]

@@ -67,6 +67,7 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                 specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
+    from ..modelcheck import facts
     from ..specs import table_cells
 
     try:
@@ -96,7 +97,7 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
         papers = sorted(used.get(name, set()))
         if paper and paper not in papers:
             continue
-        rows.append({"model": name, "origin": models.registry.origin(name), "used by": papers,
+        rows.append({"model": name, "origin": facts().origin(name), "used by": papers,
                      "backbone": info.get("backbone") or "", "attention": info.get("attention") or ""})
     if fmt == Format.table:
         for r in rows:

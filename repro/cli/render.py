@@ -25,6 +25,13 @@ def outcome_line(o: JobOutcome) -> str:
     return f"{o.state} {o.job}: {o.why}" if o.why else f"{o.state} {o.job}"
 
 
+def counts_line(c) -> str:
+    """``ran 1 job here; 3 finished by other workers; 0 failed, 0 diverged`` (a ``campaign.RunCounts``)."""
+    line = (f"ran {c.ran_here} job{'' if c.ran_here == 1 else 's'} here; {c.by_others} finished by other workers; "
+            f"{c.failed} failed, {c.diverged} diverged")
+    return line + (f"; {c.unfinished} unfinished" if c.unfinished else "")
+
+
 def tally_line(t: Tally) -> str:
     shown = [JobState.DONE, JobState.RUNNING, JobState.BLOCKED, JobState.FAILED, JobState.DIVERGED]
     counts = ", ".join(f"{t.counts[s]} {s}" for s in shown if t.counts.get(s)) or "none started"

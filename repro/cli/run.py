@@ -219,7 +219,10 @@ def _run_planned(planned, opts: "CampaignOptions") -> None:
         _print_detached(opts)
         return
     if summary.outcomes:
-        console.print(f"ran {len(summary.outcomes) - len(summary.failed)} job(s), {len(summary.failed)} failed")
+        from .render import counts_line
+
+        if summary.counts is not None:
+            console.print(counts_line(summary.counts))
     if summary.adaptive is not None:
         _print_adaptive(summary.adaptive)
     if summary.failed:

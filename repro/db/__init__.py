@@ -13,10 +13,11 @@ Everything callers use is importable from ``repro.db`` itself.
 """
 from .connect import DatabaseError, check_url, exists, make_engine, parse_url, safe_url, sqlite_path
 from .database import Database
+from .migrate import SchemaChanged
 from .queue import LeaseLost
 from .schema import (Base, Benchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, PaperRow, PublishedCell,
                      Run, TableRow, utcnow)
 
 __all__ = ["Base", "Benchmark", "CheckpointRow", "CurvePoint", "Database", "DatabaseError", "Job", "LeaseLost",
-           "Metric", "ModelCount", "PaperRow", "PublishedCell", "Run", "TableRow", "check_url", "exists",
-           "make_engine", "parse_url", "safe_url", "sqlite_path", "utcnow"]
+           "Metric", "ModelCount", "PaperRow", "PublishedCell", "Run", "SchemaChanged", "TableRow", "check_url",
+           "exists", "make_engine", "parse_url", "safe_url", "sqlite_path", "utcnow"]

@@ -106,6 +106,12 @@ def check_url(explicit: str | None = None, *, write: bool, must_exist: bool = Tr
     return raw
 
 
+def missing_file(path) -> None:
+    """A SQLite file that must be there to be read: ``DatabaseError`` when it is not (nothing created)."""
+    if not os.path.exists(path):
+        raise DatabaseError(f"no database at {path} (running a campaign creates it)")
+
+
 def _check_sqlite_file(name: str, *, write: bool, must_exist: bool) -> None:
     import tempfile
     from pathlib import Path
@@ -114,7 +120,7 @@ def _check_sqlite_file(name: str, *, write: bool, must_exist: bool) -> None:
     if not path.exists():
         if not write:
             if must_exist:
-                raise DatabaseError(f"no database at {path} (running a campaign creates it)")
+                missing_file(path)
             return
         if not path.parent.is_dir():
             raise DatabaseError(f"cannot create the database {path}: directory {path.parent} does not exist")

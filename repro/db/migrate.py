@@ -16,6 +16,11 @@
   memory and upgraded there, so readers always see the head schema and the file is never written.
 - A revision this code does not know (a newer repro wrote it) is one ``DatabaseError``: nothing is read
   or written under a schema we cannot describe.
+- The revision is pinned once open (``pin_revision``): every transaction first reads it again, and one that
+  finds another (a newer repro upgraded the database under a running worker, or an older schema was put
+  back under a newer one) raises ``SchemaChanged``, naming both, before it reads or writes anything else.
+  On PostgreSQL each transaction holds the schema lock shared, so an upgrade waits for the transactions
+  in flight and the ones after it see its revision.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 
-from .connect import DatabaseError, read_only_uri, sqlite_path, where
+from .connect import DatabaseError, missing_file, read_only_uri, sqlite_path, where
 
 REVISIONS = ("0001", "0002", "0003", "0004")  # migrations/versions, oldest first
 HEAD = REVISIONS[-1]
@@ -55,19 +60,43 @@ def open_schema(engine: Engine, *, create: bool) -> Engine:
     """The engine to read and write through, its database at ``HEAD`` (see the module's docstring):
     ``engine`` itself, or for an old database that this process may not write, an upgraded copy."""
     path = sqlite_path(engine.url)
-    if not create and path is not None and not os.path.exists(path):  # connecting would create the file
-        raise DatabaseError(f"no database at {path} (running a campaign creates it)")
+    if not create and path is not None:  # connecting would create the file
+        missing_file(path)
     with engine.connect() as conn:
         rev, stamped = revision(conn)
     if rev == HEAD and stamped:
-        return engine
+        return pin_revision(engine, HEAD)
     _known(rev, engine)
     if rev is None and not create:
         return engine  # nothing of ours there, and a read never creates
     if not create and _read_only(engine):
-        return _upgraded_copy(engine)
+        return pin_revision(_upgraded_copy(engine), HEAD)
     with _locked(engine) as conn:
         _to_head(conn, engine)
+    return pin_revision(engine, HEAD)
+
+
+class SchemaChanged(DatabaseError):
+    """The database's schema revision is no longer the one this process opened it at: stop, write nothing."""
+
+
+def pin_revision(engine: Engine, pinned: str) -> Engine:
+    """Every transaction of ``engine`` first checks that the schema is still at ``pinned`` (see the module's
+    docstring); ``SchemaChanged`` otherwise."""
+    postgres = engine.dialect.name == "postgresql"
+
+    @event.listens_for(engine, "begin")
+    def _check(conn):
+        if postgres:  # an upgrade holds it exclusively (``_locked``): it waits for us, or we for it
+            conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().first()
+        if found != pinned:
+            raise SchemaChanged(f"{where(engine.url)} is now at schema revision {found!r}, but this repro opened it "
+                                f"at {pinned!r} and writes only that schema: "
+                                + ("a newer repro upgraded it; stop this one and run the newer version"
+                                   if found is not None and (found not in REVISIONS or found > pinned) else
+                                   "an older schema was put back; reopen it to upgrade it"))
+
     return engine
 
 

@@ -6,13 +6,14 @@ passes (``repro.db.results``): a worker that lost its lease gets ``LeaseLost`` a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 
 from dataclasses import replace
 
-from ..states import FINISHED, JobOutcome, JobState, Progress
+from ..states import FINISHED, JobOutcome, JobState, Progress, waiting_state
 from .connect import Store
 from .schema import Job, Run, divergence_of, utcnow
 
@@ -38,23 +39,21 @@ def _states(s, ids) -> dict[str, JobState]:
     return dict(s.execute(select(Job.id, Job.state).where(Job.id.in_(ids))).all()) if ids else {}
 
 
-def waiting_state(upstream_states: dict[str, JobState], upstream: list[str]) -> tuple[JobState, str | None]:
-    """A job's state from its upstream jobs' (``upstream`` in order): pending when all are done; failed,
-    naming the first that failed or diverged, when one did; blocked otherwise."""
-    for u in upstream:
-        if upstream_states.get(u) in (JobState.FAILED, JobState.DIVERGED):
-            return JobState.FAILED, u
-    if all(upstream_states.get(u) == JobState.DONE for u in upstream):
-        return JobState.PENDING, None
-    return JobState.BLOCKED, None
+def blocked_dependants(s, job_id: str) -> list[tuple[str, list[str]]]:
+    """The blocked jobs that wait for ``job_id`` (it is in their ``upstream``), with their upstream lists: the
+    database selects them (``upstream`` is a JSON list of job ids, so ``"<id>"`` in its text is exactly an
+    element), not every blocked job."""
+    quoted = json.dumps(job_id)  # as the JSON column spells an element
+    pattern = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = s.execute(select(Job.id, Job.upstream).where(Job.state == JobState.BLOCKED,
+                                                        cast(Job.upstream, Text).like(pattern, escape="\\")))
+    return [(j, ups) for j, ups in rows if ups and job_id in ups]
 
 
 def settle_downstream(s, job_id: str) -> None:
     """Inside the transaction that ended ``job_id``: the blocked jobs that wait for it become pending (all
     their upstream jobs done) or failed, naming it (it failed or diverged: not retried until it succeeds)."""
-    blocked = [(j, ups) for j, ups in s.execute(select(Job.id, Job.upstream).where(Job.state == JobState.BLOCKED))
-               if ups and job_id in ups]
-    for j, ups in blocked:
+    for j, ups in blocked_dependants(s, job_id):
         state, failed = waiting_state(_states(s, ups), ups)
         if state != JobState.BLOCKED:
             s.execute(update(Job).where(Job.id == j, Job.state == JobState.BLOCKED)
@@ -81,6 +80,15 @@ class Queue(Store):
             for i in range(0, len(ids), 500):
                 for jid, state in s.execute(select(Job.id, Job.state).where(Job.id.in_(ids[i:i + 500]))):
                     out[jid] = state
+        return out
+
+    def owners(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """Each job's owner: the worker that holds it, or that last held it (a finished job keeps it)."""
+        ids = list(ids)
+        out: dict[str, str | None] = {}
+        with self.engine.connect() as s:
+            for i in range(0, len(ids), 500):
+                out.update(s.execute(select(Job.id, Job.owner).where(Job.id.in_(ids[i:i + 500]))).all())
         return out
 
     def get_job(self, job_id: str) -> Job | None:

@@ -17,21 +17,22 @@ from .schema import (ArtifactRow, Benchmark, InputBenchmark, CurvePoint, Job, Me
 class Reads(Store):
     # --- results and their provenance (reports, ``repro diff``) ---------------------------
     def results_for(self, config_keys: Iterable[str]) -> list[dict]:
-        """Done jobs of these configurations with their metrics (one dict per job) and how the run
-        that measured them ran (``how``: engine, precision, compiled, device). One query per 500 keys;
+        """Done jobs of these configurations with their metrics (one dict per job), how the run that
+        measured them ran (``how``: engine, precision, compiled, device) and when the job was planned
+        (``created_at``: the newest code version's identity is the newest). One query per 500 keys;
         job specs are not loaded."""
         keys = list(set(config_keys))
         out: dict[str, dict] = {}
         cols = (Job.id, Job.config_key, Job.budget, Job.seed, Job.kind, Metric.name, Metric.value, Metric.detail,
-                Run.engine, Run.precision, Run.compiled, Run.device, Run.init_from)
+                Run.engine, Run.precision, Run.compiled, Run.device, Run.init_from, Job.created_at)
         with self.engine.connect() as s:  # Core rows, no ORM loading
             for i in range(0, len(keys), 500):
                 q = (select(*cols).join(Metric, Metric.job_id == Job.id).join(Run, Run.id == Metric.run_id)
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE))
-                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device, init \
-                        in s.execute(q).all():
+                for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device, init, \
+                        created in s.execute(q).all():
                     d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
-                                             "metrics": {}, "details": {}, "init_from": init,
+                                             "metrics": {}, "details": {}, "init_from": init, "created_at": created,
                                              "how": {"engine": engine, "precision": precision, "compiled": compiled,
                                                      "device": device}})
                     d["metrics"][name] = value

@@ -123,6 +123,45 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def cluster_processes(conf: Path) -> list[int]:
+    """The processes this cluster started and left: every process but this one whose environment names its
+    configuration (``SLURM_CONF``), as slurmd's, the slurmstepd it forks (daemonized: its parent is then
+    init, not slurmd) and the tasks it starts inherit it."""
+    marker = f"SLURM_CONF={conf}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def reap(conf: Path, grace: float = 5.0) -> list[int]:
+    """Stop what is left of the cluster of ``conf`` (an orphaned slurmstepd after a killed step, its task):
+    SIGTERM, then SIGKILL after ``grace`` seconds; returns the pids it found. Raises when one survives."""
+    import signal
+
+    found = cluster_processes(conf)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        left = cluster_processes(conf)
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while left and time.time() < deadline:
+            time.sleep(0.1)
+            left = cluster_processes(conf)
+        if not left:
+            return found
+    raise RuntimeError(f"processes of the test Slurm cluster survived SIGKILL: {left}")
+
+
 @pytest.fixture(scope="package")
 def slurm():
     """A running single-node cluster; sets SLURM_CONF so that sbatch/squeue/scancel (and the CLI's
@@ -185,6 +224,7 @@ def slurm():
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        reap(root / "slurm.conf")  # what slurmd forked outlives it: a slurmstepd of a killed step, say
         pid = root / "munge" / "munged.pid"
         if pid.exists():
             try:

@@ -67,7 +67,7 @@ def test_scancel_of_a_task_mid_training(slurm, postgres, tmp_path, fake_cifar100
     out, err = driver.communicate(timeout=400)
     assert driver.returncode == 0, err
     assert f"Slurm task {task} cancelled" in out + err
-    assert "ran 2 job(s), 0 failed" in out
+    assert "ran 2 jobs here; 0 finished by other workers; 0 failed, 0 diverged" in out
     assert rows(url, "select count(*) from jobs where state = 'done'") == [(2,)]
     assert rows(url, "select count(*), count(distinct job_id) from runs where status = 'done'") == [(2, 2)]
     # the cancelled attempt stopped at once on SIGTERM (Preempted, its own record of why), not at the SIGKILL
@@ -87,7 +87,7 @@ def test_time_limit_warning_requeues_and_resumes_identically(slurm, postgres, tm
     subprocess.run(["scancel", "--signal=USR2", task], check=True)
     out, err = driver.communicate(timeout=400)
     assert driver.returncode == 0, err
-    assert "ran 1 job(s), 0 failed" in out
+    assert "ran 1 job here; 0 finished by other workers; 0 failed, 0 diverged" in out
     shown = subprocess.run(["scontrol", "show", "job", task], capture_output=True, text=True).stdout
     assert "Restarts=1" in shown, shown  # the same task was requeued, not a new submission
     assert rows(url, "select status from runs order by id") == [("interrupted",), ("done",)]
@@ -101,3 +101,26 @@ def test_time_limit_warning_requeues_and_resumes_identically(slurm, postgres, tm
     assert rows(url, CURVE) == rows(clean, CURVE) and len(rows(url, CURVE)) == 4
     q = "select name, value from metrics where name not like '%seconds%' order by name"  # wall time differs
     assert rows(url, q) == rows(clean, q)
+
+
+def test_the_fixture_reaps_an_orphan_of_its_cluster(tmp_path):
+    """Issue 25.5: a process the cluster left (a slurmstepd whose step was killed, daemonized: its parent is
+    init, not slurmd) is found by the configuration in its environment and stopped; another cluster's is not."""
+    import os
+
+    from .conftest import cluster_processes, reap
+
+    ours, theirs = tmp_path / "ours" / "slurm.conf", tmp_path / "theirs" / "slurm.conf"
+
+    def orphan(conf: Path) -> int:  # sh starts sleep in the background and exits: sleep is an orphan
+        out = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True,
+                             env={**os.environ, "SLURM_CONF": str(conf)}, check=True)
+        return int(out.stdout)
+
+    mine, other = orphan(ours), orphan(theirs)
+    try:
+        assert cluster_processes(ours) == [mine]
+        assert reap(ours, grace=2.0) == [mine]  # it returns once none is left
+        assert cluster_processes(ours) == [] and cluster_processes(theirs) == [other]
+    finally:
+        reap(theirs, grace=0.5)
