@@ -28,6 +28,7 @@ import math
 import re
 import socket
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -175,7 +176,7 @@ def read(path: Path) -> Bundle:
         raise BundleError("the bundle has no manifest.json")
     try:
         data = {i.filename: _read_member(z, i) for i in infos}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:  # a CRC or a truncated stream
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:  # a CRC, a damaged or truncated stream
         raise BundleError(f"{path}: a member is damaged: {e}") from None
     manifest = _manifest(data["manifest.json"])
     declared = manifest["members"]

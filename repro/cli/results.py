@@ -20,7 +20,8 @@ from ..states import CellStatus
                             "repro diff se-r --against sqlite:///old.db --fail-over 0.1"))
 def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
-         fmt: Format = FormatOpt(),
+         fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json | csv | latex (booktabs, "
+                                 "each table in the paper's layout)"),
          fail_over: Optional[float] = typer.Option(
              None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
@@ -42,12 +43,29 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper
         resolved = resolve_targets(catalog, targets, paper)
     except (SpecError, PlanError) as e:
         _fail(str(e))
-    if fmt not in ("table", "json", "csv"):
-        _fail(f"--format must be table, json or csv, got {fmt!r}")
+    if fmt not in ("table", "json", "csv", "latex"):
+        _fail(f"--format must be table, json, csv or latex, got {fmt!r}")
+    if fmt == "latex" and against is not None:
+        _fail("--format latex shows ours beside the paper; it does not combine with --against")
     if against is not None:
         against = _check_db(against, write=False)
 
     rows = compared(resolved, Database(_check_db(db, write=False), create=False))  # read-only: never creates one
+    if fmt == "latex":  # the tables as the paper lays them out; the summary goes to stderr
+        from ..latex import document
+
+        titles = {(p.slug, t): p.tables[t].title for p, t in resolved}
+        print(document([(titles[(p.slug, t)], [r for r in rows if r.paper == p.slug and r.table == t])
+                        for p, t in resolved if any(r.paper == p.slug and r.table == t for r in rows)]), end="")
+        fmt = "json"  # below: the summary line on stderr, the gates as for any format
+        records, columns, text = _paper_view(rows)
+        print(_diff_summary(rows, None), file=sys.stderr)
+        failed = _check_fail_over(rows, None, fail_over)
+        if fail_on_pending and any(r.status == CellStatus.PENDING for r in rows):
+            failed = True
+        if failed:
+            raise typer.Exit(1)
+        return
     records, columns, text = (_paper_view(rows) if against is None
                               else _against_view(rows, catalog, resolved, Database(against, create=False)))
     _print_records(records, fmt, columns, text)
