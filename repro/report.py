@@ -216,12 +216,33 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
             lines += [f"![{esc(spec.title)}](figures/{img.name})" if img else "No training curves measured yet (pending).", ""]
             continue
         lines += _table_md(paper.table(name), [r for r in rows if r.table == name])
+    lines += _origins_md(db, rows)
     img = figures.ours_vs_published(paper, rows, pdir / "figures")
     lines += ["## Ours vs published, all cells", "",
               f"![ours vs published](figures/{img.name})" if img else "Nothing measured yet.", ""]
     path = pdir / "README.md"
     path.write_text("\n".join(lines))
     return path, rows
+
+
+def _origins_md(db: Database, rows: list[Comparison]) -> list[str]:
+    """Where results were imported (``repro import``): per cell, the origins that contributed and where two
+    disagree beyond their seed noise (``repro.origins``). Nothing for a database of its own runs alone."""
+    from .origins import cell_origins, origin_names
+
+    if not origin_names(db):
+        return []
+    checks = cell_origins(db, rows)
+    shown = [(r, checks[k]) for r in rows if (k := (r.paper, r.table, r.section, r.row, r.column)) in checks
+             and (len(checks[k].origins) > 1 or checks[k].origins != ["here"])]
+    if not shown:
+        return []
+    lines = ["## Replication across origins", "",
+             "Cells with imported results: the origins that contributed (`here`: this database's own runs), the "
+             "largest gap between two origins' measurements of the same job, and where two origins' seeds "
+             "disagree (Welch's t-test, p < 0.05).", "", "| table | row | column | origins |", "|---|---|---|---|"]
+    lines += [f"| {esc(r.table)} | {esc(r.row)} | {esc(r.column)} | {esc(c.text)} |" for r, c in shown]
+    return lines + [""]
 
 
 def render(catalog: Catalog, db: Database, out: Path, papers: list[str]) -> list[Path]:

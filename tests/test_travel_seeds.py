@@ -76,8 +76,33 @@ def test_two_origins_pool_as_one_database_of_every_seed(tmp_path):
         p = repro("import", str(out), "--db", f"sqlite:///{merged}", "--label", label, check=True)
         assert "1 job(s), 1 run(s) added" in p.stdout
     ours, one = _diff(specs, merged), _diff(specs, both)
-    assert ours == one
+    origins = [r.pop("origins") for r in ours]  # the merged database also says who contributed
+    assert ours == one and "origins" not in one[0]
     assert ours[0]["n"] == 2 and len(ours[0]["values"]) == 2
+    assert origins[0]["n"] == 2 and origins[0]["names"] == ["lab-a", "lab-b"] and origins[0]["disagree"] == []
     before = merged.read_bytes()
     repro("import", str(tmp_path / "lab-a.zip"), "--db", f"sqlite:///{merged}", check=True)
-    assert merged.read_bytes() == before and _diff(specs, merged) == one
+    assert merged.read_bytes() == before
+    assert [{k: v for k, v in r.items() if k != "origins"} for r in _diff(specs, merged)] == one
+    # one origin alone: lab-b's seed only
+    alone = _diff_args(specs, merged, "--origin", "lab-b")
+    assert alone[0]["n"] == 1 and alone[0]["values"] == [one[0]["values"][1]]
+    bad = repro("diff", "digitoy", "--origin", "nope", "--specs-dir", str(specs), "--db", f"sqlite:///{merged}")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --origin 'nope': no such origin")
+    # lab-a's seed 0 into the database that ran it too: one sample still, its replica checked against it
+    repro("import", str(tmp_path / "lab-a.zip"), "--db", f"sqlite:///{both}", "--label", "lab-a", check=True)
+    again = _diff(specs, both)
+    check = again[0].pop("origins")
+    assert again == one
+    assert check["names"] == ["here", "lab-a"] and check["same_job_gap"] == 0.0
+    out = tmp_path / "reports"
+    repro("report", "--paper", "digitoy", "--specs-dir", str(specs), "--db", f"sqlite:///{merged}", "--out", str(out),
+          check=True)
+    md = (out / "digitoy" / "README.md").read_text()
+    assert "## Replication across origins" in md and "| table1 | ResNet-8 | Error | 2: lab-a, lab-b |" in md
+
+
+def _diff_args(specs: Path, db: Path, *args: str) -> list[dict]:
+    p = repro("diff", "digitoy", "--format", "json", "--specs-dir", str(specs), "--db", f"sqlite:///{db}", *args)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
