@@ -95,6 +95,21 @@ def test_two_origins_pool_as_one_database_of_every_seed(tmp_path):
     check = again[0].pop("origins")
     assert again == one
     assert check["names"] == ["here", "lab-a"] and check["same_job_gap"] == 0.0
+    # verify re-trains when asked: one job, at its own (smoke) budget and seed, within the cell's seed spread
+    url = f"sqlite:///{both}"
+    p = repro("verify", "digitoy", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
+    assert p.returncode == 0 and p.stdout.strip() == "0 re-measured: 0 equal; 2 trained job(s) not re-run (--trained N re-runs N)"
+    p = repro("verify", "digitoy", "--trained", "1", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.strip().splitlines()[-1].startswith("1 re-measured: 1 ")
+    import sqlite3
+
+    with sqlite3.connect(both) as conn:
+        job, seed = conn.execute("SELECT id, seed FROM jobs ORDER BY id LIMIT 1").fetchone()  # the one re-run
+        conn.execute("UPDATE metrics SET value = 0.5 WHERE job_id = ? AND name = 'top1_err'", (job,))
+    p = repro("verify", "digitoy", "--trained", "1", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
+    assert p.returncode == 1
+    assert p.stdout.startswith(f"drift: job {job} (resnet_cifar, smoke, seed {seed}) top1_err: database 0.5, re-measured ")
     out = tmp_path / "reports"
     repro("report", "--paper", "digitoy", "--specs-dir", str(specs), "--db", f"sqlite:///{merged}", "--out", str(out),
           check=True)
