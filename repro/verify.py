@@ -121,16 +121,16 @@ def compare(claimed: list[dict], measured: dict[str, dict[str, float]], failed: 
     return out
 
 
-def verify(catalog_targets_keys: set[str], db_url: str, *, trained: int = 0, worker_options: dict | None = None,
+def verify(config_keys: set[str], db_url: str, *, trained: int = 0, worker_options: dict | None = None,
            events=None) -> Verification:
-    """Re-measure the done jobs of these configurations (``catalog_targets_keys``: config keys) that
+    """Re-measure the done jobs of these configurations (``config_keys``) that
     ``db_url`` holds, in a scratch database; compare them (see the module's docstring)."""
     from . import executor
     from .options import ExecOptions, WorkerOptions
 
     source = Database(db_url, create=False)
     try:
-        jobs = claims(source, catalog_targets_keys)
+        jobs = claims(source, config_keys)
     finally:
         source.dispose()
     spread = spreads(jobs)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..specs import SpecError
-from .common import app, _catalog, _check_db, console, DbOpt, _examples, _fail, SpecsOpt, PluginsOpt
+from .common import app, _catalog, _check_db, console, DbOpt, _device, _examples, _fail, SpecsOpt, PluginsOpt
 
 
 def _targets(catalog, targets: list[str] | None):
@@ -34,7 +34,7 @@ def verify(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<pa
                                        help="also re-train N trained jobs (at their own budget and seed) and check each "
                                             "lies within its cell's seed spread"),
            data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="datasets root for --trained"),
-           device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
+           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
            db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Re-measure what the database claims in a scratch database: every static job must give exactly its
     stored numbers (and --trained N re-trains N jobs). One line per drifted job and metric; exit 1 on drift.
