@@ -235,11 +235,25 @@ def render_paper_html(env: Environment, paper: Paper | ExpandedPaper, rows: list
     return path
 
 
+def _as_of(db: Database) -> str:
+    """When the database last changed (its latest run's end), never the clock: a page rendered again from
+    an unchanged database is byte-identical."""
+    from sqlalchemy import func, select
+
+    from .db.schema import Run
+
+    with db.engine.connect() as conn:
+        last = conn.execute(select(func.max(func.coalesce(Run.ended_at, Run.started_at)))).scalar()
+    if isinstance(last, str):  # SQLite returns what coalesce compared: the stored text
+        last = dt.datetime.fromisoformat(last)
+    return last.strftime("%Y-%m-%d %H:%M UTC") if last else "no runs yet"
+
+
 def render_html(catalog: Catalog, db: Database, out: Path, summary: dict[str, list[Comparison]]) -> list[Path]:
     """Write the HTML pages of the papers in ``summary`` (their comparisons, already computed) and the
     index of every paper in the catalog."""
     env = _env()
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = _as_of(db)
     prov = db.provenance_for(j for rows in summary.values() for r in rows for j in r.jobs)
     written = [render_paper_html(env, catalog.papers[slug], rows, prov, out, generated)
                for slug, rows in summary.items()]

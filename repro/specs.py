@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+from .citation import Citation
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 METRICS = {
@@ -673,6 +674,7 @@ class PaperSpec(Strict):
     findings: list[str] = Field(default_factory=list)
     plugins: list[str] = Field(default_factory=list)  # Python files, relative to the paper's folder
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    citation: Citation | None = None  # how to cite it (repro cite, the reports' link): repro.citation
 
 
 def cell_key(paper: str, table: str, section: str | None, row: str, column: str) -> str:

@@ -17,7 +17,7 @@ import sys
 import typer
 
 from ..specs import SpecError
-from . import run, results, browse  # noqa: F401,I001  (registers the commands, in the order help lists them)
+from . import run, results, browse, travel  # noqa: F401,I001  (registers the commands, in the order help lists them)
 from .common import app
 
 __all__ = ["app", "main"]

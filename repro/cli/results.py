@@ -21,13 +21,16 @@ from ..states import CellStatus
 def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_HELP),
          paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
          model: Optional[str] = ModelOpt,
-         fmt: Format = FormatOpt(),
+         fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json | csv | latex (booktabs, "
+                                 "each table in the paper's layout)"),
          fail_over: Optional[float] = typer.Option(
              None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
          fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
              None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
+         origin: Optional[str] = typer.Option(None, "--origin", metavar="LABEL", help="one origin's results alone "
+                                              "(an imported bundle's --label or host; 'here': this database's own runs)"),
          db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against, which also shows
     where the published numbers it recorded differ from ours: a transcription fixed since).
@@ -45,15 +48,45 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
         resolved = selection.tables
     except (SpecError, PlanError) as e:
         _fail(str(e))
-    if fmt not in ("table", "json", "csv"):
-        _fail(f"--format must be table, json or csv, got {fmt!r}")
+    if fmt not in ("table", "json", "csv", "latex"):
+        _fail(f"--format must be table, json, csv or latex, got {fmt!r}")
+    if fmt == "latex" and against is not None:
+        _fail("--format latex shows ours beside the paper; it does not combine with --against")
     if against is not None:
         against = _check_db(against, write=False)
 
-    rows = compared(resolved, Database(_check_db(db, write=False, specs_dir=specs_dir), create=False))  # read-only: never creates one
+    database = Database(_check_db(db, write=False, specs_dir=specs_dir), create=False)  # read-only: never creates one
+    database, origins = _origins(database, origin)
+    rows = compared(resolved, database)
     rows = [r for r in rows if selection.keeps(cell_key(r.paper, r.table, r.section, r.row, r.column))]
+    if fmt == "latex":  # the tables as the paper lays them out; the summary goes to stderr
+        from ..latex import document
+
+        titles = {(p.slug, t): p.tables[t].title for p, t in resolved}
+        print(document([(titles[(p.slug, t)], [r for r in rows if r.paper == p.slug and r.table == t])
+                        for p, t in resolved if any(r.paper == p.slug and r.table == t for r in rows)]), end="")
+        fmt = "json"  # below: the summary line on stderr, the gates as for any format
+        records, columns, text = _paper_view(rows)
+        print(_diff_summary(rows, None), file=sys.stderr)
+        failed = _check_fail_over(rows, None, fail_over)
+        if fail_on_pending and any(r.status == CellStatus.PENDING for r in rows):
+            failed = True
+        if failed:
+            raise typer.Exit(1)
+        return
     records, columns, text = (_paper_view(rows) if against is None
                               else _against_view(rows, catalog, resolved, Database(against, create=False)))
+    if origins and against is None:  # imported results: who contributed to each cell, where they disagree
+        from ..origins import cell_origins
+
+        checks = cell_origins(database, rows)
+        columns.append("origins")
+        for rec, line, r in zip(records, text, rows):
+            c = checks.get((r.paper, r.table, r.section, r.row, r.column))
+            rec["origins"] = None if c is None else {
+                "n": len(c.origins), "names": c.origins, "same_job_gap": c.same_job_gap,
+                "disagree": [vars(d) for d in c.disagree]}
+            line.append("" if c is None else c.text)
     _print_records(records, fmt, columns, text)
     out = sys.stdout if fmt == "table" else sys.stderr
     print(_diff_summary(rows, records if against else None), file=out)
@@ -64,6 +97,18 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
         failed = True
     if failed:
         raise typer.Exit(1)
+
+
+def _origins(database, origin: str | None):
+    """The database (or one origin's view of it) and whether it holds imported results."""
+    from ..origins import HERE, OriginView, origin_names
+
+    names = origin_names(database)
+    if origin is None:
+        return database, bool(names)
+    if origin != HERE and origin not in names:
+        _fail(f"--origin {origin!r}: no such origin; known: {', '.join([HERE] + names)}")
+    return OriginView(database, origin), False
 
 
 def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:

@@ -101,8 +101,11 @@ def check_url(explicit: str | None = None, *, write: bool, must_exist: bool = Tr
     raw = db_url(explicit)
     url = parse_url(raw)
     path = sqlite_path(url)
+    if write and read_only_uri(url):  # writing through mode=ro fails mid-way, as an 80-line traceback
+        raise DatabaseError(f"database URL {raw if url.password is None else safe_url(raw)} opens the file read-only "
+                            f"(mode=ro or immutable=1): this command writes; drop the read-only query to write")
     if path is not None:
-        _check_sqlite_file(path, write=write and not read_only_uri(url), must_exist=must_exist)
+        _check_sqlite_file(path, write=write, must_exist=must_exist)
     return raw
 
 

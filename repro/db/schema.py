@@ -46,6 +46,12 @@ model_counts      a cache of counts by model configuration: ``config_key`` is th
                   profile job's ``config_key``), ``code`` a hash of the model and counting source, ``key``
                   the hash of both (so a model fix is a cache miss); macs and params. ``repro models
                   count`` fills it; the GPU-hour estimate reads it (a report never builds a model).
+origins           where imported runs came from (``repro import``): the bundle's SHA-256 (one row per bundle),
+                  the user's ``--label``, the exporting host, repro and code version, when imported. A run
+                  with ``origin_id`` NULL was measured by this database's own workers.
+replicas          another origin's measurement of a job this database already holds: (job, origin, metric
+                  name) -> value. The job stays one sample in verdicts (``metrics``); replicas are what the
+                  replication check compares it with.
 curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
                   lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
                   resume.
@@ -166,6 +172,7 @@ class Run(Base):
     threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
     data: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # how the data was read (decode, computed mean/std)
     init_from: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the weights it started from (job, sha256)
+    origin_id: Mapped[int | None] = mapped_column(ForeignKey("origins.id"), nullable=True)  # NULL: measured here
 
 
 class InputBenchmark(Base):
@@ -257,6 +264,27 @@ class CurvePoint(Base):
     test_top5_err: Mapped[float] = mapped_column(Float)
     lr: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class OriginRow(Base):
+    __tablename__ = "origins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    host: Mapped[str] = mapped_column(String(256))
+    repro_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Replica(Base):
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("job_id", "origin_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    origin_id: Mapped[int] = mapped_column(ForeignKey("origins.id"))
+    name: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
 
 
 class ModelCount(Base):

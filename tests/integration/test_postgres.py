@@ -84,3 +84,39 @@ def test_six_concurrent_openers_upgrade_a_legacy_database_once(postgres, tmp_pat
     results = db.results_for(j.config_key for j in db.jobs_by_state())
     assert len(results) == JOBS and all(len(r["metrics"]) == METRICS_PER_JOB for r in results)
     db.dispose()
+
+
+def test_import_a_bundle_into_postgresql(postgres, tmp_path):
+    """repro import into the server: idempotent, and a bad bundle changes nothing (issue 22)."""
+    import shutil
+    import zipfile
+
+    url = postgres()
+    local = tmp_path / "claims.db"
+    shutil.copyfile(REPO / "results.db", local)
+    bundle = tmp_path / "se-r.zip"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "repro.cli", *args], env=env(), cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+
+    assert cli("export", "se-r/table1", "-o", str(bundle), "--db", f"sqlite:///{local}").returncode == 0
+    first = cli("import", str(bundle), "--db", url, "--label", "lab-a")
+    assert first.returncode == 0, first.stderr
+    assert rows(url, "select count(*) from jobs where state = 'done'") == [(6,)]
+    assert rows(url, "select label from origins") == [("lab-a",)]
+    assert cli("import", str(bundle), "--db", url).returncode == 0
+    counts = "select (select count(*) from jobs), (select count(*) from runs), (select count(*) from metrics)"
+    assert rows(url, counts) == [(6, 6, 18)]
+    with zipfile.ZipFile(bundle) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("../escape", b"x")
+    refused = cli("import", str(bad), "--db", url)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1
+    assert rows(url, counts) == [(6, 6, 18)] and rows(url, "select count(*) from origins") == [(1,)]
+    diff = json.loads(cli("diff", "se-r/table1", "--format", "json", "--db", url).stdout)
+    assert [r["status"] for r in diff] == ["reproduced"] * 6 and diff[0]["origins"]["names"] == ["lab-a"]
