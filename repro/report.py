@@ -201,17 +201,12 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
     if s.assumptions:
         lines += ["Assumptions (paper-wide):"] + [f"- `{esc(a.id)}`: {esc(a.text)}" for a in s.assumptions] + [""]
     if s.recipes:
-        lines += ["Recipes:"]
+        from .train.describe import text as recipe_text
+
+        lines += ["Recipes (every value training uses; *(assumed)*: the paper leaves it open and the spec chose, "
+                  "*(default)*: not written in the spec, repro's default):"]
         for name, r in s.recipes.items():
-            assumed = f" (assumed: {', '.join(r.assumed)})" if r.assumed else ""
-            lines.append(f"- `{esc(name)}`: {r.dataset}, {r.epochs} epochs"
-                         + (f" + {r.mixup_extra_epochs} plain" if r.mixup_extra_epochs else "")
-                         + (f", {r.iterations} iterations" if r.iterations else "")
-                         + f", batch {r.batch_size}, lr {r.lr}"
-                         + (f", x{r.gamma} at {r.milestones}" if r.milestones else ", constant") + ", "
-                         f"wd {r.weight_decay}, momentum {r.momentum}{' Nesterov' if r.nesterov else ''}"
-                         + (f", warm-up {r.warmup_epochs} epoch" if r.warmup_epochs else "")
-                         + (f", mixup alpha {r.mixup_alpha}" if r.mixup_alpha else "") + assumed)
+            lines.append(f"- `{esc(name)}` ({esc(r.dataset)}): {esc(recipe_text(r))}")
         lines.append("")
     for name, spec in paper.tables.items():
         if keep is not None and not any(r.table == name for r in rows):

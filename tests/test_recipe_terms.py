@@ -196,3 +196,23 @@ def test_bad_values_are_refused(fields, message):
     with pytest.raises(ValueError, match=None) as e:
         Recipe.model_validate({**base, **fields})
     assert message in str(e.value)
+
+
+def test_a_recipe_is_shown_whole_with_where_each_value_comes_from():
+    from repro.catalog import load_catalog
+    from repro.train.describe import parts, text
+
+    from conftest import SPECS
+
+    r = load_catalog(SPECS).papers["se-r"].spec.recipes["cifar100"]
+    source = {p.field: p.source for p in parts(r)}
+    assert source["lr"] == "stated" and source["nesterov"] == "assumed" and source["optimizer"] == "default"
+    assert source["label_smoothing"] == "default" and source["warmup_step"] == "assumed"
+    line = text(r)
+    assert "optimizer: optimizer sgd (default), lr 0.1," in line and "milestones [60, 120, 160]" in line
+    assert "grad_clip_norm none (default)" in line
+    deit = Recipe.model_validate({"dataset": "cifar10", "epochs": 10, "batch_size": 8, "lr": 0.1, "weight_decay": 0.05,
+                                  "optimizer": "adamw", "augment": [{"randaugment": {"magnitude": 7}}]})
+    assert "betas [0.9, 0.999] (default)" in text(deit)
+    assert "augment [{randaugment num_ops 2, magnitude 7, num_magnitude_bins 31}] (stated)" not in text(deit)
+    assert "augment [{randaugment num_ops 2, magnitude 7, num_magnitude_bins 31}]" in text(deit)
