@@ -38,8 +38,9 @@ OUTCOME_COLUMNS = ["job", "kind", "model", "budget", "seed", "cells", "before", 
 # Numbers as numbers, missing as NaN/<NA> (never None in an object column): a frame's arithmetic just works.
 DTYPES = {**dict.fromkeys(["published", "ours", "ours_exact", "std", "delta", "sem", "ci_low", "ci_high",
                            "tolerance", "diverged_lr", *CURVE_COLUMNS[1:]], "float64"),
-          **dict.fromkeys(["n", "run_id", "epoch"], "int64"),
-          **dict.fromkeys(["seed", "diverged_at", "threads", "pid", "resumed_from_epoch"], "Int64"),
+          **dict.fromkeys(["n", "epoch"], "int64"),
+          # run_id: <NA> for a job that failed without a run (its upstream failed)
+          **dict.fromkeys(["run_id", "seed", "diverged_at", "threads", "pid", "resumed_from_epoch"], "Int64"),
           **dict.fromkeys(["compiled", "git_dirty", "ok"], "boolean"),
           **dict.fromkeys(["started_at", "ended_at"], "datetime64[us]")}
 

@@ -129,6 +129,11 @@ def test_a_diverged_upstream_fails_its_downstream_unrun(tmp_path, fake_cifar100)
                            timeout=300)
     assert q(db, "select count(*) from runs") == [(1,)], again.stdout
     assert "its upstream job" in again.stderr and again.returncode == 1
+    # the API shows the failure although nothing ran: one row, its state, no run (issue 24.5)
+    from repro import api
+
+    runs = api.runs(db=f"sqlite:///{db}", specs_dir=str(tmp_path / "specs"))
+    assert sorted(zip(runs["state"], runs["run_id"].isna())) == [("diverged", False), ("failed", True)]
 
 
 def test_a_worker_killed_mid_upstream_ends_with_every_job_done_once(tmp_path, fake_cifar100):

@@ -10,6 +10,7 @@ from typing import Iterable
 from sqlalchemy import select
 
 from .database import Database
+from ..states import JobState
 from .schema import CurvePoint, Job, PublishedCell, Run, TableRow
 
 CHUNK = 500
@@ -38,9 +39,12 @@ def _chunked(db: Database, query, column, keys: Iterable[str] | None):
 
 def runs(db: Database, config_keys: Iterable[str] | None = None) -> list[dict]:
     """Every attempt (run) at the jobs of these configurations (all jobs when None), with the job it
-    belongs to: one dict per run, ordered by job and attempt."""
+    belongs to: one dict per run, ordered by job and attempt. A job that ended failed without a run (its
+    upstream failed or diverged) is one row with its state and no run (``run_id`` None): a failure is never
+    hidden because nothing ran."""
     q = (select(Run.id, Job.id, *_columns(Job, JOB_COLUMNS), *_columns(Run, RUN_COLUMNS))
-         .join(Job, Job.id == Run.job_id).order_by(Job.id, Run.id))
+         .outerjoin(Run, Job.id == Run.job_id)
+         .where((Run.id.is_not(None)) | (Job.state == JobState.FAILED)).order_by(Job.id, Run.id))
     names = ("run_id", "job") + JOB_COLUMNS + RUN_COLUMNS
     out = [dict(zip(names, row)) for row in _chunked(db, q, Job.config_key, config_keys)]
     return sorted(out, key=lambda r: (r["job"], r["run_id"])) if config_keys is not None else out
