@@ -13,12 +13,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from .compare import (ALPHA, VERDICT_ALPHA, STOP_DECIDED, STOP_FUTILE, STOP_MAX_REACHED, STOP_OPEN, Comparison, check_claims,
+from .compare import (STOP_REASON, ALPHA, VERDICT_ALPHA, STOP_DECIDED, STOP_FUTILE, STOP_MAX_REACHED, STOP_OPEN, Comparison, check_claims,
                       compare_paper, look_alpha, stopping_rule)
 from .specs import METRICS, Paper, cell_key
 
-STOP_REASON = {STOP_OPEN: "open", STOP_DECIDED: "decided", STOP_FUTILE: "futile",
-               STOP_MAX_REACHED: "max-reached"}
 
 
 @dataclass(frozen=True)
@@ -161,6 +159,7 @@ def run_rounds(registered, opts, events, run_once):
     if base.budget != "full":
         info.note = f"{base.budget} budget: never compared with the paper, so every cell keeps its MIN seeds"
         return summary
+    _record_plans(base, registered.db_url, seeds)
     while not summary.failed and not summary.detached and not registered.held_back:
         database = Database(registered.db_url)
         try:
@@ -178,9 +177,26 @@ def run_rounds(registered, opts, events, run_once):
         info.rounds += 1
         step = run_once(round_, opts, events)
         summary.outcomes.update(step.outcomes)
+        if step.counts is not None:
+            summary.counts = step.counts if summary.counts is None else summary.counts + step.counts
         summary.retried += step.retried
         summary.detached = step.detached
     return summary
+
+
+def _record_plans(base, db_url: str, seeds: SeedRange) -> None:
+    """The plan of every trained configuration of the campaign's tables, so that a report judges its cells
+    at their last look's error rate and says why they stopped (``seed_plans``)."""
+    from .db import Database
+    from .expanded import expand
+
+    keys = {c.config_key for p, t in base.targets for c in expand(p).table(t).cells
+            if c.config_key and not METRICS[c.cell.metric][2]}
+    database = Database(db_url)
+    try:
+        database.put_seed_plans({k: (seeds.min, seeds.max) for k in keys})
+    finally:
+        database.dispose()
 
 
 def expected_seeds(seeds: SeedRange, cells: int = 4000, seed: int = 0) -> float:

@@ -70,6 +70,12 @@ class RunCounts:
     diverged: int = 0
     unfinished: int = 0
 
+    def __add__(self, other: "RunCounts") -> "RunCounts":
+        """Two rounds of one invocation (adaptive seeds): the jobs of each, added; what is unfinished is the
+        later round's."""
+        return RunCounts(self.ran_here + other.ran_here, self.by_others + other.by_others,
+                         self.failed + other.failed, self.diverged + other.diverged, other.unfinished)
+
 
 @dataclass
 class CampaignSummary:

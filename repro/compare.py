@@ -128,6 +128,9 @@ def seed_verdict(s: SeedStats, published: float, tol: float, alpha: float = VERD
 VERDICT_INCONCLUSIVE, VERDICT_REPRODUCED, VERDICT_DIFFERS = 0, 1, 2
 # stopping_rule's codes
 STOP_OPEN, STOP_DECIDED, STOP_FUTILE, STOP_MAX_REACHED = 0, 1, 2, 3
+# why a cell's seeds stopped (or not), as the run prints it and the report's verdict note says it
+STOP_REASON = {STOP_OPEN: "open", STOP_DECIDED: "decided", STOP_FUTILE: "futile",
+               STOP_MAX_REACHED: "max-reached"}
 
 
 def interval_verdict(mean, std, n, published, tol, alpha=VERDICT_ALPHA):
@@ -225,8 +228,9 @@ def compare_paper(paper: Paper | ExpandedPaper, db: Database, tables: list[str] 
     diverged: dict[str, list[dict]] = {}
     for d in db.diverged_for(wanted):
         diverged.setdefault(d["config_key"], []).append(d)
-    return [noting_older(_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, [])),
-                         older.get(c.config_key, [])) for c in cells]
+    plans = db.seed_plans() if hasattr(db, "seed_plans") else {}  # adaptive seeds: (MIN, MAX) per configuration
+    return [noting_older(_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, []),
+                                       plans.get(c.config_key)), older.get(c.config_key, [])) for c in cells]
 
 
 def _diverged_note(jobs: list[dict], n_done: int) -> str:
@@ -271,7 +275,8 @@ def without_required_weights(ec: ExpandedCell, chosen: list[dict]) -> str | None
             f"(init_from {source}): never judged as a reproduction")
 
 
-def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Comparison:
+def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=(), plan: tuple[int, int] | None = None
+                  ) -> Comparison:
     c = ec.cell
     printed = c.printed
     results = reported(results, c.metric, ec.report_epoch)
@@ -315,6 +320,13 @@ def _compare_cell(ec: ExpandedCell, results: list[dict], diverged=()) -> Compari
         status, note = CellStatus.NOT_COMPARABLE, f"{budget} budget: never compared with the paper"
     elif scratch:
         status, note = CellStatus.NOT_COMPARABLE, scratch
+    elif plan is not None and s.n >= 2:  # run with adaptive seeds: judged at its last look's error rate
+        lo, hi = plan
+        status, note = seed_verdict(s, printed.value, tol, look_alpha(s.n, lo, hi))
+        stop, _ = stopping_rule(exact, s.std, s.n, printed.value, tol, lo, hi)
+        note = f"{note}; adaptive seeds {lo}..{hi}: {s.n} run, {STOP_REASON[stop]}"
+        if status == CellStatus.DIFFERS and c.published.not_reproducible:
+            status = CellStatus.NOT_REPRODUCIBLE
     else:
         status, note = seed_verdict(s, printed.value, tol)
         if status == CellStatus.DIFFERS and c.published.not_reproducible:

@@ -115,6 +115,13 @@ def test_adaptive_seeds_spend_where_the_verdict_is_open_and_resume_after_sigkill
     assert again.returncode == 0, again.stderr
     assert "queued 0 more seed job(s) in 0 round(s)" in again.stdout, again.stdout
     assert _rows(db, "select count(*) from runs where status = 'done'") == [(3 + len(seeds[0.04]),)]
+    # the report (diff) judges each cell at its last look and says how many seeds ran and why they stopped
+    assert _rows(db, "select min_seeds, max_seeds from seed_plans") == [(3, 6), (3, 6)]
+    diff = subprocess.run([sys.executable, "-m", "repro", "diff", "seeds/table1", "--format", "json", "--specs-dir",
+                           str(specs), "--db", f"sqlite:///{db}"], env=ENV, cwd=REPO, capture_output=True, text=True)
+    notes = {c["row"]: c["verdict_note"] for c in json.loads(diff.stdout)}
+    assert notes["Far"].endswith("adaptive seeds 3..6: 3 run, decided"), notes
+    assert f"adaptive seeds 3..6: {len(seeds[0.04])} run, " in notes["Close"], notes
 
 
 def test_simulated_operating_characteristics_meet_the_target():

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from .connect import DatabaseError, missing_file, read_only_uri, sqlite_path, where
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")  # migrations/versions, oldest first
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")  # migrations/versions, oldest first
 HEAD = REVISIONS[-1]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

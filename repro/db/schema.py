@@ -52,6 +52,9 @@ origins           where imported runs came from (``repro import``): the bundle's
 replicas          another origin's measurement of a job this database already holds: (job, origin, metric
                   name) -> value. The job stays one sample in verdicts (``metrics``); replicas are what the
                   replication check compares it with.
+seed_plans        the adaptive seed plan a configuration was run with (``repro run --seeds MIN..MAX``): its MIN
+                  and MAX; the newest plan wins. A trained cell with a plan is judged at its last look's error
+                  rate (``compare.look_alpha``) and the report says why it stopped.
 curve_points      per-epoch training curve of a job: train loss, train/test top-1/top-5 error,
                   lr, seconds; one row per (job, epoch), rewritten if an epoch is redone after a
                   resume.
@@ -285,6 +288,14 @@ class Replica(Base):
     origin_id: Mapped[int] = mapped_column(ForeignKey("origins.id"))
     name: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
+
+
+class SeedPlan(Base):
+    __tablename__ = "seed_plans"
+    config_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    min_seeds: Mapped[int] = mapped_column(Integer)
+    max_seeds: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class ModelCount(Base):
