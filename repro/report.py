@@ -270,7 +270,7 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
              "| paper | tables | cells | static reproduced | static not reproducible | static differs | "
              "training done (full) | training pending | cited | est. GPU-hours to finish |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    notes = []
+    notes, one_seed = [], 0.0
     for slug, rows in summary.items():
         paper = catalog.papers[slug]
         static = [r for r in rows if METRICS[r.metric][0] == "profile" and r.status not in (CellStatus.NOT_PRINTED,)]
@@ -281,16 +281,30 @@ def _render_index(catalog: Catalog, db: Database, out: Path, summary: dict[str, 
         pending = len(train) - done
         e = estimate(expand(paper), db)
         notes.append(f"- {slug}: {e.note}")
+        one_seed += e.hours
         tables = sum(1 for t in paper.tables.values() if t.kind == "table")
         cells = sum(1 for r in rows if r.status != CellStatus.NOT_PRINTED)
         lines.append(f"| [{slug}]({slug}/README.md) | {tables} | {cells} | {c_static['reproduced']} | "
                      f"{c_static['not-reproducible']} | {c_static['differs']} | {done} | {pending} | "
                      f"{sum(1 for r in rows if r.status == 'cited')} | {e.hours_text} |")
     lines += ["", "GPU-hour estimates (measured by `repro bench` on a GPU where it has run, assumed otherwise):"]
-    lines += notes + [""]
+    lines += notes + [""] + _seed_hours(one_seed)
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _seed_hours(one_seed: float) -> list[str]:
+    """The estimate above is one seed per pending cell; what a verdict costs under fixed and adaptive seeds."""
+    if not one_seed:
+        return []
+    from .adaptive import SeedRange, expected_seeds
+
+    adaptive = expected_seeds(SeedRange(3, 10))
+    return [f"Seeds: the hours above are one seed per pending cell ({one_seed:,.0f} GPU-hours in all). A verdict needs "
+            f"several: fixed 3 seeds ~{3 * one_seed:,.0f}, fixed 5 ~{5 * one_seed:,.0f}; adaptive `--seeds 3..10` "
+            f"spends an expected {adaptive:.2f} seeds per cell (simulated over benchmarks/adaptive_seeds.py's grid): "
+            f"~{adaptive * one_seed:,.0f} GPU-hours.", ""]
 
 
 __all__ = ["render", "render_paper", "fmt_ours"]
