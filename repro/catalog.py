@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .modelcheck import facts
 from . import datasets
-from .specs import (METRICS, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from .specs import (METRICS, FieldValueError, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
                     table_rows)
 
 
@@ -141,7 +141,9 @@ def _validate(cls, data, path: Path):
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing required field"
-        where = _field_path(err["loc"]) or "(top level)"
+        blamed = (err.get("ctx") or {}).get("error")
+        loc = (*err["loc"], blamed.field) if isinstance(blamed, FieldValueError) else err["loc"]
+        where = _field_path(loc) or "(top level)"
         raise SpecError(f"{path}: {where}: {msg}") from None
 
 

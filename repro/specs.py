@@ -54,6 +54,14 @@ class SpecError(Exception):
     """A spec problem, reported as one line: ``file: field: message``."""
 
 
+class FieldValueError(ValueError):
+    """A whole-model check that blames one field (``field``): the catalog reports it at that field's path."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class Strict(BaseModel):
     # allow_inf_nan=False: a string like "inf" must not slip past the range checks below as a float
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -518,7 +526,7 @@ class Recipe(Strict):
         given = self.model_fields_set
 
         def fail(name: str, message: str):
-            raise ValueError(f"{name}: {message}")
+            raise FieldValueError(name, message)
 
         own = vocab.OPTIMIZERS[self.optimizer][1]
         for name in sorted((vocab.OPTIMIZER_FIELDS - own) & given):

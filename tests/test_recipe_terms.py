@@ -185,17 +185,24 @@ def test_identity_follows_meaning_not_spelling():
     ({"schedule": "cosine", "min_lr": 0.5}, "min_lr: 0.5 is above lr 0.1"),
     ({"mix_prob": 0.5}, "mix_prob: applies only with mixup_alpha or cutmix_alpha > 0"),
     ({"accumulate_steps": 3}, "accumulate_steps: 3 does not divide batch_size 8"),
-    ({"augment": [{"randaugment": {"magnitude": 31}}]}, "randaugment.magnitude: 31 is out of range: allowed [0, 30]"),
-    ({"augment": [{"autoaugment": {"policy": "mnist"}}]}, "autoaugment.policy: 'mnist' is not one of"),
-    ({"augment": [{"random_erasing": {"scale": [0.4, 0.1]}}]}, "random_erasing.scale: [0.4, 0.1] must be [low, high]"),
-    ({"augment": [{"randaugment": {"ops": 2}}]}, "randaugment: unknown parameter 'ops'"),
-    ({"label_smoothing": 1.5}, "1.5 is out of range"),
+    ({"augment": [{"randaugment": {"magnitude": 31}}]}, "augment: randaugment.magnitude: 31 is out of range: allowed [0, 30]"),
+    ({"augment": [{"autoaugment": {"policy": "mnist"}}]}, "augment: autoaugment.policy: 'mnist' is not one of"),
+    ({"augment": [{"random_erasing": {"scale": [0.4, 0.1]}}]}, "augment: random_erasing.scale: [0.4, 0.1] must be [low, high]"),
+    ({"augment": [{"randaugment": {"ops": 2}}]}, "augment: randaugment: unknown parameter 'ops'"),
+    ({"label_smoothing": 1.5}, "label_smoothing: 1.5 is out of range"),
 ])
-def test_bad_values_are_refused(fields, message):
+def test_bad_values_are_one_line_naming_file_and_field(fields, message):
+    """As the catalog reports them (``file: recipes.<name>.<field>: message``; the CLI prints it, exit 2)."""
+    from pathlib import Path
+
+    from repro.catalog import _validate
+    from repro.specs import PaperSpec, SpecError
+
     base = {"dataset": "cifar10", "epochs": 10, "batch_size": 8, "lr": 0.1, "weight_decay": 0.05}
-    with pytest.raises(ValueError, match=None) as e:
-        Recipe.model_validate({**base, **fields})
-    assert message in str(e.value)
+    paper = {"paper": "p", "title": "t", "authors": "a", "source": "s", "recipes": {"r": {**base, **fields}}}
+    with pytest.raises(SpecError) as e:
+        _validate(PaperSpec, paper, Path("paper.yaml"))
+    assert str(e.value).startswith(f"paper.yaml: recipes.r.{message}"), str(e.value)
 
 
 def test_a_recipe_is_shown_whole_with_where_each_value_comes_from():

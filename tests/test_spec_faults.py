@@ -139,6 +139,16 @@ CASES = {
                         ["recipes.tiny.iterations: 0 is out of range: allowed [1, 1e+07]"]),
     "unknown-augmentation": (PAPER, _recipe("[random_crop_pad4, hflip, normalize]", "[random_crop_pad4, cutout]"),
                              ["recipes.tiny.augment: unknown augmentation 'cutout'; known: random_crop_pad4"]),
+    # issue 17's vocabulary: a value the chosen optimizer or schedule would ignore, a library range, min_lr > lr
+    "momentum-for-adamw": (PAPER, _recipe("lr: 0.05", "lr: 0.05\n    optimizer: adamw\n    momentum: 0.8"),
+                           ["recipes.tiny.momentum: does not belong to optimizer adamw"]),
+    "milestones-for-cosine": (PAPER, _recipe("gamma: 0.2", "gamma: 0.2\n    schedule: cosine"),
+                              ["recipes.tiny.gamma: does not belong to schedule cosine"]),
+    "min-lr-above-lr": (PAPER, _recipe("milestones: [2, 3]\n    gamma: 0.2", "schedule: cosine\n    min_lr: 0.5"),
+                        ["recipes.tiny.min_lr: 0.5 is above lr 0.05"]),
+    "randaugment-magnitude": (PAPER, _recipe("[random_crop_pad4, hflip, normalize]",
+                                             "[{randaugment: {num_ops: 2, magnitude: 31}}, normalize]"),
+                              ["recipes.tiny.augment: randaugment.magnitude: 31 is out of range: allowed [0, 30]"]),
     "depth-not-6n+2": (TABLE, _row0("model_kwargs: {depth: 9},", model="resnet_cifar"),
                        ["'ResNet-56' / 'Params': model_kwargs: model 'resnet_cifar' rejects its options: "
                         "CIFAR ResNet depth must be 6n+2"], True),
