@@ -25,6 +25,7 @@ from .catalog import load_catalog
 from .diff import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
+from .paths import own_db
 from .states import JobState
 from .plan import resolve_targets
 from .db.exports import CURVE_COLUMNS, JOB_COLUMNS, RUN_COLUMNS
@@ -54,7 +55,7 @@ def cells(paper: str | None = None, table: str | None = None, db: str | None = N
     detect), ``config_key``, ``jobs`` (the job ids measured) and ``how`` (engine/precision/device)."""
     catalog = load_catalog(specs_dir, plugins)
     targets = _targets(catalog, paper, table)
-    with _database(db) as database:
+    with _database(own_db(db, specs_dir)) as database:
         rows = compared(targets, database)
     records = [{**record(r), "cell": cell_key(r.paper, r.table, r.section, r.row, r.column),
                 "kind": METRICS[r.metric][0], "config_key": r.config_key, "jobs": list(r.jobs), "how": r.how}
@@ -74,7 +75,7 @@ def runs(paper: str | None = None, table: str | None = None, db: str | None = No
 
     catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)
-    with _database(db) as database:
+    with _database(own_db(db, specs_dir)) as database:
         rows = queries.runs(database, keys)
     return _frame([{**r, **serves.get(r["config_key"], _NONE)} for r in rows], RUNS_COLUMNS)
 
@@ -89,7 +90,7 @@ def curves(paper: str | None = None, table: str | None = None, db: str | None = 
 
     catalog = load_catalog(specs_dir, plugins)
     serves, keys = _serves(catalog, paper, table)
-    with _database(db) as database:
+    with _database(own_db(db, specs_dir)) as database:
         rows = queries.curve_points(database, keys)
     return _frame([{**r, **serves.get(r["config_key"], _NONE)} for r in rows], CURVES_COLUMNS)
 
@@ -111,7 +112,8 @@ def run(targets: str | list[str], *, events=None, **options) -> CampaignSummary:
         options["kinds"] = frozenset(options["kinds"])
     opts = with_targets(CampaignOptions(**options), targets)
     # the URL is checked (driver, writable file) before anything is written, as the CLI does
-    opts = dataclasses.replace(opts, db=check_url(opts.db, write=True, must_exist=False))
+    # a paper from outside @builtin is stored beside it, never in the checkout's results.db (paths.own_db)
+    opts = dataclasses.replace(opts, db=check_url(own_db(opts.db, opts.specs_dir), write=True, must_exist=False))
     return run_campaign(opts, events)
 
 

@@ -130,6 +130,12 @@ def test_readers_never_create_a_database_and_use_the_default_one(seeds, tmp_path
     assert not missing.exists()
     monkeypatch.setenv("REPRO_DB", seeds["url"])  # as every command: --db, else $REPRO_DB, else results.db
     assert len(api.runs(specs_dir=seeds["specs"])) == 29
+    # a paper from outside @builtin reads (and writes) the database beside it, never the checkout's
+    monkeypatch.delenv("REPRO_DB")
+    own = tmp_path / "own-specs"
+    write_toy(own)
+    with pytest.raises(DatabaseError, match=f"no database at {own.resolve() / 'results.db'}"):
+        api.cells(paper="toy", specs_dir=str(own))
 
 
 def test_run_is_repro_run(cli, tmp_path):
