@@ -73,7 +73,8 @@ class DatasetInfo:
 
     def describe(self) -> dict[str, Any]:
         """The plain facts, for listings and provenance."""
-        return {"dataset": self.name, "kind": self.kind if self.kind != "torchvision" else f"torchvision {self.tv_class}",
+        return {"dataset": self.name,
+                "kind": self.kind if self.kind != "torchvision" else f"torchvision {self.tv_class}",
                 "origin": self.origin, "num_classes": self.num_classes,
                 "image_size": list(self.image_size) if self.image_size else None, "channels": self.channels,
                 "model_channels": self.model_channels, "mean": list(self.mean) if self.mean else None,

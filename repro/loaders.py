@@ -148,7 +148,8 @@ def path_by_kind(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str) -> 
     if beyond:
         return "dataloader", f"{beyond[0]} is not implemented on the device-resident path"
     if recipe.eval_resize or recipe.eval_crop:
-        return "dataloader", "a test-time resize or crop (eval_resize, eval_crop) is not implemented on the device-resident path"
+        return "dataloader", ("a test-time resize or crop (eval_resize, eval_crop) is not implemented on the "
+                              "device-resident path")
     if info.kind in ("cifar", "svhn", "digits"):
         return "device", "in memory"
     return None, ""

@@ -25,7 +25,7 @@ TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
 # All four papers at full budget plan ~300 jobs; a plan 15x that is a typo (--seeds 10000) or a runaway
 # sweep, and writing it to the database would take minutes. ``repro run --max-jobs N`` raises it.
-from .options import MAX_JOBS  # noqa: F401  (defined with the options that raise it)
+from .options import MAX_JOBS  # noqa: E402, F401  (re-exported here, next to its reason; defined with the options)
 
 
 class PlanError(Exception):
@@ -345,7 +345,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             upstream = [up.id]
         elif init is not None:  # local weights: the file's path travels with the job, its hash is identity
             file = Path(cell.production["init_from"].file).expanduser()
-            resolved = {**resolved, "init_from": {**init, "file": str(file if file.is_absolute() else paper.path / file)}}
+            resolved = {**resolved,
+                        "init_from": {**init, "file": str(file if file.is_absolute() else paper.path / file)}}
         jid = job_hash(resolved)
         job = jobs.get(jid)
         if job is None:

@@ -33,7 +33,8 @@ def coco_root(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(**changes) -> dict:
-    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
+    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9,
+              "nesterov": False,
               "weight_decay": 1e-4, "milestones": [2], "gamma": 0.1, "warmup_iterations": 2, "min_size": 128}
     return {**recipe, **changes}
 

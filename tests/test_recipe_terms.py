@@ -88,7 +88,8 @@ def test_optimizers_match_torch_and_skip_groups_match_timm():
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
                               torch.nn.Linear(4 * 6 * 6, 2))
-    opt = make_optimizer(net, _recipe(optimizer="adamw", betas=(0.9, 0.95), eps=1e-7, weight_decay_skip=["norm", "bias"]))
+    opt = make_optimizer(net,
+                         _recipe(optimizer="adamw", betas=(0.9, 0.95), eps=1e-7, weight_decay_skip=["norm", "bias"]))
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-7 and opt.defaults["weight_decay"] == 0.05
     ours = [sorted(id(p) for p in g["params"]) for g in opt.param_groups]

@@ -75,7 +75,8 @@ class RichEvents(Events):
     def job_step(self, job, epoch, step, steps):
         if step % 10 and step != steps:  # the bar redraws a few times a second at most anyway
             return
-        self.bar.update(self.tasks[job.id], completed=epoch - 1 + step / steps, info=f"epoch {epoch} step {step}/{steps}")
+        self.bar.update(self.tasks[job.id], completed=epoch - 1 + step / steps,
+                        info=f"epoch {epoch} step {step}/{steps}")
 
     def job_iteration(self, job, iteration, total, loss):
         self.bar.update(self.tasks[job.id], completed=iteration, info=f"iteration {iteration}/{total} loss {loss:.3f}")

@@ -24,14 +24,19 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
          fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json | csv | latex (booktabs, "
                                  "each table in the paper's layout)"),
          fail_over: Optional[float] = typer.Option(
-             None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
+             None, "--fail-over", metavar="POINTS",
+             help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
-         fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
+         fail_on_pending: bool = typer.Option(False, "--fail-on-pending",
+                                              help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
-             None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
-         origin: Optional[str] = typer.Option(None, "--origin", metavar="LABEL", help="one origin's results alone "
-                                              "(an imported bundle's --label or host; 'here': this database's own runs)"),
-         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+             None, "--against", metavar="URL",
+             help="a second results database (URL): compare ours with ours there, cell by cell"),
+         origin: Optional[str] = typer.Option(None, "--origin", metavar="LABEL",
+                                              help="one origin's results alone (an imported bundle's --label or host; "
+                                                   "'here': this database's own runs)"),
+         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+         plugins: Optional[list[str]] = PluginsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against, which also shows
     where the published numbers it recorded differ from ours: a transcription fixed since).
 
@@ -229,8 +234,10 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
 def report(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP + "; default: --paper's"),
            paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
            model: Optional[str] = ModelOpt,
-           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
-           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                              help="output directory (default <repo>/reports)"),
+           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+           plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
     url = _check_db(db, write=False, specs_dir=specs_dir)
 
@@ -351,7 +358,8 @@ def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
               "cells": r["cells"], "needed_by": r["needed_by"]} for r in rows]
     if fmt == Format.table:
         for r in shown:
-            r["sha256"], r["cells"] = r["sha256"][:16], ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
+            r["sha256"] = r["sha256"][:16]
+            r["cells"] = ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
             r["needed_by"] = ", ".join(r["needed_by"]) or "-"
             r["seed"] = "-" if r["seed"] is None else r["seed"]
     _emit(shown, fmt, ARTIFACT_COLUMNS)

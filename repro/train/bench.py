@@ -130,7 +130,8 @@ def measure_data(spec: dict, engine: Engine, device: torch.device, batches: int)
     return n / (time.perf_counter() - t0)
 
 
-def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) -> tuple[float, float, float | None]:
+def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) \
+        -> tuple[float, float, float | None]:
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
     from repro_models.ghost_bn import apply_bn_batch
@@ -188,7 +189,8 @@ def bench_job(job, engine: Engine, device: torch.device, steps: int, device_labe
     img_s, ms, peak = measure(spec, engine, device, steps)
     seen = images_seen(spec)
     result = BenchResult(job.id, job.config_key, job.model, spec["dataset"], device_label, engine.name,
-                         engine.precision, engine.compile, JobRecipe.of(spec["recipe"]).batch_size, steps, img_s, ms, peak,
+                         engine.precision, engine.compile, JobRecipe.of(spec["recipe"]).batch_size, steps, img_s, ms,
+                         peak,
                          seen / img_s / 3600 if seen else None)
     batches = max(steps, 8)
     result.data_img_per_s = measure_data(spec, engine, device, batches)
