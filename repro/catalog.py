@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from .modelcheck import facts
-from . import datasets
+from .data import datasets
 from .specs import (METRICS, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec,
                     table_cells,
                     table_rows)

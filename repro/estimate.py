@@ -23,7 +23,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from . import datasets
+from .data import datasets
 from .db import Database
 from .expanded import ExpandedPaper, expand
 from .modelcheck import code_version

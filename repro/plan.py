@@ -18,7 +18,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from . import datasets
+from .data import datasets
 from .specs import METRICS, Catalog, CellSpec, JobRecipe, Paper, recipe_identity, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
@@ -417,7 +417,7 @@ def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJo
         if j.kind == "profile":
             runnable.append(j)
             continue
-        from .data import missing  # torch and torchvision: only when a job reads a dataset
+        from .data.readers import missing  # torch and torchvision: only when a job reads a dataset
 
         declaration = json.dumps(j.spec.get("dataset_spec"), sort_keys=True)
         key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split), declaration)

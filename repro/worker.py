@@ -176,12 +176,12 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
     weights it starts from (``init_from``, already checked), loaded before any checkpoint is resumed."""
     from repro_models.ghost_bn import apply_bn_batch
 
-    from . import loaders
+    from .data import loaders
     from .specs import JobRecipe
     from .train.regularise import build
     from .train.trainer import fit, seed_everything
 
-    from .datasets import for_job
+    from .data.datasets import for_job
 
     # JPEGs are decoded on the GPU only where the fast ImageNet path reads them; elsewhere nothing to choose
     decode = opts.decode if engine.name == "fast" and for_job(spec).kind == "imagenet" else "cpu"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tv
 
-from repro import data, datasets, datastats, fakes, loaders
+from repro.data import datasets, datastats, fakes, loaders, readers as data
 from repro.catalog import load_catalog
 from repro.plan import cell_config, plan, resolve_targets
 from repro.specs import DatasetSpec, JobRecipe, SpecError, table_cells

@@ -14,7 +14,8 @@ from repro.specs import Recipe
 
 import repro_models as models
 from conftest import SPECS
-from repro.data import DataError, fake_coco
+from repro.data.datasets import DataError
+from repro.data.fakes import fake_coco
 from repro.train.checkpoints import CheckpointStore, safe_load
 from repro.train.detect import (coco_detections, coco_metrics, fit_detection, hflip, load_backbone, load_coco,
                           run_detect)

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from repro import data, datasets
-from repro import fastdata as fd
+from repro.data import datasets, readers as data
+from repro.data import fastdata as fd
 
 SE_R_AUGMENT = ["random_crop_pad4", "hflip", "rotate15", "normalize"]
 CPU = torch.device("cpu")

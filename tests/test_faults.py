@@ -55,7 +55,7 @@ def make_specs(root: Path, lr: str = "0.05") -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_cifar10(tmp_path_factory) -> Path:
-    from repro.data import fake_cifar
+    from repro.data.fakes import fake_cifar
 
     root = tmp_path_factory.mktemp("c10")
     fake_cifar(root, 10, train=96, test=32)

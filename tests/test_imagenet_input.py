@@ -29,8 +29,8 @@ from torchvision import transforms
 from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
-from repro import datasets, loaders
-from repro import imagenet_input as ii
+from repro.data import datasets, loaders
+from repro.data import imagenet_input as ii
 from repro.train.bench import cores_per_gpu, imagenet_jpegs, measure_input, natural_image
 from repro.train.checkpoints import CheckpointStore
 from repro.train.trainer import epoch_generator, fit

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from repro.train.checkpoints import CheckpointStore
-from repro.loaders import TorchLoader
+from repro.data.loaders import TorchLoader
 from repro.train.schedule import lr_of_epoch
 from repro.train.trainer import aux_loss, fit, mixup_batch, topk_errors
 from repro.catalog import load_catalog

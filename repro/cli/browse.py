@@ -285,8 +285,8 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
                                                   help="the paper whose declaration to use (when several declare it)"),
               specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Write a tiny dataset in the real on-disk format under DIRECTORY (any built-in, plugin or declared one)."""
-    from ..datasets import DataError
-    from ..fakes import write
+    from ..data.datasets import DataError
+    from ..data.fakes import write
 
     info = _dataset(dataset, paper, specs_dir, plugins)
     try:
@@ -302,7 +302,7 @@ def data_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPE
               specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
               fmt: Format = FormatOpt()):
     """Datasets recipes can name: built-ins, plugins' and papers' own, with what a run needs of each."""
-    from .. import datasets
+    from ..data import datasets
 
     catalog = _data_catalog(specs_dir, plugins)
     if paper and paper not in catalog.papers:
@@ -337,7 +337,7 @@ def _data_catalog(specs_dir, plugins=None):
 
 def _dataset(name: str, paper: str | None, specs_dir, plugins=None):
     """A dataset by name: a built-in as is; otherwise after the catalog (its plugins, the papers' declarations)."""
-    from .. import datasets
+    from ..data import datasets
 
     if name in datasets.registered() and paper is None and not plugins:
         return datasets.get(name)

@@ -3,7 +3,7 @@
 ``fit`` reads top to bottom. The recipe is ``repro.train``'s one implementation: ``make_optimizer``,
 ``lr_at`` (a pure function of the update: warm-up, schedule, cool-down), ``mix_batch`` (mixup, CutMix;
 nothing when off), ``train_step`` (loss with label smoothing and auxiliary heads, accumulation, clipping,
-the step, the EMA), ``make_ema`` (None when off). Batches come from a loader of ``repro.loaders`` (the engine:
+the step, the EMA), ``make_ema`` (None when off). Batches come from a loader of ``repro.data.loaders`` (the engine:
 device-resident fast path
 or the torchvision reference); precision and layout are one place each (``Engine``).
 
@@ -65,7 +65,7 @@ class Diverged(Exception):
 class Engine:
     """How the steps run; never what they compute. Recorded with each run as provenance."""
 
-    name: str = "fast"  # fast | reference (the data path; see repro.loaders)
+    name: str = "fast"  # fast | reference (the data path; see repro.data.loaders)
     precision: str = "fp32"  # bf16 (autocast, fp32 master weights and BatchNorm) | fp32
     channels_last: bool = False
     compile: bool = False

@@ -12,7 +12,7 @@ Three sources, one shape (``DatasetInfo``):
   name may not be a registered one (built-in or plugin): the catalog says so, naming both.
 
 A description is data, never code (plugins' reader functions aside): how to read each ``kind`` is
-``repro.data``'s, how to write a tiny fake of it ``repro.fakes``'s. Nothing here imports torch, so checking
+``repro.data.readers``'s, how to write a tiny fake of it ``repro.data.fakes``'s. Nothing here imports torch, so checking
 specs stays fast.
 
 Grey datasets (``channels`` 1: MNIST and its kin, a plugin's grey images) are stored with one channel and
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .specs import DatasetSpec
+from ..specs import DatasetSpec
 
 
 class DataError(Exception):
@@ -263,7 +263,7 @@ for _info in (
                 {"train": 50_000}, _CIFAR100),
     DatasetInfo("svhn", "svhn", 10, (32, 32), 3, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
                 {"train": 73_257, "extra": 531_131}, ("train_32x32.mat", "test_32x32.mat")),
-    # scikit-learn's digits made 32x32 RGB (repro.data.Digits); the train split's per-channel mean/std
+    # scikit-learn's digits made 32x32 RGB (repro.data.readers.Digits); the train split's per-channel mean/std
     # (grey, so all three equal; tests/test_data.py recomputes them)
     DatasetInfo("digits", "digits", 10, (32, 32), 3, (0.3053, 0.3053, 0.3053), (0.3758, 0.3758, 0.3758),
                 {"train": 1_347}),
