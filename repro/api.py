@@ -12,7 +12,7 @@ Every reader takes ``paper`` (a slug) and ``table`` (a table of it, or a table n
 ``specs_dir`` (one folder or several, as ``--specs-dir``) and ``plugins`` (as ``--plugins``). Readers never
 create a database or write to one (an older schema is brought up to date, as every command does). ``cells`` holds
 exactly the numbers ``repro diff --format json`` prints
-(``repro.diff``: one implementation for both).
+(``repro.comparison_records``: one implementation for both).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import pandas as pd
 
 from .campaign import CampaignSummary, run_campaign, with_targets
 from .catalog import load_catalog
-from .diff import DIFF_FIELDS, compared, record
+from .comparison_records import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
 from .states import JobState

@@ -155,7 +155,7 @@ def _natural(path: Path) -> tuple:
 
 def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
     """One paper's specs, after importing the plugins its paper.yaml lists (added to ``plugin_files``)."""
-    from .extensions import PluginError, load_file
+    from .plugin_loader import PluginError, load_file
 
     meta_path = paper_dir / "paper.yaml"
     if not meta_path.exists():
@@ -201,7 +201,7 @@ def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = (), only: It
     """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
     entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. ``only``: the slugs to
     load (a campaign loads the papers its targets name; ``catalog.folders`` still lists them all)."""
-    from .extensions import load_all
+    from .plugin_loader import load_all
 
     catalog = Catalog(specs_roots(roots))
     catalog.plugins = [p.path for p in load_all(plugins) if p.path]

@@ -45,7 +45,7 @@ def _code_hash() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _version(plugins_loaded: int) -> str:
-    from .extensions import fingerprint
+    from .plugin_loader import fingerprint
 
     return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
 
@@ -71,7 +71,7 @@ def write_json_atomically(path: Path, data: dict) -> bool:
 def code_version() -> str:
     """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
     and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
-    from .extensions import generation
+    from .plugin_loader import generation
 
     return _version(generation())
 

@@ -112,7 +112,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
                 "input_size": list(input_size), "counter_profile": profile, **source}
     if info.origin.startswith("plugin "):  # a plugin's dataset code is part of the job as its model code is
-        from .extensions import fingerprint_of
+        from .plugin_loader import fingerprint_of
 
         source = {"source": {**source.get("source", {}), "dataset": f"{info.origin} {fingerprint_of(info.origin)}"}}
     config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs,
@@ -160,7 +160,7 @@ def model_source(model: str, kwargs: dict) -> dict:
     """``{"source": {...}}`` naming the code a model comes from when it is not this repository's: the
     library and its version (timm/torchvision), the plugin file's SHA-256 (a plugin model, backbone or
     attention); ``{}`` for built-in code, so built-in jobs keep their identity."""
-    from .extensions import fingerprint_of
+    from .plugin_loader import fingerprint_of
 
     f = facts()
     origin, parts = f.origin(model), {}

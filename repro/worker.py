@@ -28,7 +28,7 @@ from .db import Database, LeaseLost, SchemaChanged, utcnow
 from .events import Events, log, print_warnings
 from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions, owner_token  # noqa: F401
 from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
-from .status import total_units
+from .progress import total_units
 
 from .paths import CHECKOUT as REPO  # noqa: E402
 
@@ -83,7 +83,7 @@ def versions() -> dict[str, str]:
             pass
     import platform
 
-    from .extensions import provenance
+    from .plugin_loader import provenance
 
     out["python"] = platform.python_version()
     if provenance():  # each plugin file's SHA-256 (a package's version)
@@ -398,7 +398,7 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
     No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
     print_warnings()
-    from .extensions import load_all
+    from .plugin_loader import load_all
 
     load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     try:

@@ -387,10 +387,10 @@ def test_a_plugin_file_registers_a_dataset_through_repro_plugins(tmp_path, monke
     """The plugin mechanism's way in: a paper's plugin file imports ``repro.plugins.register_dataset``; the
     dataset is attributed to it, its file hash is in the identity of the jobs that read it, its fake and
     its required files are the presence check and the statistics' cache key, and a taken name is refused."""
-    from repro import extensions
+    from repro import plugin_loader
 
     monkeypatch.setattr(datasets, "_REGISTRY", dict(datasets._REGISTRY))
-    monkeypatch.setattr(extensions, "_LOADED", dict(extensions._LOADED))
+    monkeypatch.setattr(plugin_loader, "_LOADED", dict(plugin_loader._LOADED))
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     specs = write_paper(tmp_path / "specs", extra="", dataset="stripes-file")
     meta = specs / "digitspaper" / "paper.yaml"
@@ -414,5 +414,6 @@ def test_a_plugin_file_registers_a_dataset_through_repro_plugins(tmp_path, monke
     clash = tmp_path / "clash.py"
     clash.write_text("from repro.plugins import register_dataset\n"
                      "register_dataset('svhn', num_classes=10, image_size=32)(lambda root, train, download: None)\n")
-    with pytest.raises(extensions.PluginError, match="registers dataset 'svhn', which already exists \\(built-in\\)"):
-        extensions.load_file(clash)
+    with pytest.raises(plugin_loader.PluginError,
+                       match="registers dataset 'svhn', which already exists \\(built-in\\)"):
+        plugin_loader.load_file(clash)

@@ -19,7 +19,7 @@ from conftest import REPO, open_concurrently, write_toy
 from repro import executor as ex
 from repro.db import Database, DatabaseError, exists, utcnow
 from repro.states import Progress
-from repro.status import eta_seconds, running_jobs
+from repro.progress import eta_seconds, running_jobs
 from repro.worker import Worker, WorkerOptions, resolve_threads
 
 # A training table small enough to train 3 epochs in seconds (a depth-8 CIFAR ResNet), two seeds.

@@ -160,7 +160,7 @@ def test_an_installed_entry_point_registers_its_models(tmp_path, cli):
     env = {"PYTHONPATH": str(site)}
     shown = cli("models", "show", "resnet_cifar", "--num-classes", "10", "--format", "json", env=env)
     plain = json.loads(shown.stdout)["params"]
-    code = ("import json, repro_models as m; from repro.extensions import load_all; load_all(); "
+    code = ("import json, repro_models as m; from repro.plugin_loader import load_all; load_all(); "
             "net = m.create('resnet_cifar', num_classes=10, depth=8, attention='entry_gate'); "
             "print(json.dumps([sum(p.numel() for p in net.parameters()), "
             "m.registry.ORIGIN[('attention', 'entry_gate')]]))")

@@ -137,7 +137,7 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
     """Parameters and MACs of one model (the default profile is a paper's default, today's thop)."""
     import repro_models as models
     from ..counting import measure
-    from ..extensions import load_all
+    from ..plugin_loader import load_all
     from ..specs import SpecError
 
     try:  # with --specs-dir, the papers' own plugins too (a model a paper registers)

@@ -67,7 +67,7 @@ class RichEvents(Events):
         self.console.print(f"submitted {len(task_ids)} {cluster} task(s): {', '.join(task_ids)} (logs in {log_dir})")
 
     def job_started(self, job):
-        from ..status import total_units
+        from ..progress import total_units
 
         desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
         self.tasks[job.id] = self.bar.add_task(desc, total=total_units(job.spec) or 1, info="")

@@ -43,7 +43,7 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
     A summary line closes the output (stdout for table, stderr for json and csv).
     """
     from ..db import Database
-    from ..diff import compared
+    from ..comparison_records import compared
     from ..plan import PlanError, select
     from ..specs import cell_key
 
@@ -118,7 +118,7 @@ def _origins(database, origin: str | None):
 
 def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:
     """Ours beside the paper: the JSON records, the table's columns and its text."""
-    from ..diff import record
+    from ..comparison_records import record
     from ..report import fmt_ours
 
     columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
@@ -132,7 +132,7 @@ def _against_view(rows, catalog, resolved, other) -> tuple[list[dict], list[str]
     """Ours beside another database's ours, and where it transcribed the paper differently (a finding,
     said whatever the format)."""
     from ..db import exports
-    from ..diff import against_records, compared
+    from ..comparison_records import against_records, compared
 
     records = against_records(rows, compared(resolved, other),
                               exports.published_cells(other, {p.slug for p, _ in resolved}),
@@ -156,7 +156,7 @@ def _print_records(records: list[dict], fmt: str, columns: list[str], text: list
     if fmt == "csv":
         import csv
 
-        from ..diff import DIFF_FIELDS
+        from ..comparison_records import DIFF_FIELDS
 
         w = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else DIFF_FIELDS, lineterminator="\n")
         w.writeheader()
@@ -203,7 +203,7 @@ def _diff_summary(rows: list, against: list[dict] | None) -> str:
 def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | None) -> bool:
     """True when a comparable cell is off by more than ``threshold``; says so when nothing was comparable."""
     from ..compare import comparable, fails_over
-    from ..diff import number as _number
+    from ..comparison_records import number as _number
 
     if threshold is None:
         return False
@@ -280,7 +280,7 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt(), specs_dir: Opti
 
     from ..db import Database, exists, safe_url
     from ..states import JobState
-    from ..status import running_jobs
+    from ..progress import running_jobs
 
     url = _check_db(db, write=False, specs_dir=specs_dir)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
@@ -325,7 +325,7 @@ def _hms(seconds: float | None) -> str:
 
 
 def _running_row(r) -> dict[str, str]:
-    """A ``status.RunningJob`` in words."""
+    """A ``progress.RunningJob`` in words."""
     return {"job": r.job, "kind": r.kind, "model": r.model, "progress": str(r.progress) if r.progress else "starting",
             "host": r.host, "pid": str(r.pid), "elapsed": _hms(r.elapsed_s), "eta": _hms(r.eta_s),
             "heartbeat": f"{int(r.heartbeat_age_s)} s ago" if r.heartbeat_age_s is not None else "-"}

@@ -85,7 +85,7 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def _origin() -> str:
-    """Who is registering: the plugin being imported (``repro.extensions`` attributes it), else built-in."""
+    """Who is registering: the plugin being imported (``repro.plugin_loader`` attributes it), else built-in."""
     from repro_models.registry import _origin as stack  # imported here: it imports torch
 
     return stack[-1]
