@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tv
 
-from repro.data import datasets, datastats, fakes, loaders, readers as data
+from repro.data import channel_stats, datasets, fakes, loaders, readers as data
 from repro.catalog import load_catalog
 from repro.plan import cell_config, plan, resolve_targets
 from repro.specs import DatasetSpec, JobRecipe, SpecError, table_cells
@@ -121,7 +121,7 @@ def test_mean_std_computed_once_per_files_and_recorded(tmp_path, digits_png, mon
     shutil.copytree(digits_png, root)
     info = datasets.declared("digits-png", DIGITS_PNG, "digitspaper")
     assert info.image_size is None and info.mean is None
-    resolved, how = datastats.resolve(info, root)
+    resolved, how = channel_stats.resolve(info, root)
     assert resolved.image_size == (8, 8) and how["mean_std"].startswith("computed from the 150 training images (cached")
     assert np.allclose(resolved.mean, _train_pixels(root).mean((0, 1, 2)) / 255)
 
@@ -129,13 +129,13 @@ def test_mean_std_computed_once_per_files_and_recorded(tmp_path, digits_png, mon
         raise AssertionError("recomputed although the files did not change")
 
     with monkeypatch.context() as m:
-        m.setattr(datastats, "compute", boom)
-        again, how = datastats.resolve(info, root)
+        m.setattr(channel_stats, "compute", boom)
+        again, how = channel_stats.resolve(info, root)
     assert again.mean == resolved.mean and "cached" in how["mean_std"]
     # a changed training file is another key: computed again, from the new pixels
     first = sorted((root / "digits-png" / "train").rglob("*.png"))[0]
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(first)
-    changed, _ = datastats.resolve(info, root)
+    changed, _ = channel_stats.resolve(info, root)
     assert changed.mean[0] > resolved.mean[0]
     # the loaders carry what was used and where it came from, for the run's provenance
     spec = {**datasets.job_fields("digits-png", {"digits-png": DIGITS_PNG}), "recipe": _recipe("digits-png")}

@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import datasets, datastats, readers
+from . import channel_stats, datasets, readers
 from .epoch_batches import EpochBatches, sample_seed
 from ..specs import JobRecipe
 from ..train import names as vocab
@@ -105,7 +105,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
                       workers=default_workers() if loader_workers is None else loader_workers)
         loaders = (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
                    ImageNetLoader(test, batch_size=256, train=False, **common))
-        stats = {**datastats.resolve(info, data_dir, download=download)[1], "train_images": len(train_ds)}
+        stats = {**channel_stats.resolve(info, data_dir, download=download)[1], "train_images": len(train_ds)}
         return _record(loaders, info, stats, "imagenet-fast", "JPEG decoding in loader workers")
     if info.kind in ("imagefolder", "torchvision", "plugin"):  # its image size, read once for what follows
         info = readers.with_size(info, data_dir, download)
@@ -114,7 +114,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
         from .fastdata import DeviceLoader
 
         (xtr, ytr), (xte, yte) = readers.arrays(info, data_dir, train_split=recipe.train_split, download=download)
-        info, stats = datastats.resolve(info, data_dir, download=download, train_images=xtr)
+        info, stats = channel_stats.resolve(info, data_dir, download=download, train_images=xtr)
         stats["train_images"] = len(xtr)
         xtr, ytr = _subset(xtr, ytr, recipe.train_images)
         xte, yte = _subset(xte, yte, recipe.test_images)
@@ -123,7 +123,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
         loaders = (DeviceLoader(xtr, ytr, batch_size=recipe.batch_size, train=True, **common),
                    DeviceLoader(xte, yte, batch_size=500, train=False, **common))
         return _record(loaders, info, stats, path, why)
-    info, stats = datastats.resolve(info, data_dir, download=download)
+    info, stats = channel_stats.resolve(info, data_dir, download=download)
     train_ds, test_ds = readers.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                   download=download, evaluation=evaluation)
     stats["train_images"] = len(train_ds)

@@ -337,7 +337,7 @@ def _tensor_ops(info: DatasetInfo, augment: list[str]) -> list:
     ops = [transforms.ToTensor()]
     if "normalize" in augment:
         if info.mean is None:
-            raise ValueError(f"{info.name}: mean/std not resolved yet (repro.data.datastats.resolve computes them)")
+            raise ValueError(f"{info.name}: mean/std not resolved yet (repro.data.channel_stats.resolve computes them)")
         ops.append(transforms.Normalize(info.mean, info.std))
     return ops + ([GreyToRGB()] if info.channels == 1 else [])
 
@@ -347,7 +347,7 @@ def _tensor_ops(info: DatasetInfo, augment: list[str]) -> list:
 def load(dataset: str | DatasetInfo, root: str | os.PathLike | None, *, augment: list, train_split: list[str],
          download: bool = False, evaluation: dict | None = None) -> tuple[Dataset, Dataset]:
     """(train, test) datasets of (transformed image, label). A declared or plugin dataset's description
-    must be complete (image size and mean/std known: ``repro.data.datastats.resolve``)."""
+    must be complete (image size and mean/std known: ``repro.data.channel_stats.resolve``)."""
     info = info_of(dataset)
     root = data_root(root)
     tr, te = train_transform(info, augment), test_transform(info, augment, evaluation)
