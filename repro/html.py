@@ -52,7 +52,7 @@ def _env() -> Environment:
     own bytecode cache: compiling them cost every report ~0.2 s; a cache that cannot be written costs that)."""
     from jinja2 import FileSystemBytecodeCache
 
-    from .modelcheck import cache_dir
+    from .cache import cache_dir
 
     cache = None
     try:

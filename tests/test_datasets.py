@@ -317,7 +317,7 @@ def test_declared_names_belong_to_their_paper(tmp_path):
 
 
 def test_the_estimate_counts_declared_training_images():
-    from repro.estimate import images_seen
+    from repro.train.length import images_seen
 
     mnist = {**datasets.job_fields("m", {"m": DatasetSpec(kind="torchvision", name="MNIST", num_classes=10)}),
              "recipe": _recipe("m")}

@@ -30,7 +30,7 @@ CHUNK = 4096  # images per accumulation step: bounded float64 memory whatever th
 
 
 def cache_path() -> Path:
-    from ..modelcheck import cache_dir
+    from ..cache import cache_dir
 
     return cache_dir() / CACHE_FILE
 
@@ -116,7 +116,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> bool:
-    from ..modelcheck import write_json_atomically
+    from ..cache import write_json_atomically
 
     return write_json_atomically(path, {**_read_cache(path), key: entry})
 

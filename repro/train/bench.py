@@ -183,7 +183,7 @@ REFERENCE = Engine("reference", "fp32", channels_last=False, compile=False)
 
 def bench_job(job, engine: Engine, device: torch.device, steps: int, device_label: str,
               vs_reference: bool) -> BenchResult:
-    from ..estimate import images_seen
+    from .length import images_seen
 
     spec = job.spec
     img_s, ms, peak = measure(spec, engine, device, steps)
