@@ -69,7 +69,8 @@ def main() -> None:
     t_start = time.perf_counter()
     device = torch.device(args.device)
     catalog = load_catalog()
-    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__, "python": platform.python_version(),
+    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
+           "python": platform.python_version(),
            "steps": args.steps, "results": []}
     jobs = [(find_job(catalog, *m), m) for m in MODELS if not args.models or m[1] in args.models]
 

@@ -4,7 +4,8 @@
 ``torchvision/<name>`` exactly ``torchvision.models.get_model(name, weights=None, num_classes=...,
 **model_kwargs)``: the ecosystem's own names, no renaming table. No weights are ever downloaded: a spec
 cannot ask for hub weights (``pretrained``/``weights`` are refused); pretrained weights come from a local
-file or another job. The library and its version are part of a job's identity (``repro.plan.model_source``). A model option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
+file or another job. The library and its version are part of a job's identity (``repro.plan.model_source``). A model
+option ``{repro_attention: NAME, ...}`` (e.g. timm's ``attn_layer``) plugs one of
 our registered attentions, a plugin's included, into the library's blocks (``attention_factory``).
 """
 from __future__ import annotations

@@ -4,7 +4,8 @@ with the garbage collector paused.
 Building the command line creates some 10^5 objects that live as long as the process (typer, pydantic's
 validators for the specs); collecting while they are made finds nothing to free and cost every command
 about 5% of its time. Collection resumes once they are imported, and ``repro.cli.main`` freezes them first
-thing (never traversed again, as the ``gc.freeze`` docs advise for start-up objects). Importing ``repro.cli`` from Python changes nothing.
+thing (never traversed again, as the ``gc.freeze`` docs advise for start-up objects). Importing ``repro.cli`` from
+Python changes nothing.
 """
 import gc
 

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .compare import (STOP_REASON, ALPHA, VERDICT_ALPHA, STOP_DECIDED, STOP_FUTILE, STOP_MAX_REACHED, STOP_OPEN, Comparison, check_claims,
+from .compare import (STOP_REASON, ALPHA, VERDICT_ALPHA, STOP_MAX_REACHED, STOP_OPEN, Comparison, check_claims,
                       compare_paper, look_alpha, stopping_rule)
 from .specs import METRICS, Paper, cell_key
 
@@ -145,12 +145,9 @@ def run_rounds(registered, opts, events, run_once):
     """MIN seeds first (``registered``), then rounds: look at every cell, plan the next seed of each open
     one, register those jobs in the queue (a job already there is left as it is) and run what is not done,
     until no cell is open or a job failed (the next ``repro run`` retries it and goes on from there)."""
-    from dataclasses import replace
-
     from .campaign import CampaignPlan, register
     from .db import Database
     from .plan import plan as plan_jobs
-    from .states import JobState
 
     seeds = SeedRange(opts.seeds, opts.seeds_max)
     summary = run_once(registered, opts, events)

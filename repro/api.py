@@ -10,8 +10,9 @@ runs them.
 Every reader takes ``paper`` (a slug) and ``table`` (a table of it, or a table name that one paper has),
 ``db`` (a SQLAlchemy URL; default ``$REPRO_DB`` or the project's ``results.db``, as every command),
 ``specs_dir`` (one folder or several, as ``--specs-dir``) and ``plugins`` (as ``--plugins``). Readers never
-create a database or write to one (an older schema is brought up to date, as every command does). ``cells`` holds exactly the numbers ``repro diff --format json`` prints
-(``repro.diff``: one implementation for both).
+create a database or write to one (an older schema is brought up to date, as every command does). ``cells`` holds
+exactly the numbers ``repro diff --format json`` prints
+(``repro.comparison_records``: one implementation for both).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from .campaign import CampaignSummary, run_campaign, with_targets
 from .catalog import load_catalog
-from .diff import DIFF_FIELDS, compared, record
+from .comparison_records import DIFF_FIELDS, compared, record
 from .expanded import expand
 from .options import CampaignOptions
 from .paths import own_db

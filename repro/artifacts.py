@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .hashing import file_sha256
+
 
 class ArtifactError(Exception):
     """An artifact that is missing or whose bytes are not the recorded ones."""
@@ -28,14 +30,6 @@ class Artifact:
     path: str
     size: int
     kind: str = "weights"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_verified(path: str | os.PathLike, sha256: str) -> dict:

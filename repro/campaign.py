@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 
 from .options import CampaignOptions
-from .plan import PlannedJob, parse_budget, select, split_missing_data, target_papers
+from .plan import PlanError, PlannedJob, parse_budget, select, split_missing_data, target_papers
 from .plan import plan as plan_jobs
 from .specs import Catalog, Paper
 from .states import JobOutcome, JobState, waiting_state

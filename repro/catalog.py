@@ -14,8 +14,9 @@ import yaml
 from pydantic import ValidationError
 
 from .modelcheck import facts
-from . import datasets
-from .specs import (METRICS, FieldValueError, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, Paper, PaperSpec, SpecError, TableSpec, table_cells,
+from .data import datasets
+from .specs import (METRICS, PLAUSIBLE_COUNT, TRAIN_OPTIONS, Catalog, FieldValueError, Paper, PaperSpec, SpecError,
+                    TableSpec, table_cells,
                     table_rows)
 
 
@@ -77,8 +78,8 @@ def _check_nodes(root: yaml.Node, path: Path) -> None:
         node, where, depth = stack.pop()
         visited += 1
         if visited > MAX_NODES:
-            raise SpecError(f"{path}: {_short(where) or '(top level)'}: more than {MAX_NODES:,} YAML nodes once aliases "
-                            f"are expanded (an alias bomb?)")
+            raise SpecError(f"{path}: {_short(where) or '(top level)'}: more than {MAX_NODES:,} YAML nodes "
+                            f"once aliases are expanded (an alias bomb?)")
         if depth > MAX_DEPTH:
             raise SpecError(f"{path}: {_short(where)}: nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, yaml.MappingNode):
@@ -108,7 +109,8 @@ def _load_yaml(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise SpecError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+        raise SpecError(f"{path}: line {line}: not UTF-8 text "
+                         f"(byte 0x{raw[e.start]:02x} at offset {e.start})") from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -155,7 +157,7 @@ def _natural(path: Path) -> tuple:
 
 def load_paper(paper_dir: Path, plugin_files: list[str] | None = None) -> Paper:
     """One paper's specs, after importing the plugins its paper.yaml lists (added to ``plugin_files``)."""
-    from .extensions import PluginError, load_file
+    from .plugin_loader import PluginError, load_file
 
     meta_path = paper_dir / "paper.yaml"
     if not meta_path.exists():
@@ -201,7 +203,7 @@ def load_catalog(roots=None, plugins: list[str] | tuple[str, ...] = (), only: It
     """Every paper of the specs folders (see ``specs_roots``), after the plugins they need: installed
     entry points, ``$REPRO_PLUGINS``, ``plugins`` and each paper's own ``plugins:``. ``only``: the slugs to
     load (a campaign loads the papers its targets name; ``catalog.folders`` still lists them all)."""
-    from .extensions import load_all
+    from .plugin_loader import load_all
 
     catalog = Catalog(specs_roots(roots))
     catalog.plugins = [p.path for p in load_all(plugins) if p.path]
@@ -308,7 +310,8 @@ def _check_references(paper: Paper) -> None:
                                     f"(recipes of {paper.slug}: {', '.join(paper.spec.recipes) or 'none'})")
             if kind != "profile" and prod.get("dataset") not in (None, paper.spec.recipes[prod["recipe"]].dataset):
                 raise SpecError(f"{where}: dataset: {prod['dataset']!r} differs from recipe {prod['recipe']!r}'s "
-                                f"dataset {paper.spec.recipes[prod['recipe']].dataset!r} (a trained cell uses its recipe's)")
+                                f"dataset {paper.spec.recipes[prod['recipe']].dataset!r} "
+                                f"(a trained cell uses its recipe's)")
             dataset = prod.get("dataset") or (paper.spec.recipes[prod["recipe"]].dataset if "recipe" in prod else None)
             if dataset is None:
                 raise SpecError(f"{where}: dataset: missing")
@@ -330,7 +333,8 @@ def _check_references(paper: Paper) -> None:
                 try:  # a model without stochastic depth or dropout must not silently ignore the rate
                     model_kwargs(prod["model"], resolved, recipe)
                 except ValueError as e:
-                    raise SpecError(f"{meta}: recipes.{prod['recipe']}.{e} (cell {cell.row!r} / {cell.column!r})") from None
+                    raise SpecError(f"{meta}: recipes.{prod['recipe']}.{e} "
+                                    f"(cell {cell.row!r} / {cell.column!r})") from None
             if kind != "profile" and paper.spec.recipes[prod["recipe"]].bn_batch is not None:
                 why = registry.no_ghost_form(prod["model"], {"num_classes": info.num_classes,
                                                              **prod.get("model_kwargs", {})})

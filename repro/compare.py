@@ -111,7 +111,8 @@ def seed_verdict(s: SeedStats, published: float, tol: float, alpha: float = VERD
     :func:`stopping_rule`), so the 2.5% holds over all its looks.
     """
     if s.n < 2:
-        return CellStatus.INCONCLUSIVE, f"n = 1: {abs(s.mean - published):.2f} from the published value, no seed spread to judge by"
+        return CellStatus.INCONCLUSIVE, (f"n = 1: {abs(s.mean - published):.2f} from the published value, "
+                                        "no seed spread to judge by")
     verdict, half = interval_verdict(s.mean, s.std, s.n, published, tol, alpha)
     level = f"{100 * (1 - 2 * alpha):.4g}%"
     lo, hi = s.mean - half, s.mean + half
@@ -373,7 +374,8 @@ def _compare_count(base: dict, c, printed: Printed, s: SeedStats, budget: str, c
                       delta=round(ours - printed.value, 6), budget=budget, status=status,
                       unit_off=units_off(s.mean, printed.base) if status == CellStatus.DIFFERS else None,
                       detail=chosen[0]["details"].get(c.metric), reason=c.published.not_reproducible,
-                      jobs=[r["job"] for r in chosen], also=also, values=[r["metrics"][c.metric] / scale for r in chosen])
+                      jobs=[r["job"] for r in chosen], also=also,
+                      values=[r["metrics"][c.metric] / scale for r in chosen])
 
 
 def units_off(ours: float, published: float) -> int | None:
@@ -456,7 +458,8 @@ def claim_verdict(better: Comparison | None, worse: Comparison | None, published
     stats_out = {"gain": None, "p": None, "d": None}
     missing = [c for c in (better, worse) if c is None or c.status == CellStatus.PENDING]
     if missing:
-        return ClaimVerdict.PENDING, "not measured: " + ", ".join(c.row if c else "no such cell" for c in missing), stats_out
+        missing_rows = ", ".join(c.row if c else "no such cell" for c in missing)
+        return ClaimVerdict.PENDING, "not measured: " + missing_rows, stats_out
     short = [c for c in (better, worse) if c.budget != "full"]
     if short:
         return ClaimVerdict.PENDING, "short budget: " + ", ".join(f"{c.row} ({c.budget})" for c in short), stats_out

@@ -23,12 +23,13 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from . import datasets
+from .data import datasets
 from .db import Database
 from .expanded import ExpandedPaper, expand
 from .modelcheck import code_version
 from .plan import config_key, job_hash
-from .specs import JobRecipe, Paper
+from .specs import Paper
+from .train.length import images_seen
 
 DETECTION_INPUT = (1, 3, 512, 512)
 DETECTION_AREA_SCALE = (800 * 1333) / (512 * 512)  # COCO images resized to 800x1333
@@ -115,15 +116,6 @@ def measured_throughput(db: Database, keys) -> dict[str, dict]:
             if k not in best or row["img_per_s"] > best[k]["img_per_s"]:
                 best[k] = row
     return best
-
-
-def images_seen(cfg: dict) -> float | None:
-    """Training images a configuration sees in all (None: its dataset's size is known only from its files)."""
-    r = JobRecipe.of(cfg["recipe"])
-    if r.iterations:
-        return r.iterations * r.batch_size
-    per_epoch = datasets.for_job(cfg).train_images(r.train_split)
-    return None if per_epoch is None else per_epoch * r.total_epochs
 
 
 def _count_config_of(cfg: dict, profile: str) -> dict | None:

@@ -189,7 +189,8 @@ def cell_name(r: Comparison, paper: Paper | None = None, width: int = 72) -> str
     return f"{table} {row} · {column}"
 
 
-def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None], xlabel: str) -> None:
+def _dot_panel(ax, paper: Paper, rows: list[Comparison], values: list[float], errors: list[float | None],
+               xlabel: str) -> None:
     """One named tick per cell (never overprints: the figure grows with the cells); hollow = short budget."""
     import numpy as np
 
@@ -237,12 +238,14 @@ def ours_vs_published_figure(paper: Paper, rows: list[Comparison]):
     panels = [p for p in (counts, accs, short) if p]
     from matplotlib.lines import Line2D
 
-    fig, axes = _pyplot().subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": [len(p) + 3 for p in panels]},
+    fig, axes = _pyplot().subplots(len(panels), 1, squeeze=False,
+                                   gridspec_kw={"height_ratios": [len(p) + 3 for p in panels]},
                              figsize=(9, 1.2 + 0.2 * sum(len(p) + 3 for p in panels)))
     axes = list(axes[:, 0])
     if counts:
         ax = axes.pop(0)
-        _dot_panel(ax, paper, counts, [100 * (r.ours - r.published) / r.published for r in counts], [None] * len(counts),
+        _dot_panel(ax, paper, counts, [100 * (r.ours - r.published) / r.published for r in counts],
+                   [None] * len(counts),
                    "ours − published, % of the printed count (rounded as printed)")
         ax.set_title("parameters and MACs/FLOPs", fontsize=10)
     if accs:

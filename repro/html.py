@@ -31,7 +31,8 @@ from .states import CellStatus
 
 # Order of the status filters; statuses not listed here (added later) follow, in a neutral colour.
 STATUS_ORDER = [CellStatus.REPRODUCED, CellStatus.DIFFERS, CellStatus.NOT_REPRODUCIBLE, CellStatus.INCONCLUSIVE,
-                CellStatus.DIVERGED, CellStatus.NOT_COMPARABLE, CellStatus.PENDING, CellStatus.NO_NUMBER, CellStatus.CITED]
+                CellStatus.DIVERGED, CellStatus.NOT_COMPARABLE, CellStatus.PENDING, CellStatus.NO_NUMBER,
+                CellStatus.CITED]
 STATUS_LEGEND = {
     CellStatus.REPRODUCED: "counts equal when rounded as printed; accuracies within the paper's tolerance "
                            "(full budget)",
@@ -51,7 +52,7 @@ def _env() -> Environment:
     own bytecode cache: compiling them cost every report ~0.2 s; a cache that cannot be written costs that)."""
     from jinja2 import FileSystemBytecodeCache
 
-    from .modelcheck import cache_dir
+    from .cache import cache_dir
 
     cache = None
     try:
@@ -152,7 +153,8 @@ def _cell_view(paper: Paper, spec: TableSpec, r: Comparison, recipe: str | None,
              ("95% interval", f"{ci[0]:.2f} – {ci[1]:.2f}" if None not in ci else None),
              ("tolerance", getattr(r, "tolerance", None)), ("verdict", getattr(r, "verdict_note", None)),
              ("also measured", "; ".join(f"{m} {v:.2f}" for m, v in (r.also or {}).items()) or None),
-             ("uncertain transcription", r.uncertain), ("cited from" if r.status == CellStatus.CITED else "why not reproducible",
+             ("uncertain transcription", r.uncertain),
+             ("cited from" if r.status == CellStatus.CITED else "why not reproducible",
                                                         r.reason),
              ("judged on", f"the {r.report_epoch} epoch" if r.report_epoch else None),
              ("started from", _started_from(r.init_from)),

@@ -61,7 +61,8 @@ def table(title: str, rows: list[Comparison]) -> str:
     used = [s for s in MARK if any(r.status == s for r in rows)]
     legend = "; ".join(f"{MARK[s]} {escape(s.value if hasattr(s, 'value') else s)}" for s in used)
     lines += [r"\bottomrule", r"\end{tabular}",
-              r"\par\smallskip\footnotesize Each cell: published / ours, ours as mean $\pm$ std (seeds); " + legend + ".",
+              r"\par\smallskip\footnotesize Each cell: published / ours, ours as mean $\pm$ std (seeds); "
+              + legend + ".",
               r"\end{table}"]
     return "\n".join(lines)
 

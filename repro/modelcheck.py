@@ -16,12 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .cache import cache_dir, write_json_atomically
 from .paths import CHECKOUT as ROOT  # noqa: E402
 SOURCES = ("models", "repro/counting.py")
 
@@ -45,44 +44,17 @@ def _code_hash() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _version(plugins_loaded: int) -> str:
-    from .extensions import fingerprint
+    from .plugin_loader import fingerprint
 
     return hashlib.sha256(f"{_code_hash()} plugins {fingerprint()}".encode()).hexdigest()[:16]
-
-
-def write_json_atomically(path: Path, data: dict) -> bool:
-    """Write-then-rename into a cache folder: a concurrent reader sees the old file or the new one, never
-    half of one; False when it cannot be written (a cache that cannot be written only costs speed)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, sort_keys=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return True
-    except OSError:
-        return False
 
 
 def code_version() -> str:
     """A hash of everything whose answers the cache holds: the model code, the torch, timm and thop builds,
     and the plugins loaded in this process (an edited plugin is a new version: never stale counts)."""
-    from .extensions import generation
+    from .plugin_loader import generation
 
     return _version(generation())
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("REPRO_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("repro"))
 
 
 class ModelFacts:

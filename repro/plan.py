@@ -18,14 +18,14 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from .modelcheck import facts
-from . import datasets
+from .data import datasets
 from .specs import METRICS, Catalog, CellSpec, JobRecipe, Paper, recipe_identity, table_cells
 
 TRAIN_DEFAULTS = {"aux_loss_weights": []}
 SMOKE = {"epochs": 2, "train_images": 256, "test_images": 256, "iterations": 4}
 # All four papers at full budget plan ~300 jobs; a plan 15x that is a typo (--seeds 10000) or a runaway
 # sweep, and writing it to the database would take minutes. ``repro run --max-jobs N`` raises it.
-from .options import MAX_JOBS  # noqa: F401  (defined with the options that raise it)
+from .options import MAX_JOBS  # noqa: E402, F401  (re-exported here, next to its reason; defined with the options)
 
 
 class PlanError(Exception):
@@ -112,7 +112,7 @@ def cell_config(paper: Paper, cell: CellSpec) -> dict | None:
         return {"kind": "profile", "model": prod["model"], "model_kwargs": kwargs,
                 "input_size": list(input_size), "counter_profile": profile, **source}
     if info.origin.startswith("plugin "):  # a plugin's dataset code is part of the job as its model code is
-        from .extensions import fingerprint_of
+        from .plugin_loader import fingerprint_of
 
         source = {"source": {**source.get("source", {}), "dataset": f"{info.origin} {fingerprint_of(info.origin)}"}}
     config = {"kind": kind, "model": prod["model"], "model_kwargs": kwargs,
@@ -160,7 +160,7 @@ def model_source(model: str, kwargs: dict) -> dict:
     """``{"source": {...}}`` naming the code a model comes from when it is not this repository's: the
     library and its version (timm/torchvision), the plugin file's SHA-256 (a plugin model, backbone or
     attention); ``{}`` for built-in code, so built-in jobs keep their identity."""
-    from .extensions import fingerprint_of
+    from .plugin_loader import fingerprint_of
 
     f = facts()
     origin, parts = f.origin(model), {}
@@ -345,7 +345,8 @@ def plan(catalog: Catalog, targets: list[tuple[Paper, str]], budget: str = "full
             upstream = [up.id]
         elif init is not None:  # local weights: the file's path travels with the job, its hash is identity
             file = Path(cell.production["init_from"].file).expanduser()
-            resolved = {**resolved, "init_from": {**init, "file": str(file if file.is_absolute() else paper.path / file)}}
+            resolved = {**resolved,
+                        "init_from": {**init, "file": str(file if file.is_absolute() else paper.path / file)}}
         jid = job_hash(resolved)
         job = jobs.get(jid)
         if job is None:
@@ -416,7 +417,7 @@ def split_missing_data(jobs: list[PlannedJob], data_dir) -> tuple[list[PlannedJo
         if j.kind == "profile":
             runnable.append(j)
             continue
-        from .data import missing  # torch and torchvision: only when a job reads a dataset
+        from .data.readers import missing  # torch and torchvision: only when a job reads a dataset
 
         declaration = json.dumps(j.spec.get("dataset_spec"), sort_keys=True)
         key = (j.spec["dataset"], tuple(JobRecipe.of(j.spec["recipe"]).train_split), declaration)

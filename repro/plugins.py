@@ -20,7 +20,7 @@ the built-in ones do. A dataset function: see ``register_dataset``.
 """
 from repro_models.registry import register_attention, register_backbone, register_model
 
-from .datasets import register_dataset
+from .data.datasets import register_dataset
 
 
 __all__ = ["register_attention", "register_backbone", "register_dataset", "register_model"]

@@ -93,7 +93,8 @@ def _table_md(table: ExpandedTable, rows: list[Comparison]) -> list[str]:
             cells += [pub, esc(fmt_ours(r)) if r.status != CellStatus.CITED else "", _delta(r),
                       _status(r) if r.status != CellStatus.NOT_PRINTED else ""]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [r for r in rows if r.uncertain or r.reason and r.status in (CellStatus.NOT_REPRODUCIBLE, CellStatus.DIFFERS,
+    notes = [r for r in rows if r.uncertain or r.reason and r.status in (CellStatus.NOT_REPRODUCIBLE,
+                                                                         CellStatus.DIFFERS,
                                                                            CellStatus.PENDING)]
     if notes:
         lines += [""]
@@ -214,7 +215,8 @@ def render_paper(catalog: Catalog, paper: Paper | ExpandedPaper, db: Database, o
         if spec.kind == "figure":
             img = figures.curves(paper, spec, db, pdir / "figures")
             lines += [f"## {esc(spec.title)}", "", f"*{esc(spec.caption)}*", ""]
-            lines += [f"![{esc(spec.title)}](figures/{img.name})" if img else "No training curves measured yet (pending).", ""]
+            lines += [f"![{esc(spec.title)}](figures/{img.name})" if img
+                      else "No training curves measured yet (pending).", ""]
             continue
         lines += _table_md(paper.table(name), [r for r in rows if r.table == name])
     lines += _origins_md(db, rows)

@@ -80,7 +80,8 @@ def _range_check(lo: float, hi: float, lo_open: bool):
             return v
         bad = (isinstance(v, float) and not math.isfinite(v)) or v < lo or v > hi or (lo_open and v == lo)
         if bad:
-            shown = (f"an integer of ~{int(v.bit_length() * 0.30103)} digits" if isinstance(v, int) and v.bit_length() > 64
+            shown = (f"an integer of ~{int(v.bit_length() * 0.30103)} digits" if isinstance(v,
+                                                                                            int) and v.bit_length() > 64
                      else repr(v))
             raise ValueError(f"{shown} is out of range: allowed {interval}")
         return v
@@ -450,7 +451,8 @@ class Recipe(Strict):
     step_before_epoch: bool = False  # code that steps its scheduler before each epoch: epoch e runs at e + 1
     warmup_lr: Bounded(float, 0, 1e6) = 0.0  # where the linear warm-up starts
     warmup_step: Unit = "iteration"  # how often the warm-up moves
-    warmup_at: Literal["end", "start"] = "end"  # a unit runs at the rate its end (papers' WarmUpLR) or start (timm) reaches
+    # a unit runs at the rate its end (papers' WarmUpLR) or start (timm) reaches
+    warmup_at: Literal["end", "start"] = "end"
     label_smoothing: Bounded(float, 0, 1) = 0.0  # CrossEntropyLoss(label_smoothing)
     cutmix_alpha: Bounded(float, 0, 100) = 0.0
     mix_prob: Bounded(float, 0, 1) = 1.0  # probability that a batch is mixed at all (timm mixup_prob)
@@ -735,7 +737,8 @@ class Catalog:
     roots: list[Path]  # the specs folders, in the order given
     papers: dict[str, Paper] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)  # plugin files every worker must import (absolute paths)
-    folders: dict[str, Path] = field(default_factory=dict)  # every paper's folder, loaded or not (``load_catalog(only=)``)
+    # every paper's folder, loaded or not (``load_catalog(only=)``)
+    folders: dict[str, Path] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:

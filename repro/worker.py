@@ -28,7 +28,7 @@ from .db import Database, LeaseLost, SchemaChanged, utcnow
 from .events import Events, log, print_warnings
 from .options import HEARTBEAT_SECONDS, LEASE_SECONDS, MIN_LEASE_SECONDS, WorkerOptions, owner_token  # noqa: F401
 from .states import FINISHED, JobOutcome, JobState, Progress, RunStatus
-from .status import total_units
+from .progress import total_units
 
 from .paths import CHECKOUT as REPO  # noqa: E402
 
@@ -83,7 +83,7 @@ def versions() -> dict[str, str]:
             pass
     import platform
 
-    from .extensions import provenance
+    from .plugin_loader import provenance
 
     out["python"] = platform.python_version()
     if provenance():  # each plugin file's SHA-256 (a package's version)
@@ -176,12 +176,12 @@ def run_train(spec: dict, opts: WorkerOptions, device: torch.device, store, engi
     weights it starts from (``init_from``, already checked), loaded before any checkpoint is resumed."""
     from repro_models.ghost_bn import apply_bn_batch
 
-    from . import loaders
+    from .data import loaders
     from .specs import JobRecipe
     from .train.regularise import build
     from .train.trainer import fit, seed_everything
 
-    from .datasets import for_job
+    from .data.datasets import for_job
 
     # JPEGs are decoded on the GPU only where the fast ImageNet path reads them; elsewhere nothing to choose
     decode = opts.decode if engine.name == "fast" and for_job(spec).kind == "imagenet" else "cpu"
@@ -398,7 +398,7 @@ def worker_main(opts: WorkerOptions, job_ids: list[str]) -> WorkerReport:
     """Entry point for worker processes and Slurm tasks (picklable); threads are set by ``Worker``.
     No callback reaches another process: its warnings go to its stderr through the ``repro`` logger."""
     print_warnings()
-    from .extensions import load_all
+    from .plugin_loader import load_all
 
     load_all(opts.plugins)  # the registries this process reads hold what the planner's held
     try:

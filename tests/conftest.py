@@ -66,7 +66,7 @@ def toy_specs(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fake_cifar100(tmp_path_factory) -> Path:
-    from repro.data import fake_cifar
+    from repro.data.fakes import fake_cifar
 
     root = tmp_path_factory.mktemp("data")
     fake_cifar(root, 100, train=300, test=100)

@@ -85,7 +85,8 @@ def test_adaptive_seeds_spend_where_the_verdict_is_open_and_resume_after_sigkill
     close = _seeds_by_recipe(db)[0.04]
     assert len(close) == 3 and statistics.stdev(close) > 0
     # published at our own mean, tolerance 3 stds: undecided at 3 seeds (the first look's 97.5% interval is
-    # +-3.6 stds), but not futile; "Far" is printed 1.00 (a short recipe on digits has a seed std of up to ~12 points) and we get far more: differs at 3
+    # +-3.6 stds), but not futile; "Far" is printed 1.00 (a short recipe on digits has a seed std of up to ~12
+    # points) and we get far more: differs at 3
     tol = round(3 * statistics.stdev(close), 2)
     _write(specs, close=f"{statistics.fmean(close):.2f}", tol=tol)
     proc = subprocess.Popen(_args(specs, db, ckpt, "3..6"), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,

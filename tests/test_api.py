@@ -17,7 +17,7 @@ from conftest import REPO, write_toy
 from fixtures_seeds import EXPECTED_STATUS, write_seed_fixture, write_seed_specs
 from repro import api
 from repro.db import Database, DatabaseError
-from repro.diff import DIFF_FIELDS
+from repro.comparison_records import DIFF_FIELDS
 
 
 def same(frame_value, json_value) -> bool:

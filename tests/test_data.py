@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repro import data, datasets, fakes
+from repro.data import datasets, fakes, readers as data
 
 
 @pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])

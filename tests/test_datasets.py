@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tv
 
-from repro import data, datasets, datastats, fakes, loaders
+from repro.data import channel_stats, datasets, fakes, loaders, readers as data
 from repro.catalog import load_catalog
 from repro.plan import cell_config, plan, resolve_targets
 from repro.specs import DatasetSpec, JobRecipe, SpecError, table_cells
@@ -121,7 +121,7 @@ def test_mean_std_computed_once_per_files_and_recorded(tmp_path, digits_png, mon
     shutil.copytree(digits_png, root)
     info = datasets.declared("digits-png", DIGITS_PNG, "digitspaper")
     assert info.image_size is None and info.mean is None
-    resolved, how = datastats.resolve(info, root)
+    resolved, how = channel_stats.resolve(info, root)
     assert resolved.image_size == (8, 8) and how["mean_std"].startswith("computed from the 150 training images (cached")
     assert np.allclose(resolved.mean, _train_pixels(root).mean((0, 1, 2)) / 255)
 
@@ -129,13 +129,13 @@ def test_mean_std_computed_once_per_files_and_recorded(tmp_path, digits_png, mon
         raise AssertionError("recomputed although the files did not change")
 
     with monkeypatch.context() as m:
-        m.setattr(datastats, "compute", boom)
-        again, how = datastats.resolve(info, root)
+        m.setattr(channel_stats, "compute", boom)
+        again, how = channel_stats.resolve(info, root)
     assert again.mean == resolved.mean and "cached" in how["mean_std"]
     # a changed training file is another key: computed again, from the new pixels
     first = sorted((root / "digits-png" / "train").rglob("*.png"))[0]
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(first)
-    changed, _ = datastats.resolve(info, root)
+    changed, _ = channel_stats.resolve(info, root)
     assert changed.mean[0] > resolved.mean[0]
     # the loaders carry what was used and where it came from, for the run's provenance
     spec = {**datasets.job_fields("digits-png", {"digits-png": DIGITS_PNG}), "recipe": _recipe("digits-png")}
@@ -317,7 +317,7 @@ def test_declared_names_belong_to_their_paper(tmp_path):
 
 
 def test_the_estimate_counts_declared_training_images():
-    from repro.estimate import images_seen
+    from repro.train.length import images_seen
 
     mnist = {**datasets.job_fields("m", {"m": DatasetSpec(kind="torchvision", name="MNIST", num_classes=10)}),
              "recipe": _recipe("m")}
@@ -387,10 +387,10 @@ def test_a_plugin_file_registers_a_dataset_through_repro_plugins(tmp_path, monke
     """The plugin mechanism's way in: a paper's plugin file imports ``repro.plugins.register_dataset``; the
     dataset is attributed to it, its file hash is in the identity of the jobs that read it, its fake and
     its required files are the presence check and the statistics' cache key, and a taken name is refused."""
-    from repro import extensions
+    from repro import plugin_loader
 
     monkeypatch.setattr(datasets, "_REGISTRY", dict(datasets._REGISTRY))
-    monkeypatch.setattr(extensions, "_LOADED", dict(extensions._LOADED))
+    monkeypatch.setattr(plugin_loader, "_LOADED", dict(plugin_loader._LOADED))
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     specs = write_paper(tmp_path / "specs", extra="", dataset="stripes-file")
     meta = specs / "digitspaper" / "paper.yaml"
@@ -414,5 +414,6 @@ def test_a_plugin_file_registers_a_dataset_through_repro_plugins(tmp_path, monke
     clash = tmp_path / "clash.py"
     clash.write_text("from repro.plugins import register_dataset\n"
                      "register_dataset('svhn', num_classes=10, image_size=32)(lambda root, train, download: None)\n")
-    with pytest.raises(extensions.PluginError, match="registers dataset 'svhn', which already exists \\(built-in\\)"):
-        extensions.load_file(clash)
+    with pytest.raises(plugin_loader.PluginError,
+                       match="registers dataset 'svhn', which already exists \\(built-in\\)"):
+        plugin_loader.load_file(clash)

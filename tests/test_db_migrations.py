@@ -177,9 +177,11 @@ def test_old_progress_and_divergence_sentences_become_typed_columns(tmp_path):
 def test_every_in_between_shape_the_old_upgrader_left_reaches_head(tmp_path):
     """Before Alembic, an upgrader added whatever was missing, so old databases hold in-between shapes: the
     project's results.db at be01574 is 0002 plus the 0003 columns with jobs.progress still there."""
-    hand_upgraded = ["ALTER TABLE jobs ADD COLUMN progress_done INTEGER", "ALTER TABLE jobs ADD COLUMN progress_total INTEGER",
+    hand_upgraded = ["ALTER TABLE jobs ADD COLUMN progress_done INTEGER",
+                     "ALTER TABLE jobs ADD COLUMN progress_total INTEGER",
                      "ALTER TABLE jobs ADD COLUMN progress_unit VARCHAR(16)",
-                     *(f"ALTER TABLE runs ADD COLUMN {c}" for c in ("diverged_value VARCHAR(8)", "diverged_unit VARCHAR(16)",
+                     *(f"ALTER TABLE runs ADD COLUMN {c}" for c in ("diverged_value VARCHAR(8)",
+                                                                    "diverged_unit VARCHAR(16)",
                                                                   "diverged_at INTEGER", "diverged_lr FLOAT"))]
     shapes = {"be01574": ("0002", hand_upgraded, "0002"),  # (fixture, statements, identified as)
               "0002 without benchmarks": ("0002", ["DROP TABLE benchmarks"], "0001"),

@@ -14,7 +14,8 @@ from repro.specs import Recipe
 
 import repro_models as models
 from conftest import SPECS
-from repro.data import DataError, fake_coco
+from repro.data.datasets import DataError
+from repro.data.fakes import fake_coco
 from repro.train.checkpoints import CheckpointStore, safe_load
 from repro.train.detect import (coco_detections, coco_metrics, fit_detection, hflip, load_backbone, load_coco,
                           run_detect)
@@ -33,7 +34,8 @@ def coco_root(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(**changes) -> dict:
-    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "nesterov": False,
+    recipe = {"name": "tiny", "dataset": "coco", "iterations": 3, "batch_size": 2, "lr": 0.01, "momentum": 0.9,
+              "nesterov": False,
               "weight_decay": 1e-4, "milestones": [2], "gamma": 0.1, "warmup_iterations": 2, "min_size": 128}
     return {**recipe, **changes}
 

@@ -116,13 +116,13 @@ def test_the_simam_example_runs_from_its_own_folder_and_changes_no_file_of_the_c
 def plugin():
     """The example's plugin imported into this process, the registries restored afterwards (other tests
     parametrise over them)."""
-    from repro import extensions
+    from repro import plugin_loader
     from repro_models import registry
 
     saved = [(d, dict(d)) for d in (registry.ATTENTIONS, registry.MODELS, registry.MODEL_INFO, registry.ORIGIN,
-                                    registry.CANONICAL, extensions._LOADED)]
+                                    registry.CANONICAL, plugin_loader._LOADED)]
     try:
-        extensions.load_file(PLUGIN)
+        plugin_loader.load_file(PLUGIN)
         yield registry
     finally:
         for d, copy in saved:

@@ -19,7 +19,7 @@ from conftest import REPO, open_concurrently, write_toy
 from repro import executor as ex
 from repro.db import Database, DatabaseError, exists, utcnow
 from repro.states import Progress
-from repro.status import eta_seconds, running_jobs
+from repro.progress import eta_seconds, running_jobs
 from repro.worker import Worker, WorkerOptions, resolve_threads
 
 # A training table small enough to train 3 epochs in seconds (a depth-8 CIFAR ResNet), two seeds.
@@ -229,8 +229,10 @@ def test_eta_from_this_attempts_pace():
     assert eta_seconds(start, now, 5, None, 20) == pytest.approx(1800)  # 2 min/epoch, 15 left
     assert eta_seconds(start, now, 12, 10, 20) == pytest.approx(2400)  # resumed at 10: 5 min/epoch
     assert eta_seconds(start, now, 10, 10, 20) is None  # no epoch done in this attempt yet
-    rows = running_jobs([{"job": "j", "kind": "train", "model": "m", "spec": {"recipe": {"name": "r", "dataset": "cifar10", "epochs": 20,
-                                                                         "batch_size": 8, "lr": 0.1, "weight_decay": 0}},
+    rows = running_jobs([{"job": "j", "kind": "train", "model": "m",
+                          "spec": {"recipe": {"name": "r", "dataset": "cifar10", "epochs": 20,
+                                                                         "batch_size": 8, "lr": 0.1,
+                                                                         "weight_decay": 0}},
                           "owner": "h:1:x", "progress": Progress(5, 20, "epoch"), "heartbeat_at": now,
                           "host": "gpu3", "pid": 7, "started_at": start, "resumed_from_epoch": None}], now=now)
     assert rows[0].progress == Progress(5, 20, "epoch") and str(rows[0].progress) == "epoch 5 of 20"

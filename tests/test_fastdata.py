@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from repro import data, datasets
-from repro import fastdata as fd
+from repro.data import datasets, readers as data
+from repro.data import fastdata as fd
 
 SE_R_AUGMENT = ["random_crop_pad4", "hflip", "rotate15", "normalize"]
 CPU = torch.device("cpu")
@@ -213,7 +213,8 @@ def test_unsupported_augmentations_raise(augment, match):
 
 @pytest.mark.parametrize("images, mean, match", [(torch.zeros(4, 32, 32, dtype=torch.uint8), (0.5,), "N, H, W, C"),
                                                  (torch.zeros(4, 8, 8, 3), (0.5,) * 3, "uint8"),
-                                                 (torch.zeros(4, 8, 8, 1, dtype=torch.uint8), (0.5,) * 3, "per channel")])
+                                                 (torch.zeros(4, 8, 8, 1, dtype=torch.uint8), (0.5,) * 3,
+                                                  "per channel")])
 def test_images_must_be_nhwc_uint8_with_one_mean_per_channel(images, mean, match):
     with pytest.raises(ValueError, match=match):
         fd.DeviceLoader(images, torch.zeros(4, dtype=torch.int64), batch_size=2, augment=["normalize"], mean=mean,

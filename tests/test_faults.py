@@ -55,7 +55,7 @@ def make_specs(root: Path, lr: str = "0.05") -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_cifar10(tmp_path_factory) -> Path:
-    from repro.data import fake_cifar
+    from repro.data.fakes import fake_cifar
 
     root = tmp_path_factory.mktemp("c10")
     fake_cifar(root, 10, train=96, test=32)
@@ -188,7 +188,8 @@ def test_a_divergent_job_ends_diverged_stores_no_nan_and_is_not_retried(tmp_path
 
 def test_a_diverged_job_reads_the_same_with_one_or_two_workers(tmp_path, tiny_cifar10):
     """Issue 13.1: the in-process worker and the local pool report the same typed outcome, so the same
-    diverged job prints the same line (it was `diverged <job>: ...` with one, `failed <job>: diverged: ...` with two)."""
+    diverged job prints the same line (it was `diverged <job>: ...` with one, `failed <job>: diverged: ...` with
+    two)."""
     specs = make_specs(tmp_path / "specs", lr="1.0e+6")
     lines = {}
     for workers in ("1", "2"):
@@ -258,7 +259,8 @@ def test_a_frozen_worker_that_lost_its_lease_writes_nothing_more(tmp_path, tiny_
     (done_run, resumed), = q(db, "select id, resumed_from_epoch from runs where status = 'done'")
     (lost_run,), = q(db, "select id from runs where status = 'lost-lease'")
     # the frozen worker's rows are only those it wrote while it still held the job
-    assert all(epoch <= (resumed or 0) for (epoch,) in q(db, f"select epoch from curve_points where run_id = {lost_run}"))
+    assert all(epoch <= (resumed or 0) for (epoch,) in q(db,
+                                                         f"select epoch from curve_points where run_id = {lost_run}"))
     assert q(db, "select distinct run_id from metrics") == [(done_run,)]
     assert q(db, f"select count(*) from checkpoints where run_id = {lost_run} and step > {resumed or 0}") == [(0,)]
     assert q(db, METRICS) == clean["metrics"] and q(db, CURVE) == clean["curve"]

@@ -79,7 +79,8 @@ def test_a_suffix_that_disagrees_with_the_column_is_a_spec_error(tmp_path, cli):
     specs = _specs(tmp_path, UNIT_TABLE.replace('GFLOPs: "0.13"', 'GFLOPs: "126.57M"'))
     out = cli("specs", "check", "--specs-dir", str(specs))
     assert out.returncode == 2
-    assert "column 'GFLOPs': '126.57M' carries its own unit 'M', which disagrees with the column's unit 'G'" in out.stderr
+    assert ("column 'GFLOPs': '126.57M' carries its own unit 'M', which disagrees with the column's unit 'G'"
+            in out.stderr)
 
 
 def test_a_count_off_by_a_power_of_1000_says_unit(tmp_path, cli):
@@ -268,7 +269,8 @@ def test_every_commands_help_shows_the_shared_options():
     assert len(commands) >= 14
     missing = []
     for path, _ in commands:
-        if path in (("new",), ("recipe", "from-timm"), ("import",)):  # writes a paper; reads args.yaml; reads a bundle: no spec
+        # writes a paper; reads args.yaml; reads a bundle: no spec
+        if path in (("new",), ("recipe", "from-timm"), ("import",)):
             continue
         out = CliRunner().invoke(app, [*path, "--help"])
         assert out.exit_code == 0, out.output
@@ -316,7 +318,8 @@ def test_short_budgets_get_a_panel_of_their_own(toy_specs):
                           delta=ours - 27.25, budget=budget, status="inconclusive", detail=None, uncertain=None,
                           reason=None, config_key=None, jobs=[])
 
-    fig = figures.ours_vs_published_figure(paper, [cell("ResNet-56", "full", 27.5), cell("CRA-ResNet-56", "smoke", 80.0)])
+    fig = figures.ours_vs_published_figure(paper,
+                                           [cell("ResNet-56", "full", 27.5), cell("CRA-ResNet-56", "smoke", 80.0)])
     axes = fig.get_axes()
     assert len(axes) == 2 and "short budgets" in axes[1].get_title()
     assert axes[0].get_xlim()[1] < 10  # the full result's axis is not stretched to the smoke run's +52.75

@@ -29,8 +29,8 @@ from torchvision import transforms
 from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
-from repro import data, datasets, loaders
-from repro import imagenet_input as ii
+from repro.data import datasets, loaders
+from repro.data import imagenet_input as ii
 from repro.train.bench import cores_per_gpu, imagenet_jpegs, measure_input, natural_image
 from repro.train.checkpoints import CheckpointStore
 from repro.train.trainer import epoch_generator, fit
@@ -289,7 +289,8 @@ def test_a_tiny_imagenet_run_learns_through_build_and_resumes_exactly(tmp_path):
     """Real JPEG files through loaders.build (engine fast) and trainer.fit: the colour classes are learnt
     (labels travel with their images), and a run stopped after 2 epochs and resumed ends identical."""
     root = _colour_classes(tmp_path / "data", per_class=8, seed=0)
-    recipe = {"name": "tiny", "dataset": "imagenet", "epochs": 4, "batch_size": 6, "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+    recipe = {"name": "tiny", "dataset": "imagenet", "epochs": 4, "batch_size": 6, "lr": 0.05, "momentum": 0.9,
+              "nesterov": False, "weight_decay": 0.0,
               "milestones": [3], "gamma": 0.1, "warmup_epochs": 0, "augment": AUGMENT, "train_split": ["train"]}
     spec = {"dataset": "imagenet", "recipe": recipe}
     train, test = loaders.build(spec, engine="fast", device=CPU, data_dir=root, download=False, loader_workers=0,

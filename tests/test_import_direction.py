@@ -26,7 +26,7 @@ def imported(path) -> set[str]:
 
 @pytest.mark.parametrize("importer, imported_module, never_back", [
     ("models/registry.py", "repro_models.ecosystem", "repro_models.registry"),
-    ("repro/loaders.py", "repro.imagenet_input", "repro.loaders"),
+    ("repro/data/loaders.py", "repro.data.imagenet_input", "repro.data.loaders"),
 ])
 def test_each_pair_imports_in_one_direction(importer, imported_module, never_back):
     assert imported_module in imported(REPO / importer)

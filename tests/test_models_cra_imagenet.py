@@ -82,7 +82,8 @@ def paper_model(name: str, **kwargs):
 
 
 def test_every_named_model_is_registered():
-    ours = {n for n, fn in models.MODELS.items() if fn.__module__ in ("repro_models.cra_imagenet", "repro_models.detection")}
+    ours = {n for n, fn in models.MODELS.items()
+            if fn.__module__ in ("repro_models.cra_imagenet", "repro_models.detection")}
     assert ours == set(CLASSIFIERS) | set(DETECTORS)
     assert all(models.MODEL_INFO[n]["paper"] == "cra" for n in ours)
 

@@ -204,7 +204,8 @@ def test_local_worker_pool_runs_every_job_once(cli, tmp_path):
     assert db_rows(tmp_path / "r.db", "select count(*), count(distinct job_id) from runs") == [(6, 6)]
     # both processes claim from the same queue (one may finish before the other has imported torch)
     assert db_rows(tmp_path / "r.db", "select count(distinct pid) from runs")[0][0] in (1, 2)
-    assert db_rows(tmp_path / "r.db", "select count(*) from metrics where name = 'macs' and detail = 'thop-2004'") == [(6,)]
+    assert db_rows(tmp_path / "r.db",
+                   "select count(*) from metrics where name = 'macs' and detail = 'thop-2004'") == [(6,)]
 
 
 def test_submitit_executor_runs_the_same_worker_loop(cli, tmp_path):

@@ -65,7 +65,8 @@ def test_a_papers_plugin_attention_plugs_into_a_builtin_backbone_and_its_edit_is
     args = ("run", "plug/table1", "--kind", "profile", "--specs-dir", str(specs), "--db", f"sqlite:///{db}")
     first = cli(*args)
     assert first.returncode == 0, first.stderr
-    params = dict(q(db, "select j.model, m.value from metrics m join jobs j on j.id = m.job_id where m.name = 'params'"))
+    params = dict(q(db,
+                    "select j.model, m.value from metrics m join jobs j on j.id = m.job_id where m.name = 'params'"))
     import repro_models
 
     base = sum(p.numel() for p in repro_models.create("resnet_cifar", num_classes=100, depth=8).parameters())
@@ -73,7 +74,8 @@ def test_a_papers_plugin_attention_plugs_into_a_builtin_backbone_and_its_edit_is
     assert params["resnet_cifar"] == base + 3 * 3
     assert params["timm/resnet18"] == 11_227_812  # timm's resnet18 with a 100-class head, counted exactly
     versions = [json.loads(v) for (v,) in q(db, "select versions from runs")]
-    assert all(any(name == "eca.py" and fp.startswith("sha256:") for name, fp in v["plugins"].items()) for v in versions)
+    assert all(any(name == "eca.py" and fp.startswith("sha256:") for name,
+                   fp in v["plugins"].items()) for v in versions)
     spec = json.loads(q(db, "select spec from jobs where model = 'timm/resnet18'")[0][0])
     assert spec["source"]["library"].startswith("timm==")
     # an edited plugin: a new job (the old result is not served), new counts
@@ -158,9 +160,10 @@ def test_an_installed_entry_point_registers_its_models(tmp_path, cli):
     env = {"PYTHONPATH": str(site)}
     shown = cli("models", "show", "resnet_cifar", "--num-classes", "10", "--format", "json", env=env)
     plain = json.loads(shown.stdout)["params"]
-    code = ("import json, repro_models as m; from repro.extensions import load_all; load_all(); "
+    code = ("import json, repro_models as m; from repro.plugin_loader import load_all; load_all(); "
             "net = m.create('resnet_cifar', num_classes=10, depth=8, attention='entry_gate'); "
-            "print(json.dumps([sum(p.numel() for p in net.parameters()), m.registry.ORIGIN[('attention', 'entry_gate')]]))")
+            "print(json.dumps([sum(p.numel() for p in net.parameters()), "
+            "m.registry.ORIGIN[('attention', 'entry_gate')]]))")
     import os
     import subprocess
     import sys

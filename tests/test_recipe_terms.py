@@ -88,7 +88,8 @@ def test_optimizers_match_torch_and_skip_groups_match_timm():
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
                               torch.nn.Linear(4 * 6 * 6, 2))
-    opt = make_optimizer(net, _recipe(optimizer="adamw", betas=(0.9, 0.95), eps=1e-7, weight_decay_skip=["norm", "bias"]))
+    opt = make_optimizer(net,
+                         _recipe(optimizer="adamw", betas=(0.9, 0.95), eps=1e-7, weight_decay_skip=["norm", "bias"]))
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-7 and opt.defaults["weight_decay"] == 0.05
     ours = [sorted(id(p) for p in g["params"]) for g in opt.param_groups]
@@ -185,9 +186,11 @@ def test_identity_follows_meaning_not_spelling():
     ({"schedule": "cosine", "min_lr": 0.5}, "min_lr: 0.5 is above lr 0.1"),
     ({"mix_prob": 0.5}, "mix_prob: applies only with mixup_alpha or cutmix_alpha > 0"),
     ({"accumulate_steps": 3}, "accumulate_steps: 3 does not divide batch_size 8"),
-    ({"augment": [{"randaugment": {"magnitude": 31}}]}, "augment: randaugment.magnitude: 31 is out of range: allowed [0, 30]"),
+    ({"augment": [{"randaugment": {"magnitude": 31}}]},
+     "augment: randaugment.magnitude: 31 is out of range: allowed [0, 30]"),
     ({"augment": [{"autoaugment": {"policy": "mnist"}}]}, "augment: autoaugment.policy: 'mnist' is not one of"),
-    ({"augment": [{"random_erasing": {"scale": [0.4, 0.1]}}]}, "augment: random_erasing.scale: [0.4, 0.1] must be [low, high]"),
+    ({"augment": [{"random_erasing": {"scale": [0.4, 0.1]}}]},
+     "augment: random_erasing.scale: [0.4, 0.1] must be [low, high]"),
     ({"augment": [{"randaugment": {"ops": 2}}]}, "augment: randaugment: unknown parameter 'ops'"),
     ({"label_smoothing": 1.5}, "label_smoothing: 1.5 is out of range"),
 ])

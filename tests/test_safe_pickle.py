@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data, safe_pickle
-from repro.datasets import DataError
+from repro.data import readers as data, safe_pickle
+from repro.data.datasets import DataError
 
 
 def py2_pickle(obj) -> bytes:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPECS, TOY_PAPER, TOY_TABLE, write_toy
+from conftest import REPO, TOY_PAPER, TOY_TABLE, write_toy
 
 CPU_LIMIT_S = 3.0  # per command, torch never imported
 COLD_CPU_LIMIT_S = 60.0  # a model built on the meta device for the first time (imports torch, torchvision)
@@ -162,7 +162,8 @@ CASES = {
                                  ["'p0' / 'Error': model_kwargs: model 'resnet_cifar' has no option 'colour'"], True),
     "sweep-set-unknown-train-option": (TABLE, _sweep("train.colour", "resnet56_cifar"),
                                        ["'p0' / 'Error': train: unknown option(s) ['colour']"]),
-    "non-utf8": (TABLE, TOY_TABLE.encode().replace(b"Table 1", b"Table \xff\xfe1"), ["line 2: not UTF-8 text (byte 0xff"]),
+    "non-utf8": (TABLE, TOY_TABLE.encode().replace(b"Table 1", b"Table \xff\xfe1"),
+                 ["line 2: not UTF-8 text (byte 0xff"]),
     "deep-list": (TABLE, "table: " + "[" * 20_000 + "]" * 20_000 + "\n", ["YAML syntax error"]),
     "deep-mapping": (TABLE, "table: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", ["YAML syntax error"]),
     "deep-block-mapping": (TABLE, "".join("  " * i + "a:\n" for i in range(60)), ["nested deeper than 50 levels"]),

@@ -46,9 +46,11 @@ BAD = {
     "unknown-model": (TOY_TABLE.replace("model: resnet56_cifar", "model: resnet9000"), "unknown model 'resnet9000'"),
     "missing-value": (TOY_TABLE.replace('Error: "27.25"', "Error: "), "missing published value"),
     "wrong-type": (TOY_TABLE.replace('Error: "27.25"', "Error: [27.25]"), "expected a number as printed"),
-    "wrong-type-field": (TOY_TABLE.replace("title: \"Table 1\"", "title: [1, 2]"), "title: Input should be a valid string"),
+    "wrong-type-field": (TOY_TABLE.replace("title: \"Table 1\"", "title: [1, 2]"),
+                         "title: Input should be a valid string"),
     "unknown-metric": (TOY_TABLE.replace("metric: top1_err", "metric: top1_error"), "unknown metric 'top1_error'"),
-    "unknown-model-option": (TOY_TABLE.replace("model: resnet56_cifar,", "model: resnet56_cifar, model_kwargs: {depth: 3},"),
+    "unknown-model-option": (TOY_TABLE.replace("model: resnet56_cifar,",
+                                               "model: resnet56_cifar, model_kwargs: {depth: 3},"),
                              "has no option 'depth'"),
 }
 

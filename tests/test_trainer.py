@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from repro.train.checkpoints import CheckpointStore
-from repro.loaders import TorchLoader
+from repro.data.loaders import TorchLoader
 from repro.train.schedule import lr_of_epoch
 from repro.train.trainer import aux_loss, fit, mixup_batch, topk_errors
 from repro.catalog import load_catalog
@@ -34,7 +34,8 @@ def test_se_r_schedule_reads_like_the_paper():
     assert lr_at(r, 199, 1.0) == pytest.approx(0.1 * 0.2 ** 3)
 
 
-@pytest.mark.parametrize("paper,recipe", [("se-r", "cifar100"), ("cra", "imagenet"), ("cmpe-se", "preact_cifar10_mixup")])
+@pytest.mark.parametrize("paper,recipe",
+                         [("se-r", "cifar100"), ("cra", "imagenet"), ("cmpe-se", "preact_cifar10_mixup")])
 def test_schedule_equals_torch_schedulers_over_a_whole_recipe(paper, recipe):
     """Every step of a paper's recipe (few steps per epoch) against the code bases' scheduling: a per-step
     LinearLR warm-up (step i of W at (i + 1) / W) and a MultiStepLR stepped once after each epoch."""
@@ -96,7 +97,8 @@ def _model():
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
 
 
-RECIPE = {"name": "tiny", "dataset": "cifar10", "epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+RECIPE = {"name": "tiny", "dataset": "cifar10", "epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9,
+          "nesterov": True, "weight_decay": 5e-4,
           "milestones": [2, 3], "gamma": 0.2, "warmup_epochs": 1, "mixup_alpha": 0.0}
 
 
@@ -116,7 +118,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert len(points) == 4 and points[-1].lr == pytest.approx(0.1 * 0.2 ** 2)
     # stop after 2 epochs (as a kill would), then resume to 4 from the checkpoint
     store = CheckpointStore(tmp_path / "b")
-    fit(_model(), train, test, {**RECIPE, "epochs": 2, "milestones": [2]}, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None)
+    fit(_model(), train, test, {**RECIPE, "epochs": 2, "milestones": [2]}, {}, seed=3, device=CPU, store=store,
+        on_epoch=lambda r: None)
     resumed_from = []
     again = fit(_model(), train, test, RECIPE, {}, seed=3, device=CPU, store=store, on_epoch=lambda r: None,
                 on_resume=resumed_from.append)

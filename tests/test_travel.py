@@ -165,7 +165,8 @@ def _bad_bundles(good: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     flipped = bytearray(raw)
     with zipfile.ZipFile(good) as z:  # inside the stored (compressed) bytes of metrics.parquet
         off = z.getinfo("metrics.parquet").header_offset
-    at = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30], "little") + 10
+    at = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30],
+                                                                                      "little") + 10
     flipped[at] ^= 0xFF
     (tmp / "flipped.zip").write_bytes(bytes(flipped))
     put("flipped byte", tmp / "flipped.zip", "")

@@ -98,7 +98,8 @@ def test_two_origins_pool_as_one_database_of_every_seed(tmp_path):
     # verify re-trains when asked: one job, at its own (smoke) budget and seed, within the cell's seed spread
     url = f"sqlite:///{both}"
     p = repro("verify", "digitoy", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
-    assert p.returncode == 0 and p.stdout.strip() == "0 re-measured: 0 equal; 2 trained job(s) not re-run (--trained N re-runs N)"
+    assert p.returncode == 0
+    assert p.stdout.strip() == "0 re-measured: 0 equal; 2 trained job(s) not re-run (--trained N re-runs N)"
     p = repro("verify", "digitoy", "--trained", "1", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().splitlines()[-1].startswith("1 re-measured: 1 ")
@@ -109,7 +110,8 @@ def test_two_origins_pool_as_one_database_of_every_seed(tmp_path):
         conn.execute("UPDATE metrics SET value = 0.5 WHERE job_id = ? AND name = 'top1_err'", (job,))
     p = repro("verify", "digitoy", "--trained", "1", "--specs-dir", str(specs), "--db", url, "--device", "cpu")
     assert p.returncode == 1
-    assert p.stdout.startswith(f"drift: job {job} (resnet_cifar, smoke, seed {seed}) top1_err: database 0.5, re-measured ")
+    assert p.stdout.startswith(f"drift: job {job} (resnet_cifar, smoke, seed {seed}) "
+                               f"top1_err: database 0.5, re-measured ")
     out = tmp_path / "reports"
     repro("report", "--paper", "digitoy", "--specs-dir", str(specs), "--db", f"sqlite:///{merged}", "--out", str(out),
           check=True)

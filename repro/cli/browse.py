@@ -15,8 +15,10 @@ from .common import (app, _catalog, _check_db, console, data_app, DbOpt, _emit, 
                      models_app, _plain, specs_app, SpecsOpt, PluginsOpt, recipe_app)
 
 
-@specs_app.command("check", epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
-def specs_check(specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
+@specs_app.command("check",
+                   epilog=_examples("repro specs check", "repro specs check --specs-dir my-specs --format json"))
+def specs_check(specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
+                fmt: Format = FormatOpt()):
     """Validate every spec; one line per paper, or the first error and exit code 2.
 
     A cell is what reports/README.md counts in its "cells" column: an entry of a table spec that
@@ -64,7 +66,8 @@ def models_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PA
                 search: Optional[str] = typer.Option(None, "--search", metavar="PATTERN",
                                                      help="names matching PATTERN (a glob like '*sk*', else a "
                                                           "substring): built-ins, plugins', timm's and torchvision's"),
-                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, fmt: Format = FormatOpt()):
+                specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
+                fmt: Format = FormatOpt()):
     """Registered models, with the papers whose specs use each (named models first, then backbones)."""
     import repro_models as models
     from ..modelcheck import facts
@@ -134,7 +137,7 @@ def models_show(name: str = typer.Argument(..., metavar="MODEL", help="a name fr
     """Parameters and MACs of one model (the default profile is a paper's default, today's thop)."""
     import repro_models as models
     from ..counting import measure
-    from ..extensions import load_all
+    from ..plugin_loader import load_all
     from ..specs import SpecError
 
     try:  # with --specs-dir, the papers' own plugins too (a model a paper registers)
@@ -187,7 +190,8 @@ def _show_all(name: str, model, size: tuple[int, ...], fmt: Format) -> None:
         return
     for r in rows:
         unit = (r["value"] / 1e9, "G") if r["count"] == "macs" else (r["value"] / 1e6, "M")
-        console.print(f"{name}: {r['count']:6} {r['way']:24} {r['value']:>15,}  ({unit[0]:.3f}{unit[1]}) at {list(size)}")
+        console.print(f"{name}: {r['count']:6} {r['way']:24} {r['value']:>15,}  "
+                      f"({unit[0]:.3f}{unit[1]}) at {list(size)}")
 
 
 @specs_app.command("explain", epilog=_examples("repro specs explain cra/table2"))
@@ -240,7 +244,8 @@ def specs_explain(target: str = typer.Argument(..., metavar="PAPER/TABLE"),
 @models_app.command("count", epilog=_examples("repro models count se-r cra", "repro models count table3 --paper se-r"))
 def models_count(targets: list[str] = typer.Argument(..., metavar="TARGET...",
                                                      help="<paper>, <paper>/<table>, or <table> with --paper"),
-                 paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
+                 paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER",
+                                                     help="paper of bare table names"),
                  db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
                  plugins: Optional[list[str]] = PluginsOpt):
     """Count the forward MACs of the targets' training configurations into the database (model_counts).
@@ -280,8 +285,8 @@ def data_fake(dataset: str = typer.Argument(..., metavar="DATASET", help="a name
                                                   help="the paper whose declaration to use (when several declare it)"),
               specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
     """Write a tiny dataset in the real on-disk format under DIRECTORY (any built-in, plugin or declared one)."""
-    from ..datasets import DataError
-    from ..fakes import write
+    from ..data.datasets import DataError
+    from ..data.fakes import write
 
     info = _dataset(dataset, paper, specs_dir, plugins)
     try:
@@ -297,7 +302,7 @@ def data_list(paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPE
               specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
               fmt: Format = FormatOpt()):
     """Datasets recipes can name: built-ins, plugins' and papers' own, with what a run needs of each."""
-    from .. import datasets
+    from ..data import datasets
 
     catalog = _data_catalog(specs_dir, plugins)
     if paper and paper not in catalog.papers:
@@ -332,7 +337,7 @@ def _data_catalog(specs_dir, plugins=None):
 
 def _dataset(name: str, paper: str | None, specs_dir, plugins=None):
     """A dataset by name: a built-in as is; otherwise after the catalog (its plugins, the papers' declarations)."""
-    from .. import datasets
+    from ..data import datasets
 
     if name in datasets.registered() and paper is None and not plugins:
         return datasets.get(name)
@@ -372,7 +377,8 @@ def new(paper: str = typer.Argument(..., metavar="PAPER", help="the paper's slug
 
 @recipe_app.command("from-timm", epilog=_examples(
     "repro recipe from-timm output/train/20240101-resnet50/args.yaml --dataset imagenet --devices 8"))
-def recipe_from_timm(args_file: Path = typer.Argument(..., metavar="ARGS_YAML", help="the args.yaml timm's train.py wrote"),
+def recipe_from_timm(args_file: Path = typer.Argument(..., metavar="ARGS_YAML",
+                                                      help="the args.yaml timm's train.py wrote"),
                      dataset: str = typer.Option(..., "--dataset", help="the dataset name the recipe trains on"),
                      devices: int = typer.Option(1, "--devices", min=1, help="processes of the run: timm's batch_size "
                                                  "is per process, a recipe's the global batch"),

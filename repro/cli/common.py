@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import sys
 from enum import Enum
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -192,7 +190,8 @@ def _check_db(explicit: str | None, *, write: bool, must_exist: bool = True, spe
     try:
         return check_url(own_db(explicit, specs_dir), write=write, must_exist=must_exist)
     except DatabaseError as e:
-        _fail(str(e).replace("(running a campaign creates it)", "(`repro run` creates it; or point --db/$REPRO_DB at one)"))
+        _fail(str(e).replace("(running a campaign creates it)",
+                             "(`repro run` creates it; or point --db/$REPRO_DB at one)"))
 
 
 # --- printing data: one helper for table | json | csv ------------------------------------

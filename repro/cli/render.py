@@ -67,7 +67,7 @@ class RichEvents(Events):
         self.console.print(f"submitted {len(task_ids)} {cluster} task(s): {', '.join(task_ids)} (logs in {log_dir})")
 
     def job_started(self, job):
-        from ..status import total_units
+        from ..progress import total_units
 
         desc = f"{job.kind:7s} {job.model} [{job.budget}" + (f", seed {job.seed}]" if job.seed is not None else "]")
         self.tasks[job.id] = self.bar.add_task(desc, total=total_units(job.spec) or 1, info="")
@@ -75,7 +75,8 @@ class RichEvents(Events):
     def job_step(self, job, epoch, step, steps):
         if step % 10 and step != steps:  # the bar redraws a few times a second at most anyway
             return
-        self.bar.update(self.tasks[job.id], completed=epoch - 1 + step / steps, info=f"epoch {epoch} step {step}/{steps}")
+        self.bar.update(self.tasks[job.id], completed=epoch - 1 + step / steps,
+                        info=f"epoch {epoch} step {step}/{steps}")
 
     def job_iteration(self, job, iteration, total, loss):
         self.bar.update(self.tasks[job.id], completed=iteration, info=f"iteration {iteration}/{total} loss {loss:.3f}")

@@ -24,21 +24,26 @@ def diff(targets: list[str] = typer.Argument(..., metavar="TARGET", help=TARGET_
          fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json | csv | latex (booktabs, "
                                  "each table in the paper's layout)"),
          fail_over: Optional[float] = typer.Option(
-             None, "--fail-over", metavar="POINTS", help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
+             None, "--fail-over", metavar="POINTS",
+             help="exit 1 if a full-budget cell differs from the paper (or, with --against, "
              "from the other database) by more than X, or diverged; with no comparable cell it says so and exits 0"),
-         fail_on_pending: bool = typer.Option(False, "--fail-on-pending", help="exit 1 if any selected cell is pending"),
+         fail_on_pending: bool = typer.Option(False, "--fail-on-pending",
+                                              help="exit 1 if any selected cell is pending"),
          against: Optional[str] = typer.Option(
-             None, "--against", metavar="URL", help="a second results database (URL): compare ours with ours there, cell by cell"),
-         origin: Optional[str] = typer.Option(None, "--origin", metavar="LABEL", help="one origin's results alone "
-                                              "(an imported bundle's --label or host; 'here': this database's own runs)"),
-         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+             None, "--against", metavar="URL",
+             help="a second results database (URL): compare ours with ours there, cell by cell"),
+         origin: Optional[str] = typer.Option(None, "--origin", metavar="LABEL",
+                                              help="one origin's results alone (an imported bundle's --label or host; "
+                                                   "'here': this database's own runs)"),
+         db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+         plugins: Optional[list[str]] = PluginsOpt):
     """Ours vs paper, cell by cell (or ours vs another database's ours with --against, which also shows
     where the published numbers it recorded differ from ours: a transcription fixed since).
 
     A summary line closes the output (stdout for table, stderr for json and csv).
     """
     from ..db import Database
-    from ..diff import compared
+    from ..comparison_records import compared
     from ..plan import PlanError, select
     from ..specs import cell_key
 
@@ -113,7 +118,7 @@ def _origins(database, origin: str | None):
 
 def _paper_view(rows) -> tuple[list[dict], list[str], list[list[str]]]:
     """Ours beside the paper: the JSON records, the table's columns and its text."""
-    from ..diff import record
+    from ..comparison_records import record
     from ..report import fmt_ours
 
     columns = ["table", "row", "column", "published", "ours", "delta", "budget", "status"]
@@ -127,7 +132,7 @@ def _against_view(rows, catalog, resolved, other) -> tuple[list[dict], list[str]
     """Ours beside another database's ours, and where it transcribed the paper differently (a finding,
     said whatever the format)."""
     from ..db import exports
-    from ..diff import against_records, compared
+    from ..comparison_records import against_records, compared
 
     records = against_records(rows, compared(resolved, other),
                               exports.published_cells(other, {p.slug for p, _ in resolved}),
@@ -151,7 +156,7 @@ def _print_records(records: list[dict], fmt: str, columns: list[str], text: list
     if fmt == "csv":
         import csv
 
-        from ..diff import DIFF_FIELDS
+        from ..comparison_records import DIFF_FIELDS
 
         w = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else DIFF_FIELDS, lineterminator="\n")
         w.writeheader()
@@ -198,7 +203,7 @@ def _diff_summary(rows: list, against: list[dict] | None) -> str:
 def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | None) -> bool:
     """True when a comparable cell is off by more than ``threshold``; says so when nothing was comparable."""
     from ..compare import comparable, fails_over
-    from ..diff import number as _number
+    from ..comparison_records import number as _number
 
     if threshold is None:
         return False
@@ -229,8 +234,10 @@ def _check_fail_over(rows: list, against: list[dict] | None, threshold: float | 
 def report(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP + "; default: --paper's"),
            paper: Optional[list[str]] = typer.Option(None, "--paper", metavar="PAPER", help="paper(s); default all"),
            model: Optional[str] = ModelOpt,
-           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="output directory (default <repo>/reports)"),
-           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                              help="output directory (default <repo>/reports)"),
+           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+           plugins: Optional[list[str]] = PluginsOpt):
     """Render Markdown pages and figures comparing ours with the published numbers."""
     url = _check_db(db, write=False, specs_dir=specs_dir)
 
@@ -273,7 +280,7 @@ def status(db: Optional[str] = DbOpt, fmt: Format = FormatOpt(), specs_dir: Opti
 
     from ..db import Database, exists, safe_url
     from ..states import JobState
-    from ..status import running_jobs
+    from ..progress import running_jobs
 
     url = _check_db(db, write=False, specs_dir=specs_dir)
     if not exists(url):  # _check_db made sure a SQLite file is there: then it is something else
@@ -318,7 +325,7 @@ def _hms(seconds: float | None) -> str:
 
 
 def _running_row(r) -> dict[str, str]:
-    """A ``status.RunningJob`` in words."""
+    """A ``progress.RunningJob`` in words."""
     return {"job": r.job, "kind": r.kind, "model": r.model, "progress": str(r.progress) if r.progress else "starting",
             "host": r.host, "pid": str(r.pid), "elapsed": _hms(r.elapsed_s), "eta": _hms(r.eta_s),
             "heartbeat": f"{int(r.heartbeat_age_s)} s ago" if r.heartbeat_age_s is not None else "-"}
@@ -351,7 +358,8 @@ def artifacts(remove_unneeded: bool = typer.Option(False, "--remove-unneeded",
               "cells": r["cells"], "needed_by": r["needed_by"]} for r in rows]
     if fmt == Format.table:
         for r in shown:
-            r["sha256"], r["cells"] = r["sha256"][:16], ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
+            r["sha256"] = r["sha256"][:16]
+            r["cells"] = ", ".join(r["cells"][:2]) + (" ..." if len(r["cells"]) > 2 else "")
             r["needed_by"] = ", ".join(r["needed_by"]) or "-"
             r["seed"] = "-" if r["seed"] is None else r["seed"]
     _emit(shown, fmt, ARTIFACT_COLUMNS)

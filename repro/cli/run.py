@@ -17,9 +17,10 @@ from .common import (app, BenchResultFields, _catalog, _check_db, console, DbOpt
 
 # The options of `repro run`, one per line of its signature (help text here, defaults from the library).
 _D = CampaignOptions()
-O = SimpleNamespace(
+O = SimpleNamespace(  # noqa: E741  (read as O.paper, O.model, ... in the signature below)
     paper=typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
-    model=typer.Option(None, "--model", metavar="NAME", help="only the cells this model produces (with their upstream jobs)"),
+    model=typer.Option(None, "--model", metavar="NAME",
+                       help="only the cells this model produces (with their upstream jobs)"),
     budget=typer.Option(_D.budget, "--budget", metavar="BUDGET", help="full | smoke"),
     epochs=typer.Option(None, "--epochs", min=1, metavar="N", help="shorten schedules to N epochs (budget epochs-N)"),
     seeds=typer.Option(
@@ -32,28 +33,36 @@ O = SimpleNamespace(
     workers=typer.Option(None, "--workers", min=1, metavar="N",
                          help="worker processes or Slurm tasks (default: one per GPU, else 1)"),
     jobs_per_gpu=typer.Option(1, "--jobs-per-gpu", min=1, metavar="K", help="local workers sharing one GPU"),
-    executor=typer.Option("local", "--executor", metavar="EXECUTOR", help="local | slurm | submitit-local | submitit-debug"),
+    executor=typer.Option("local", "--executor", metavar="EXECUTOR",
+                          help="local | slurm | submitit-local | submitit-debug"),
     detach=typer.Option(False, "--detach", help="slurm: submit and return; follow with `repro status`"),
     lease_seconds=typer.Option(None, "--lease-seconds", metavar="S", help="take over a job whose owner sent no "
                                "heartbeat for this long (default 180, or $REPRO_LEASE_SECONDS)"),
-    threads=typer.Option(None, "--threads", metavar="N", help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
+    threads=typer.Option(None, "--threads", metavar="N",
+                         help="torch CPU threads per worker (default: the Slurm task's CPUs)"),
     slurm_partition=typer.Option(None, "--slurm-partition", metavar="NAME"),
-    slurm_gpus=typer.Option(None, "--slurm-gpus", metavar="N", help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
+    slurm_gpus=typer.Option(None, "--slurm-gpus", metavar="N",
+                            help="GPUs per Slurm task (default 1 if the plan trains, else 0)"),
     slurm_cpus=typer.Option(None, "--slurm-cpus", metavar="N", help="CPUs per Slurm task"),
     slurm_mem=typer.Option(None, "--slurm-mem", metavar="MEM", help="memory per Slurm task, e.g. 16G"),
     slurm_account=typer.Option(None, "--slurm-account", metavar="NAME"),
     slurm_qos=typer.Option(None, "--slurm-qos", metavar="NAME"),
     slurm_constraint=typer.Option(None, "--slurm-constraint", metavar="FEATURES"),
-    slurm_opt=typer.Option(None, "--slurm-opt", metavar="KEY=VALUE", help="any other sbatch option as KEY=VALUE (repeatable)"),
-    slurm_timeout_min=typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN", help="Slurm time limit per task, minutes"),
+    slurm_opt=typer.Option(None, "--slurm-opt", metavar="KEY=VALUE",
+                           help="any other sbatch option as KEY=VALUE (repeatable)"),
+    slurm_timeout_min=typer.Option(24 * 60, "--slurm-timeout-min", metavar="MIN",
+                                   help="Slurm time limit per task, minutes"),
     log_dir=typer.Option("submitit_logs", "--log-dir", metavar="DIR", help="Slurm/submitit task logs"),
     dry_run=typer.Option(False, "--dry-run", help="print the plan; run nothing"),
-    kind=typer.Option(None, "--kind", metavar="KIND", help="only jobs of this kind: profile | train | detect (repeatable)"),
-    max_jobs=typer.Option(_D.max_jobs, "--max-jobs", min=1, metavar="N", help="refuse to plan more jobs than this in one invocation"),
+    kind=typer.Option(None, "--kind", metavar="KIND",
+                      help="only jobs of this kind: profile | train | detect (repeatable)"),
+    max_jobs=typer.Option(_D.max_jobs, "--max-jobs", min=1, metavar="N",
+                          help="refuse to plan more jobs than this in one invocation"),
     data_dir=typer.Option(None, "--data-dir", metavar="DIR", help="datasets root (default $REPRO_DATA or <repo>/data)"),
     download=typer.Option(False, "--download", help="download datasets that torchvision can fetch"),
     device=typer.Option(_D.device, "--device", callback=_device, metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
-    checkpoint_dir=typer.Option(None, "--checkpoint-dir", metavar="DIR", help="training checkpoints (default <repo>/checkpoints)"),
+    checkpoint_dir=typer.Option(None, "--checkpoint-dir", metavar="DIR",
+                                help="training checkpoints (default <repo>/checkpoints)"),
     artifact_dir=typer.Option(None, "--artifact-dir", metavar="DIR", help="final weights of finished jobs, kept by "
                               "content for jobs that start from them (default: beside the checkpoints)"),
     decode=typer.Option("cpu", "--decode", metavar="WHERE", help="cpu | cuda: where the fast ImageNet path decodes "
@@ -65,16 +74,19 @@ O = SimpleNamespace(
     precision=typer.Option(None, "--precision", help="bf16 | fp32 (default bf16 on CUDA, fp32 on CPU); recorded "
                            "with each run, never part of the job"),
     compile=typer.Option(False, "--compile", help="torch.compile the model"),
-    retry_failed=typer.Option(False, "--retry-failed", help="also retry diverged jobs (failed jobs are always retried)"),
+    retry_failed=typer.Option(False, "--retry-failed",
+                              help="also retry diverged jobs (failed jobs are always retried)"),
     keep_checkpoints=typer.Option(False, "--keep-checkpoints", help="keep a finished job's checkpoints"),
 )
 
 
-@app.command(epilog=_examples("repro run se-r/table1 se-r/table2", "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
+@app.command(epilog=_examples("repro run se-r/table1 se-r/table2",
+                              "repro run se-r/table3 --budget smoke --data-dir /tmp/tiny",
                               "repro run 'se-r/table3/SE-R-ResNet-110' --budget smoke --dry-run",
                               "repro run cra --dry-run --format json"))
 def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_HELP),
-        paper: Optional[str] = O.paper, model: Optional[str] = O.model, budget: str = O.budget, epochs: Optional[int] = O.epochs, seeds: str = O.seeds,
+        paper: Optional[str] = O.paper, model: Optional[str] = O.model, budget: str = O.budget,
+        epochs: Optional[int] = O.epochs, seeds: str = O.seeds,
         workers: Optional[int] = O.workers, jobs_per_gpu: int = O.jobs_per_gpu, executor: str = O.executor,
         detach: bool = O.detach, lease_seconds: Optional[float] = O.lease_seconds, threads: Optional[int] = O.threads,
         slurm_partition: Optional[str] = O.slurm_partition, slurm_gpus: Optional[int] = O.slurm_gpus,
@@ -83,7 +95,8 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_
         slurm_constraint: Optional[str] = O.slurm_constraint, slurm_opt: Optional[list[str]] = O.slurm_opt,
         slurm_timeout_min: int = O.slurm_timeout_min, log_dir: str = O.log_dir, dry_run: bool = O.dry_run,
         fmt: Format = FormatOpt("dry-run output"), kind: Optional[list[Kind]] = O.kind, max_jobs: int = O.max_jobs,
-        db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt, data_dir: Optional[str] = O.data_dir,
+        db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt,
+        data_dir: Optional[str] = O.data_dir,
         download: bool = O.download, device: str = O.device, checkpoint_dir: Optional[str] = O.checkpoint_dir,
         artifact_dir: Optional[str] = O.artifact_dir, decode: str = O.decode,
         loader_workers: Optional[int] = O.loader_workers, engine: Engine_ = O.engine,
@@ -102,9 +115,12 @@ def run(targets: list[str] = typer.Argument(None, metavar="TARGET", help=TARGET_
                  extra=slurm_opt)
     execution = dict(workers=workers, executor=executor, log_dir=log_dir, jobs_per_gpu=jobs_per_gpu, detach=detach)
     opts = _campaign_options(
-        targets=tuple(targets or ()), paper=paper, model=model, budget=budget, epochs=epochs, seeds=fixed, seeds_max=seeds_max, max_jobs=max_jobs,
-        kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None, plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
-        checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download, retry_diverged=retry_failed, device=device,
+        targets=tuple(targets or ()), paper=paper, model=model, budget=budget, epochs=epochs, seeds=fixed,
+        seeds_max=seeds_max, max_jobs=max_jobs,
+        kinds=frozenset(k.value for k in kind) if kind else None, specs_dir=tuple(specs_dir) if specs_dir else None,
+        plugins=tuple(plugins or ()), db=url, data_dir=data_dir,
+        checkpoint_dir=checkpoint_dir, artifact_dir=artifact_dir, decode=decode, download=download,
+        retry_diverged=retry_failed, device=device,
         engine=engine.value, precision=precision.value if precision else None, compile=compile_,
         loader_workers=loader_workers, keep_checkpoints=keep_checkpoints, threads=threads, lease_seconds=lease_seconds,
         slurm=slurm, execution=execution)
@@ -286,7 +302,8 @@ def _print_plan(jobs, states, resolved, fmt: Format):
         return
     for r in rows:  # the table shows a few cells per job, not all of them
         cells = r["cells"]
-        r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
+        r["cells"] = ", ".join(c.split("/", 1)[1] for c in cells[:3]) \
+            + (f" (+{len(cells) - 3})" if len(cells) > 3 else "")
         r["seed"] = "-" if r["seed"] is None else r["seed"]
         r["after"] = ", ".join(r["upstream"])
     columns = ["job", "kind", "model", "seed", "state"] + (["after"] if any(j.upstream for j in jobs) else [])
@@ -305,7 +322,8 @@ def _kinds(jobs) -> str:
 @app.command(epilog=_examples("repro bench se-r/table3 --steps 20 --vs reference",
                               "repro bench cra/table4 --precision bf16 --compile --format json",
                               "repro bench cra/table2 --data    # the ImageNet input alone, fast vs reference"))
-def bench(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper>, <paper>/<table>, or <table> with --paper"),
+def bench(targets: list[str] = typer.Argument(..., metavar="TARGET",
+                                              help="<paper>, <paper>/<table>, or <table> with --paper"),
           paper: Optional[str] = typer.Option(None, "--paper", metavar="PAPER", help="paper of bare table names"),
           steps: int = typer.Option(20, "--steps", min=1, metavar="N", help="timed optimizer steps per job"),
           engine: Engine_ = typer.Option("fast", "--engine", help="fast | reference"),

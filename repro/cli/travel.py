@@ -29,13 +29,17 @@ def _config_keys(resolved) -> set[str]:
 
 
 @app.command(epilog=_examples("repro verify se-r/table1 se-r/table2", "repro verify se-r --trained 2 --data-dir /data"))
-def verify(targets: list[str] = typer.Argument(None, metavar="TARGET", help="<paper> or <paper>/<table> (default: every paper)"),
+def verify(targets: list[str] = typer.Argument(None, metavar="TARGET",
+                                               help="<paper> or <paper>/<table> (default: every paper)"),
            trained: int = typer.Option(0, "--trained", min=0, metavar="N",
-                                       help="also re-train N trained jobs (at their own budget and seed) and check each "
-                                            "lies within its cell's seed spread"),
-           data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="datasets root for --trained"),
-           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE", help="auto | cpu | cuda | cuda:N"),
-           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+                                       help="also re-train N trained jobs (at their own budget and seed) and "
+                                            "check each lies within its cell's seed spread"),
+           data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR",
+                                                  help="datasets root for --trained"),
+           device: str = typer.Option("auto", "--device", callback=_device, metavar="DEVICE",
+                                      help="auto | cpu | cuda | cuda:N"),
+           db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+           plugins: Optional[list[str]] = PluginsOpt):
     """Re-measure what the database claims in a scratch database: every static job must give exactly its
     stored numbers (and --trained N re-trains N jobs). One line per drifted job and metric; exit 1 on drift.
     The database itself is only read."""
@@ -93,11 +97,13 @@ def _code_version() -> str | None:
     return text.split("(git ")[1].rstrip(")") if "(git " in text else None
 
 
-@app.command("export", epilog=_examples("repro export se-r -o se-r.zip", "repro export cra/table2 -o lab-a.zip --with-artifacts"))
+@app.command("export",
+             epilog=_examples("repro export se-r -o se-r.zip", "repro export cra/table2 -o lab-a.zip --with-artifacts"))
 def export_(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<paper> or <paper>/<table>"),
             out: Path = typer.Option(..., "-o", "--out", metavar="FILE", help="the bundle to write (a zip file)"),
             with_artifacts: bool = typer.Option(False, "--with-artifacts", help="include the kept weights of the jobs"),
-            db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt, plugins: Optional[list[str]] = PluginsOpt):
+            db: Optional[str] = DbOpt, specs_dir: Optional[list[str]] = SpecsOpt,
+            plugins: Optional[list[str]] = PluginsOpt):
     """Write the targets' results (done jobs, the runs that measured them with their provenance, metrics, curves)
     to one self-describing bundle that `repro import` merges into another database."""
     from importlib import metadata
@@ -140,11 +146,15 @@ def export_(targets: list[str] = typer.Argument(..., metavar="TARGET", help="<pa
                   + (f", {len(files)} artifact(s)" if files else "") + f" -> {out}")
 
 
-@app.command("import", epilog=_examples("repro import lab-a.zip --label lab-a", "repro import lab-a.zip --db postgresql+psycopg://host/db"))
+@app.command("import",
+             epilog=_examples("repro import lab-a.zip --label lab-a",
+                              "repro import lab-a.zip --db postgresql+psycopg://host/db"))
 def import_(bundle_file: Path = typer.Argument(..., metavar="FILE", help="a bundle written by repro export"),
-            label: Optional[str] = typer.Option(None, "--label", metavar="LABEL", help="name this origin (a lab, a cluster)"),
+            label: Optional[str] = typer.Option(None, "--label", metavar="LABEL",
+                                                help="name this origin (a lab, a cluster)"),
             artifact_dir: Optional[str] = typer.Option(None, "--artifact-dir", metavar="DIR",
-                                                       help="where the bundle's artifacts go (default <repo>/artifacts)"),
+                                                       help="where the bundle's artifacts go "
+                                                            "(default <repo>/artifacts)"),
             db: Optional[str] = DbOpt):
     """Merge a bundle into the database: checked whole before anything is written, in one transaction;
     importing it again adds nothing. Job ids are recomputed from their definitions; runs keep their origin."""

@@ -38,7 +38,8 @@ class Database(Published, Queue, Results, Reads):
             self.engine: Engine = open_schema(engine, create=create)
         except DBAPIError as e:
             engine.dispose()
-            verb = "connect to" if isinstance(e, (OperationalError, InterfaceError)) else "create or upgrade the schema in"
+            verb = "connect to" if isinstance(e,
+                                              (OperationalError, InterfaceError)) else "create or upgrade the schema in"
             raise DatabaseError(f"cannot {verb} {where(engine.url)}: {cause(e)}") from None
         except DatabaseError:
             engine.dispose()

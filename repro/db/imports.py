@@ -104,7 +104,8 @@ def merge(db: Database, bundle, *, label: str | None, artifact_dir: Path | None 
         known: dict[tuple, int] = {}
         for i in range(0, len(ids), CHUNK):
             for rid, jid, host, pid, started in s.execute(
-                    select(Run.id, Run.job_id, Run.host, Run.pid, Run.started_at).where(Run.job_id.in_(ids[i:i + CHUNK]))):
+                    select(Run.id, Run.job_id, Run.host, Run.pid,
+                           Run.started_at).where(Run.job_id.in_(ids[i:i + CHUNK]))):
                 known[(jid, host, pid, started)] = rid
         metrics_of: dict[int, list[dict]] = {}
         for mrow in t["metrics"]:
@@ -112,7 +113,6 @@ def merge(db: Database, bundle, *, label: str | None, artifact_dir: Path | None 
         curve_of: dict[int, list[dict]] = {}
         for p in t["curve_points"]:
             curve_of.setdefault(p["run_id"], []).append(p)
-        jobs = {j["id"]: j for j in t["jobs"]}
         for j in t["jobs"]:  # upstream jobs first (a bundle lists done jobs; upstream rows must exist)
             if j["id"] not in have:
                 s.add(Job(id=j["id"], config_key=j["config_key"], kind=j["kind"], model=j["model"], budget=j["budget"],
@@ -136,7 +136,8 @@ def merge(db: Database, bundle, *, label: str | None, artifact_dir: Path | None 
                         s.add(Replica(job_id=jid, origin_id=origin.id, name=mrow["name"], value=float(mrow["value"])))
                         out.replicas_added += 1
                 continue
-            run = Run(job_id=jid, status=RunStatus.DONE, started_at=started, ended_at=ended, host=r["host"] or "unknown",
+            run = Run(job_id=jid, status=RunStatus.DONE, started_at=started, ended_at=ended,
+                      host=r["host"] or "unknown",
                       pid=int(r["pid"]), device=r["device"] or "unknown", git_commit=r["git_commit"],
                       git_dirty=None if r["git_dirty"] is None else bool(r["git_dirty"]), versions=r["versions"] or {},
                       resumed_from_epoch=None if r["resumed_from_epoch"] is None else int(r["resumed_from_epoch"]),

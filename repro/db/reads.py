@@ -31,10 +31,10 @@ class Reads(Store):
                      .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DONE))
                 for jid, key, budget, seed, kind, name, value, detail, engine, precision, compiled, device, init, \
                         created in s.execute(q).all():
-                    d = out.setdefault(jid, {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
-                                             "metrics": {}, "details": {}, "init_from": init, "created_at": created,
-                                             "how": {"engine": engine, "precision": precision, "compiled": compiled,
-                                                     "device": device}})
+                    d = out.setdefault(jid, {
+                        "job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,
+                        "metrics": {}, "details": {}, "init_from": init, "created_at": created,
+                        "how": {"engine": engine, "precision": precision, "compiled": compiled, "device": device}})
                     d["metrics"][name] = value
                     d["details"][name] = detail
         return list(out.values())
@@ -74,7 +74,8 @@ class Reads(Store):
         with self.engine.connect() as s:
             for i in range(0, len(keys), 500):
                 q = (select(*cols).outerjoin(Run, Run.job_id == Job.id)
-                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DIVERGED).order_by(Job.id, Run.id))
+                     .where(Job.config_key.in_(keys[i:i + 500]), Job.state == JobState.DIVERGED).order_by(Job.id,
+                                                                                                          Run.id))
                 for jid, key, budget, seed, kind, error, value, unit, at, lr, init in s.execute(q):
                     # ordered by run id: the last attempt wins
                     out[jid] = {"job": jid, "config_key": key, "budget": budget, "seed": seed, "kind": kind,

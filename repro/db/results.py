@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from ..states import Divergence, JobState, RunStatus
 from .connect import Store
 from .queue import NO_PROGRESS, own, settle_downstream
-from .schema import ArtifactRow, Benchmark, InputBenchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run, utcnow
+from .schema import (ArtifactRow, Benchmark, InputBenchmark, CheckpointRow, CurvePoint, Job, Metric, ModelCount, Run,
+                     utcnow)
 
 
 def _finite(values: dict[str, float], what: str) -> None:
@@ -38,7 +39,8 @@ class Results(Store):
     def end_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
         """Close our own attempt's row (the job row is released by ``finish_job``/``complete``). A worker
         that lost its lease may find its row already closed as interrupted by the new owner: it says why."""
-        open_states = [RunStatus.RUNNING, RunStatus.INTERRUPTED] if status == RunStatus.LOST_LEASE else [RunStatus.RUNNING]
+        open_states = ([RunStatus.RUNNING, RunStatus.INTERRUPTED] if status == RunStatus.LOST_LEASE
+                       else [RunStatus.RUNNING])
         with self.Session.begin() as s:
             s.execute(update(Run).where(Run.id == run_id, Run.status.in_(open_states))
                       .values(status=status, error=error, ended_at=utcnow()))

@@ -144,7 +144,8 @@ class Job(Base):
     progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     progress_unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    upstream: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # job ids whose weights it starts from
+    # job ids whose weights it starts from
+    upstream: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     failed_upstream: Mapped[str | None] = mapped_column(String(64), nullable=True)  # why it ended failed unrun
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

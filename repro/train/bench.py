@@ -2,7 +2,7 @@
 
 For each training job of the targets: build its model, and run N optimizer steps of its recipe
 (batch size, input size, augmentations, auxiliary heads, mixup) on synthetic images of the real shape
-through the same loaders and step as ``repro run`` (``repro.loaders``, ``trainer.train_step``), on the
+through the same loaders and step as ``repro run`` (``repro.data.loaders``, ``trainer.train_step``), on the
 present device. Warm-up steps (cudnn autotuning, compilation) are not timed; the clock stops after a
 device synchronisation. ``--vs reference`` runs the reference loop (torchvision transforms in a
 DataLoader with 0 workers, fp32, NCHW) in the same process for the ratio.
@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .. import data, datasets, loaders
+from ..data import datasets, loaders, readers
 from ..specs import JobRecipe
-from ..loaders import TorchLoader, path_by_kind
+from ..data.loaders import TorchLoader, path_by_kind
 from .ema import make_ema
 from .mix import mix_batch
 from .optimizer import make_optimizer, set_lr
@@ -97,15 +97,15 @@ def synthetic_loader(spec: dict, engine: Engine, device: torch.device, n: int):
         info = dataclasses.replace(info, image_size=(height, width), resize=False)
     # the path a real run takes; where size decides, synthetic images are small enough for the device
     if (path_by_kind(info, recipe, engine.name)[0] or "device") == "device":
-        from .fastdata import DeviceLoader
+        from ..data.fastdata import DeviceLoader
 
         return DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels), batch_size=recipe.batch_size,
                             augment=recipe.augment, mean=info.mean, std=info.std, device=device, train=True,
                             channels_last=engine.channels_last, grey_to_rgb=info.channels == 1)
-    ds = SyntheticImages(images, labels, data.train_transform(info, recipe.augment))
+    ds = SyntheticImages(images, labels, readers.train_transform(info, recipe.augment))
     workers = 0
     if engine.name == "fast" and info.kind == "imagenet":
-        from .loaders import default_workers
+        from ..data.loaders import default_workers
 
         workers = default_workers()
     return TorchLoader(ds, batch_size=recipe.batch_size, shuffle=True, device=device, workers=workers,
@@ -130,7 +130,8 @@ def measure_data(spec: dict, engine: Engine, device: torch.device, batches: int)
     return n / (time.perf_counter() - t0)
 
 
-def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) -> tuple[float, float, float | None]:
+def measure(spec: dict, engine: Engine, device: torch.device, steps: int, warmup: int | None = None) \
+        -> tuple[float, float, float | None]:
     """(images/s, ms/step, peak memory MB) of ``steps`` timed optimizer steps after ``warmup`` untimed ones
     (default 3 on CUDA for cudnn autotuning and compilation, 1 on the CPU)."""
     from repro_models.ghost_bn import apply_bn_batch
@@ -182,13 +183,14 @@ REFERENCE = Engine("reference", "fp32", channels_last=False, compile=False)
 
 def bench_job(job, engine: Engine, device: torch.device, steps: int, device_label: str,
               vs_reference: bool) -> BenchResult:
-    from ..estimate import images_seen
+    from .length import images_seen
 
     spec = job.spec
     img_s, ms, peak = measure(spec, engine, device, steps)
     seen = images_seen(spec)
     result = BenchResult(job.id, job.config_key, job.model, spec["dataset"], device_label, engine.name,
-                         engine.precision, engine.compile, JobRecipe.of(spec["recipe"]).batch_size, steps, img_s, ms, peak,
+                         engine.precision, engine.compile, JobRecipe.of(spec["recipe"]).batch_size, steps, img_s, ms,
+                         peak,
                          seen / img_s / 3600 if seen else None)
     batches = max(steps, 8)
     result.data_img_per_s = measure_data(spec, engine, device, batches)
@@ -209,7 +211,7 @@ def natural_image(rng: np.random.Generator, height: int = 375, width: int = 500)
     """(H, W, 3) uint8 with natural images' statistics where JPEG cost depends on them: a 1/f amplitude
     spectrum, correlated colour channels, a few hard-edged discs and a little sensor noise. Saved at
     quality 87 a 500x375 image is ~90 KB, like an ImageNet JPEG of that size; uniform noise (the fakes
-    of repro.data) makes ~150 KB files of another decoding cost."""
+    of repro.data.readers) makes ~150 KB files of another decoding cost."""
     fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
     f = np.hypot(fy, fx)
     f[0, 0] = 1.0
@@ -230,7 +232,7 @@ def natural_image(rng: np.random.Generator, height: int = 375, width: int = 500)
 
 def imagenet_jpegs(root: str | Path, n: int = 64, height: int = 375, width: int = 500, classes: int = 2,
                    quality: int = 87, seed: int = 0) -> Path:
-    """``n`` natural-looking JPEGs in the ImageFolder layout ``repro.data.load`` reads, the same files
+    """``n`` natural-looking JPEGs in the ImageFolder layout ``repro.data.readers.load`` reads, the same files
     under ``imagenet/train`` and ``imagenet/val``; returns the root."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -285,7 +287,7 @@ def _host_batches(loader, gen: torch.Generator):
 def measure_input(root: str | Path | None = None, *, images: int = 64, batch_size: int = 32, passes: int = 3,
                   split: str = "train", device: torch.device | str = "cpu", decode: str = "cpu",
                   gpu_img_per_s: float = 3000.0) -> InputBench:
-    """Time ``repro.loaders.build``'s ImageNet loaders (engine fast and reference) alone, in this process.
+    """Time ``repro.data.loaders.build``'s ImageNet loaders (engine fast and reference) alone, in this process.
 
     JPEGs from ``imagenet_jpegs`` (written to a temporary folder unless ``root`` holds them), the recipe's
     augmentation; one untimed pass of each loader, then ``passes`` timed passes, alternating the two so
@@ -367,7 +369,7 @@ def bench_inputs(jobs, device: torch.device, decode: str, device_label: str, dat
     """The input pipeline alone, fast vs reference side by side (``measure_input``), for each job whose
     input decodes JPEGs (ImageNet): one measurement per (dataset, augmentation), stored for every job it
     serves; yields (job, InputBench, gpu rate source). Other datasets are device-resident: nothing to decode."""
-    from ..datasets import for_job
+    from ..data.datasets import for_job
 
     measured: dict[tuple, InputBench] = {}
     benchmarks = database.benchmarks()  # read once, not per job

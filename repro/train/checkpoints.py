@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..artifacts import file_sha256
+from ..hashing import file_sha256
 from ..events import log
 
 KEEP = 2  # files per attempt: the newest and the previous good one

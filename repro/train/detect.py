@@ -48,7 +48,7 @@ from torchvision.datasets import CocoDetection
 from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
-from ..data import DataError, data_root, subset
+from ..data.readers import DataError, data_root, subset
 from ..specs import JobRecipe, Recipe  # noqa: F401
 from ..states import Divergence
 from .optimizer import make_optimizer, set_lr

@@ -48,4 +48,5 @@ def build(spec: dict, recipe):
     any initial weights are loaded)."""
     import repro_models as models
 
-    return models.create(spec["model"], **spec["model_kwargs"], **model_kwargs(spec["model"], spec["model_kwargs"], recipe))
+    return models.create(spec["model"], **spec["model_kwargs"],
+                         **model_kwargs(spec["model"], spec["model_kwargs"], recipe))

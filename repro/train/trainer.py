@@ -3,7 +3,8 @@
 ``fit`` reads top to bottom. The recipe is ``repro.train``'s one implementation: ``make_optimizer``,
 ``lr_at`` (a pure function of the update: warm-up, schedule, cool-down), ``mix_batch`` (mixup, CutMix;
 nothing when off), ``train_step`` (loss with label smoothing and auxiliary heads, accumulation, clipping,
-the step, the EMA), ``make_ema`` (None when off). Batches come from a loader of ``repro.loaders`` (the engine: device-resident fast path
+the step, the EMA), ``make_ema`` (None when off). Batches come from a loader of ``repro.data.loaders`` (the engine:
+device-resident fast path
 or the torchvision reference); precision and layout are one place each (``Engine``).
 
 No host sync inside the step: loss sums, top-1/top-5 mistake counts and a non-finite flag accumulate in
@@ -26,7 +27,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..specs import JobRecipe
 from ..states import Divergence
@@ -65,7 +65,7 @@ class Diverged(Exception):
 class Engine:
     """How the steps run; never what they compute. Recorded with each run as provenance."""
 
-    name: str = "fast"  # fast | reference (the data path; see repro.loaders)
+    name: str = "fast"  # fast | reference (the data path; see repro.data.loaders)
     precision: str = "fp32"  # bf16 (autocast, fp32 master weights and BatchNorm) | fp32
     channels_last: bool = False
     compile: bool = False
@@ -200,7 +200,8 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: JobRecipe | dict, o
         test1, test5 = evaluate(ema.module if ema is not None else step_model, test_loader, device, engine)
         raw = evaluate(step_model, test_loader, device, engine) if ema is not None else None
         result = EpochResult(epoch + 1, train_loss, train1, train5, test1, test5, lr, time.perf_counter() - t0)
-        history.append({**asdict(result), **({"raw_test_top1_err": raw[0], "raw_test_top5_err": raw[1]} if raw else {})})
+        history.append({**asdict(result),
+                        **({"raw_test_top1_err": raw[0], "raw_test_top5_err": raw[1]} if raw else {})})
         on_epoch(result)  # the curve point goes out before the checkpoint: a redone epoch overwrites it
         store.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
                     "epoch": epoch + 1, "history": history, **({"ema": ema.state_dict()} if ema else {})}, epoch + 1)

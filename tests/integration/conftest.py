@@ -40,7 +40,8 @@ def _wait(predicate, timeout: float, what: str) -> None:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or ([shutil.which("pg_ctl")] if shutil.which("pg_ctl") else [])
+    found = (sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+             or ([shutil.which("pg_ctl")] if shutil.which("pg_ctl") else []))
     return Path(found[-1]).parent if found else None
 
 

@@ -6,12 +6,12 @@ the mean/std used with where they came from (published, declared, or computed fr
 
 - ``fast`` on any dataset whose uint8 images fit in memory (CIFAR-10/100, SVHN, digits, MNIST and its kin,
   declared image folders and plugin datasets up to ``FAST_MAX_BYTES``): the uint8 splits live on the device
-  and are augmented with batched tensor ops (``repro.fastdata.DeviceLoader``).
+  and are augmented with batched tensor ops (``repro.data.fastdata.DeviceLoader``).
 - ``reference``, and ``fast`` on larger datasets: torchvision's PIL transforms in a ``DataLoader``
   (``--loader-workers`` processes, 0 by default): the oracle the fast path is tested against.
 - ImageNet under ``fast``: libjpeg-turbo decoding and crop-then-resize on uint8 in ``DataLoader`` worker
   processes (a share of the CPU cores), pinned memory, non-blocking copies, flip and normalisation on the
-  device (``repro.imagenet_input.ImageNetLoader``); ``decode="cuda"`` decodes on the GPU with nvJPEG.
+  device (``repro.data.imagenet_input.ImageNetLoader``); ``decode="cuda"`` decodes on the GPU with nvJPEG.
 
 Deterministic at any number of workers: the sampler draws the epoch's order and a base seed from the
 epoch's generator and hands each worker ``(index, base)``; the sample's transform draws from the torch
@@ -26,10 +26,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import data, datasets, datastats
+from . import channel_stats, datasets, readers
 from .epoch_batches import EpochBatches, sample_seed
-from .specs import JobRecipe
-from .train import names as vocab
+from ..specs import JobRecipe
+from ..train import names as vocab
 
 # The device-resident path holds a dataset's uint8 train and test images (decoded once, on the host, then on
 # the device). 4 GiB keeps the largest built-in that takes it, SVHN with its extra split (604,388 x 32x32x3,
@@ -96,7 +96,7 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
     if engine == "fast" and info.kind == "imagenet" and not _beyond_fast_imagenet(recipe):
         from .imagenet_input import ImageNetLoader
 
-        train_ds, test_ds = data.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
+        train_ds, test_ds = readers.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                       download=download)
         # ImageFolder's file lists: the reference path's files, labels, smoke subset and errors
         train = _subset_list(train_ds.samples, recipe.train_images)
@@ -105,16 +105,16 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
                       workers=default_workers() if loader_workers is None else loader_workers)
         loaders = (ImageNetLoader(train, batch_size=recipe.batch_size, train=True, **common),
                    ImageNetLoader(test, batch_size=256, train=False, **common))
-        stats = {**datastats.resolve(info, data_dir, download=download)[1], "train_images": len(train_ds)}
+        stats = {**channel_stats.resolve(info, data_dir, download=download)[1], "train_images": len(train_ds)}
         return _record(loaders, info, stats, "imagenet-fast", "JPEG decoding in loader workers")
     if info.kind in ("imagefolder", "torchvision", "plugin"):  # its image size, read once for what follows
-        info = data.with_size(info, data_dir, download)
+        info = readers.with_size(info, data_dir, download)
     path, why = resident(info, recipe, engine, data_dir, download)
     if path == "device":
         from .fastdata import DeviceLoader
 
-        (xtr, ytr), (xte, yte) = data.arrays(info, data_dir, train_split=recipe.train_split, download=download)
-        info, stats = datastats.resolve(info, data_dir, download=download, train_images=xtr)
+        (xtr, ytr), (xte, yte) = readers.arrays(info, data_dir, train_split=recipe.train_split, download=download)
+        info, stats = channel_stats.resolve(info, data_dir, download=download, train_images=xtr)
         stats["train_images"] = len(xtr)
         xtr, ytr = _subset(xtr, ytr, recipe.train_images)
         xte, yte = _subset(xte, yte, recipe.test_images)
@@ -123,12 +123,12 @@ def build(spec: dict, *, engine: str, device: torch.device, data_dir, download: 
         loaders = (DeviceLoader(xtr, ytr, batch_size=recipe.batch_size, train=True, **common),
                    DeviceLoader(xte, yte, batch_size=500, train=False, **common))
         return _record(loaders, info, stats, path, why)
-    info, stats = datastats.resolve(info, data_dir, download=download)
-    train_ds, test_ds = data.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
+    info, stats = channel_stats.resolve(info, data_dir, download=download)
+    train_ds, test_ds = readers.load(info, data_dir, augment=recipe.augment, train_split=recipe.train_split,
                                   download=download, evaluation=evaluation)
     stats["train_images"] = len(train_ds)
-    train_ds = data.subset(train_ds, recipe.train_images)
-    test_ds = data.subset(test_ds, recipe.test_images)
+    train_ds = readers.subset(train_ds, recipe.train_images)
+    test_ds = readers.subset(test_ds, recipe.test_images)
     common = dict(device=device, workers=loader_workers or 0, channels_last=channels_last)
     loaders = (TorchLoader(train_ds, batch_size=recipe.batch_size, shuffle=True, **common),
                TorchLoader(test_ds, batch_size=256, shuffle=False, **common))
@@ -148,7 +148,8 @@ def path_by_kind(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str) -> 
     if beyond:
         return "dataloader", f"{beyond[0]} is not implemented on the device-resident path"
     if recipe.eval_resize or recipe.eval_crop:
-        return "dataloader", "a test-time resize or crop (eval_resize, eval_crop) is not implemented on the device-resident path"
+        return "dataloader", ("a test-time resize or crop (eval_resize, eval_crop) is not implemented on the "
+                              "device-resident path")
     if info.kind in ("cifar", "svhn", "digits"):
         return "device", "in memory"
     return None, ""
@@ -169,8 +170,8 @@ def resident(info: datasets.DatasetInfo, recipe: JobRecipe, engine: str, data_di
     path, why = path_by_kind(info, recipe, engine)
     if path:
         return path, why
-    info = data.with_size(info, data_dir, download)
-    n = sum(len(data.open_raw(info, data_dir, train=t, download=download)) for t in (True, False))
+    info = readers.with_size(info, data_dir, download)
+    n = sum(len(readers.open_raw(info, data_dir, train=t, download=download)) for t in (True, False))
     size = n * info.image_size[0] * info.image_size[1] * info.channels
     if size > FAST_MAX_BYTES:
         return "dataloader", (f"{n:,} images of {info.image_size[0]}x{info.image_size[1]}x{info.channels} "
@@ -190,11 +191,11 @@ def _record(loaders: tuple, info: datasets.DatasetInfo, stats: dict, path: str, 
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
-    """The smoke budget's images: the same ones as ``data.subset``."""
-    idx = data.subset_indices(len(y), n)
+    """The smoke budget's images: the same ones as ``readers.subset``."""
+    idx = readers.subset_indices(len(y), n)
     return (x, y) if idx is None else (x[idx], y[idx])
 
 
 def _subset_list(items: list, n: int | None) -> list:
-    idx = data.subset_indices(len(items), n)
+    idx = readers.subset_indices(len(items), n)
     return items if idx is None else [items[i] for i in idx]

@@ -3,7 +3,7 @@ digits, MNIST and its kin, a declared image folder or a plugin's dataset of mode
 
 The whole uint8 split (N, H, W, C), any size and channel count, is copied to the device once; each batch
 is gathered, augmented and normalised with batched tensor ops (the airbench / hlb-CIFAR10 shape). The
-augmentations are the reference path's (``repro.data.train_transform``: torchvision PIL transforms),
+augmentations are the reference path's (``repro.data.readers.train_transform``: torchvision PIL transforms),
 applied in the order the recipe lists them, with the same distributions:
 
 - ``random_crop_pad4``: RandomCrop((H, W), padding=4): zero padding, offsets uniform over 0..8 x 0..8
@@ -42,7 +42,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .train.names import DEVICE_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
+from ..train.names import DEVICE_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
 PAD = 4  # RandomCrop(32, padding=4)
 MAX_DEGREES = 15.0  # RandomRotation(15)
 

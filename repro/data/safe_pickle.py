@@ -125,7 +125,8 @@ def load(path: str | Path, encoding: str = "latin1"):
     except Refused as e:
         raise DataError(f"{path}: refused to read: the pickle asks for {e}, which a dataset file of this format "
                         f"never holds (only numpy arrays, lists, dicts, strings, bytes and numbers are read). "
-                        f"It is not the dataset's file, or it was tampered with: replace it with the original") from None
+                        f"It is not the dataset's file, or it was tampered with: replace it with the "
+                        f"original") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise DataError(f"{path}: not a readable dataset pickle ({type(e).__name__}: {e}); "
                         f"replace it with the original file") from None

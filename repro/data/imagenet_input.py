@@ -1,6 +1,6 @@
 """The fast ImageNet input path (``--engine fast``, dataset ``imagenet``): libjpeg-turbo decoding through
 ``torchvision.io``, crop-then-resize on uint8 in the ``DataLoader`` workers, flip and normalisation on
-the device. The reference engine keeps torchvision's PIL transforms (``repro.data``) as the oracle;
+the device. The reference engine keeps torchvision's PIL transforms (``repro.data.readers``) as the oracle;
 tests/test_imagenet_input.py holds this path against it.
 
 - Decoding: ``torchvision.io.decode_image(mode=RGB)``, libjpeg-turbo with the same IDCT (ISLOW) and
@@ -48,7 +48,7 @@ SIZE, RESIZE = 224, 256  # RandomResizedCrop(224); Resize(256) + CenterCrop(224)
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 LOG_RATIO = torch.log(torch.tensor(RATIO))  # float32, as get_params computes it
 DECODERS = ("cpu", "cuda")
-from .train.names import IMAGENET_FAST_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
+from ..train.names import IMAGENET_FAST_AUGMENTATIONS as AUGMENTATIONS  # noqa: E402  (the one vocabulary)
 
 
 def decode(encoded: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,10 @@
-"""Datasets through their real on-disk formats (tiny fakes of each: ``repro.fakes``).
+"""Datasets through their real on-disk formats (tiny fakes of each: ``repro.data.fakes``).
 
-What each dataset is (classes, image size, normalisation, files) is ``repro.datasets``'s registry; this
+What each dataset is (classes, image size, normalisation, files) is ``repro.data.datasets``'s registry; this
 module reads the files, by the description's ``kind``:
 
 - CIFAR-10/100 (``cifar``): torchvision's ``cifar-10-batches-py`` / ``cifar-100-python`` pickles, read
-  through a restricted unpickler (``repro.safe_pickle``): a hostile file cannot run code.
+  through a restricted unpickler (``repro.data.safe_pickle``): a hostile file cannot run code.
 - SVHN: torchvision's ``train_32x32.mat`` / ``test_32x32.mat`` / ``extra_32x32.mat``.
 - ImageNet: ``ImageFolder`` layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``.
 - COCO 2017: ``<root>/coco/{train2017,val2017}`` + ``annotations/instances_{split}.json`` (``repro.train.detect``).
@@ -41,7 +41,7 @@ from torchvision.datasets.vision import VisionDataset
 
 from . import safe_pickle
 from .datasets import DataError, DatasetInfo, get
-from .train import names as vocab
+from ..train import names as vocab
 from .fakes import fake_cifar, fake_coco, fake_imagenet, fake_svhn  # noqa: F401  (their historical home)
 
 
@@ -337,7 +337,7 @@ def _tensor_ops(info: DatasetInfo, augment: list[str]) -> list:
     ops = [transforms.ToTensor()]
     if "normalize" in augment:
         if info.mean is None:
-            raise ValueError(f"{info.name}: mean/std not resolved yet (repro.datastats.resolve computes them)")
+            raise ValueError(f"{info.name}: mean/std not resolved yet (repro.data.channel_stats.resolve computes them)")
         ops.append(transforms.Normalize(info.mean, info.std))
     return ops + ([GreyToRGB()] if info.channels == 1 else [])
 
@@ -347,7 +347,7 @@ def _tensor_ops(info: DatasetInfo, augment: list[str]) -> list:
 def load(dataset: str | DatasetInfo, root: str | os.PathLike | None, *, augment: list, train_split: list[str],
          download: bool = False, evaluation: dict | None = None) -> tuple[Dataset, Dataset]:
     """(train, test) datasets of (transformed image, label). A declared or plugin dataset's description
-    must be complete (image size and mean/std known: ``repro.datastats.resolve``)."""
+    must be complete (image size and mean/std known: ``repro.data.channel_stats.resolve``)."""
     info = info_of(dataset)
     root = data_root(root)
     tr, te = train_transform(info, augment), test_transform(info, augment, evaluation)

@@ -30,7 +30,7 @@ CHUNK = 4096  # images per accumulation step: bounded float64 memory whatever th
 
 
 def cache_path() -> Path:
-    from .modelcheck import cache_dir
+    from ..cache import cache_dir
 
     return cache_dir() / CACHE_FILE
 
@@ -100,7 +100,7 @@ def compute(images) -> tuple[list[float], list[float]]:
 
 
 def _streamed(ds):
-    """Chunks of a dataset's images decoded one by one (``data.Images``): for sets too large to hold."""
+    """Chunks of a dataset's images decoded one by one (``readers.Images``): for sets too large to hold."""
     h, w = ds.info.image_size
     for start in range(0, len(ds), CHUNK):
         idx = range(start, min(start + CHUNK, len(ds)))
@@ -116,7 +116,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> bool:
-    from .modelcheck import write_json_atomically
+    from ..cache import write_json_atomically
 
     return write_json_atomically(path, {**_read_cache(path), key: entry})
 
@@ -127,11 +127,11 @@ def resolve(info: DatasetInfo, root: str | os.PathLike | None, *, download: bool
 
     ``train_images``: the whole training split as (N, H, W, C) uint8 when the caller already holds it (the
     device-resident path); otherwise the training split is decoded image by image."""
-    from . import data
+    from . import readers
 
-    root = data.data_root(root)
+    root = readers.data_root(root)
     if info.kind in ("imagefolder", "torchvision", "plugin"):
-        info = data.with_size(info, root, download)
+        info = readers.with_size(info, root, download)
     if info.mean is not None:
         how = "published" if info.origin == "built-in" else "declared"
         return info, {"mean": list(info.mean), "std": list(info.std), "mean_std": how}
@@ -143,7 +143,7 @@ def resolve(info: DatasetInfo, root: str | os.PathLike | None, *, download: bool
         how = f"computed from the {n} training images (cached, {cache})"
     else:
         if train_images is None:
-            raw = data.open_raw(info, root, train=True, download=download)
+            raw = readers.open_raw(info, root, train=True, download=download)
             mean, std = compute(_streamed(raw))
             n = len(raw)
         else:

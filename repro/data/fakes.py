@@ -23,7 +23,8 @@ import numpy as np
 from .datasets import DataError, DatasetInfo
 
 
-def _images(n: int, rng: np.random.Generator, size: int = 32, channels: int = 3, width: int | None = None) -> np.ndarray:
+def _images(n: int, rng: np.random.Generator, size: int = 32, channels: int = 3,
+            width: int | None = None) -> np.ndarray:
     return rng.integers(0, 256, size=(n, size, width or size, channels), dtype=np.uint8)
 
 

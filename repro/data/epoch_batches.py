@@ -1,6 +1,6 @@
 """The epoch's sample order and per-sample seeds that both ImageNet input paths share: the reference
-``DataLoader`` (``repro.loaders``) and the fast one (``repro.imagenet_input``), which imports this and not
-the loaders that choose it, so the two modules import in one direction. See ``repro.loaders`` for why
+``DataLoader`` (``repro.data.loaders``) and the fast one (``repro.data.imagenet_input``), which imports this and not
+the loaders that choose it, so the two modules import in one direction. See ``repro.data.loaders`` for why
 (index, base seed) keys make every worker count draw the same pixels."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Three sources, one shape (``DatasetInfo``):
   name may not be a registered one (built-in or plugin): the catalog says so, naming both.
 
 A description is data, never code (plugins' reader functions aside): how to read each ``kind`` is
-``repro.data``'s, how to write a tiny fake of it ``repro.fakes``'s. Nothing here imports torch, so checking
+``repro.data.readers``'s, how to write a tiny fake of it ``repro.data.fakes``'s. Nothing here imports torch, so checking
 specs stays fast.
 
 Grey datasets (``channels`` 1: MNIST and its kin, a plugin's grey images) are stored with one channel and
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .specs import DatasetSpec
+from ..specs import DatasetSpec
 
 
 class DataError(Exception):
@@ -73,7 +73,8 @@ class DatasetInfo:
 
     def describe(self) -> dict[str, Any]:
         """The plain facts, for listings and provenance."""
-        return {"dataset": self.name, "kind": self.kind if self.kind != "torchvision" else f"torchvision {self.tv_class}",
+        return {"dataset": self.name,
+                "kind": self.kind if self.kind != "torchvision" else f"torchvision {self.tv_class}",
                 "origin": self.origin, "num_classes": self.num_classes,
                 "image_size": list(self.image_size) if self.image_size else None, "channels": self.channels,
                 "model_channels": self.model_channels, "mean": list(self.mean) if self.mean else None,
@@ -84,7 +85,7 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def _origin() -> str:
-    """Who is registering: the plugin being imported (``repro.extensions`` attributes it), else built-in."""
+    """Who is registering: the plugin being imported (``repro.plugin_loader`` attributes it), else built-in."""
     from repro_models.registry import _origin as stack  # imported here: it imports torch
 
     return stack[-1]
@@ -262,7 +263,7 @@ for _info in (
                 {"train": 50_000}, _CIFAR100),
     DatasetInfo("svhn", "svhn", 10, (32, 32), 3, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
                 {"train": 73_257, "extra": 531_131}, ("train_32x32.mat", "test_32x32.mat")),
-    # scikit-learn's digits made 32x32 RGB (repro.data.Digits); the train split's per-channel mean/std
+    # scikit-learn's digits made 32x32 RGB (repro.data.readers.Digits); the train split's per-channel mean/std
     # (grey, so all three equal; tests/test_data.py recomputes them)
     DatasetInfo("digits", "digits", 10, (32, 32), 3, (0.3053, 0.3053, 0.3053), (0.3758, 0.3758, 0.3758),
                 {"train": 1_347}),
