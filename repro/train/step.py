@@ -25,21 +25,35 @@ def aux_loss(aux_logits: list[torch.Tensor], ya, yb, lam: float, weights: list[f
 
 def train_step(step_model, net, opt, engine, device, recipe, x, ya, yb, lam: float, weights: list[float],
                ema=None):
-    """One update of ``recipe``; returns (logits, loss) of the whole batch (device tensors)."""
+    """One update of ``recipe``; returns (logits, loss) of the whole batch (device tensors). The gradients of
+    the last update are released after the first forward, just before the backward that replaces them (as
+    the loop always did: the backward then reuses their memory; freed before the forward it runs ~20% slower
+    on a CPU)."""
     k = recipe.accumulate_steps
-    opt.zero_grad(set_to_none=True)
-    logits_parts, loss_sum = [], 0.0
-    for xs, yas, ybs in zip(x.chunk(k), ya.chunk(k), yb.chunk(k)) if k > 1 else [(x, ya, yb)]:
-        with engine.autocast(device):
-            logits, aux = split_outputs(step_model(xs))
-            loss = (mixed_ce(logits, yas, ybs, lam, recipe.label_smoothing)
-                    + aux_loss(aux, yas, ybs, lam, weights, recipe.label_smoothing))
-        (loss / k).backward() if k > 1 else loss.backward()
-        logits_parts.append(logits)
-        loss_sum = loss_sum + loss.detach() / k
+    if k == 1:
+        logits, loss = _forward(step_model, engine, device, recipe, x, ya, yb, lam, weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    else:  # the paper's global batch in k micro-batches: gradients summed over k losses / k
+        parts, total = [], 0.0
+        for i, (xs, yas, ybs) in enumerate(zip(x.chunk(k), ya.chunk(k), yb.chunk(k))):
+            logits, loss = _forward(step_model, engine, device, recipe, xs, yas, ybs, lam, weights)
+            if i == 0:
+                opt.zero_grad(set_to_none=True)
+            (loss / k).backward()
+            parts.append(logits)
+            total = total + loss.detach() / k
+        logits, loss = torch.cat(parts), total
     if recipe.grad_clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip_norm)
     opt.step()
     ema_.update(ema, net)
-    logits = logits_parts[0] if k == 1 else torch.cat(logits_parts)
-    return logits, (loss if k == 1 else loss_sum)
+    return logits, loss
+
+
+def _forward(step_model, engine, device, recipe, x, ya, yb, lam, weights):
+    with engine.autocast(device):
+        logits, aux = split_outputs(step_model(x))
+        loss = (mixed_ce(logits, ya, yb, lam, recipe.label_smoothing)
+                + aux_loss(aux, ya, yb, lam, weights, recipe.label_smoothing))
+    return logits, loss
