@@ -229,7 +229,7 @@ def compare_paper(paper: Paper | ExpandedPaper, db: Database, tables: list[str] 
     diverged: dict[str, list[dict]] = {}
     for d in db.diverged_for(wanted):
         diverged.setdefault(d["config_key"], []).append(d)
-    plans = db.seed_plans() if hasattr(db, "seed_plans") else {}  # adaptive seeds: (MIN, MAX) per configuration
+    plans = db.seed_plans()  # adaptive seeds: (MIN, MAX) per configuration
     return [noting_older(_compare_cell(c, by_key.get(c.config_key, []), diverged.get(c.config_key, []),
                                        plans.get(c.config_key)), older.get(c.config_key, [])) for c in cells]
 

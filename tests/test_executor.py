@@ -15,24 +15,13 @@ import time
 
 import pytest
 
-from conftest import REPO, open_concurrently, write_toy
+from conftest import REPO, TINY_TRAIN, open_concurrently, write_toy
 from repro import executor as ex
 from repro.db import Database, DatabaseError, exists, utcnow
 from repro.states import Progress
 from repro.progress import eta_seconds, running_jobs
 from repro.worker import Worker, WorkerOptions, resolve_threads
 
-# A training table small enough to train 3 epochs in seconds (a depth-8 CIFAR ResNet), two seeds.
-TINY_TRAIN = """\
-table: table1
-title: "Tiny training table"
-columns:
-  - {label: Error, metric: top1_err}
-defaults:
-  recipe: tiny
-rows:
-  - {label: ResNet-8, model: resnet_cifar, model_kwargs: {depth: 8}, values: {Error: "30.0"}}
-"""
 
 
 def test_worker_i_uses_gpu_i_mod_g():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import repro
+from tests.conftest import TINY_TRAIN, repro, write_toy
 
 PAPER = """\
 paper: digitoy
@@ -37,11 +37,7 @@ rows:
 
 
 def _specs(tmp_path: Path) -> Path:
-    d = tmp_path / "specs" / "digitoy"
-    d.mkdir(parents=True)
-    (d / "paper.yaml").write_text(PAPER)
-    (d / "table1.yaml").write_text(TABLE)
-    return tmp_path / "specs"
+    return write_toy(tmp_path / "specs", paper="digitoy", table=TINY_TRAIN, meta=PAPER)
 
 
 def _run_seeds(specs: Path, db: Path, seeds: list[int]) -> None:

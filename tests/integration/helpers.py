@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from conftest import REPO, write_toy
+from conftest import REPO, TINY_TRAIN, write_toy
 
 # A static table (two profile jobs) and a training table small enough to train in seconds on a CPU:
 # a depth-8 CIFAR ResNet, two seeds = two training jobs.
@@ -25,16 +25,7 @@ rows:
   - {label: ResNet-56, model: resnet56_cifar, values: {Params: "858.87K", FLOPs: "126.57M"}}
   - {label: CRA-ResNet-56, model: cra_resnet56_cifar, values: {Params: "924.39K", FLOPs: "126.63M"}}
 """
-TRAIN = """\
-table: table1
-title: "Tiny training table"
-columns:
-  - {label: Error, metric: top1_err}
-defaults:
-  recipe: tiny
-rows:
-  - {label: ResNet-8, model: resnet_cifar, model_kwargs: {depth: 8}, values: {Error: "30.0"}}
-"""
+
 
 def env() -> dict:
     """The environment of CLI subprocesses, read when called (the Slurm fixture sets SLURM_CONF)."""
@@ -45,7 +36,7 @@ def env() -> dict:
 
 def specs(root: Path) -> Path:
     write_toy(root, paper="stat", table=STATIC)
-    write_toy(root, paper="toy", table=TRAIN)
+    write_toy(root, paper="toy", table=TINY_TRAIN)
     return root
 
 
