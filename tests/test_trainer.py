@@ -10,7 +10,9 @@ from torch.utils.data import TensorDataset
 from repro.train.checkpoints import CheckpointStore
 from repro.data.loaders import TorchLoader
 from repro.train.schedule import lr_of_epoch
-from repro.train.trainer import aux_loss, fit, mixup_batch, topk_errors
+from repro.train.mix import mixup_batch
+from repro.train.step import aux_loss
+from repro.train.trainer import fit, topk_errors
 from repro.catalog import load_catalog
 
 from conftest import SPECS

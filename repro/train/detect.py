@@ -49,7 +49,7 @@ from torchvision.transforms import functional as TF
 
 from .checkpoints import CheckpointStore, rng_state, safe_load, set_rng_state
 from ..data.readers import DataError, data_root, subset
-from ..specs import JobRecipe, Recipe  # noqa: F401
+from ..specs import JobRecipe, Recipe
 from ..states import Divergence
 from .optimizer import make_optimizer, set_lr
 from .schedule import lr_at

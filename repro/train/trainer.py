@@ -32,10 +32,10 @@ from ..specs import JobRecipe
 from ..states import Divergence
 from .checkpoints import CheckpointStore, rng_state, set_rng_state
 from .ema import make_ema
-from .mix import mix_batch, mixed_ce, mixup_batch  # noqa: F401  (mixed_ce, mixup_batch: their old home)
+from .mix import mix_batch
 from .optimizer import make_optimizer, set_lr
 from .schedule import lr_at
-from .step import aux_loss, split_outputs, train_step  # noqa: F401  (aux_loss: its old home)
+from .step import split_outputs, train_step
 
 CHECK_EVERY = 200  # steps between reads of the device-side non-finite flag (one tiny sync)
 
