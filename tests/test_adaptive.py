@@ -25,13 +25,13 @@ tolerance: 0.5
 recipes:
   a: &r
     dataset: digits
-    epochs: 4
+    epochs: 2
     batch_size: 64
     lr: 0.05
     momentum: 0.9
     nesterov: true
     weight_decay: 5.0e-4
-    milestones: [3]
+    milestones: [1]
     gamma: 0.1
     augment: [normalize]
   b: {<<: *r, lr: 0.04}

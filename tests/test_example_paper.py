@@ -2,7 +2,8 @@
 (its specs, a plugin attention and model, a timm row, a dataset of its own) goes through the CLI as a user's
 paper does: specs check, its static cells (each reproduced, with our exact count), a smoke training through a
 local pool of 2 worker processes, report and diff. Every output goes to a temporary folder: no file of the
-checkout changes."""
+checkout changes. Its smoke training is also the suite's test that a paper's plugin reaches spawned workers
+(each imports it itself and records its hash): test_plugins no longer repeats that run."""
 from __future__ import annotations
 
 import hashlib

@@ -175,21 +175,6 @@ def test_an_installed_entry_point_registers_its_models(tmp_path, cli):
     assert plain > 0
 
 
-def test_plugins_reach_spawned_workers(tmp_path, cli, fake_cifar100):
-    """Two local worker processes (spawned: they inherit no import of the parent) train the plugin
-    model; each imports the paper's plugin itself and records its hash."""
-    specs = paper(tmp_path / "specs")
-    db = tmp_path / "r.db"
-    proc = cli("run", "plug/table1", "--kind", "train", "--budget", "smoke", "--seeds", "2", "--workers", "2",
-               "--specs-dir", str(specs), "--db", f"sqlite:///{db}", "--data-dir", str(fake_cifar100),
-               "--checkpoint-dir", str(tmp_path / "ckpt"))
-    assert proc.returncode == 0, proc.stderr
-    runs = q(db, "select j.model, r.status, r.pid, r.versions from runs r join jobs j on j.id = r.job_id "
-                 "where j.model = 'resnet_cifar'")
-    assert [status for _, status, _, _ in runs] == ["done", "done"]
-    assert all("eca.py" in json.loads(v)["plugins"] for *_, v in runs)
-
-
 def test_repro_new_writes_a_paper_that_specs_check_accepts(tmp_path, cli):
     made = cli("new", "my-paper", "--dir", str(tmp_path))
     assert made.returncode == 0, made.stderr

@@ -111,6 +111,9 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+# the main scheduling loop every 2 s (default 60): a requeued task becomes eligible after cred_expire + 1 s and
+# starts at the next pass of the loop, not a minute later
+SchedulerParameters=sched_interval=2
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
