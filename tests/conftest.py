@@ -124,6 +124,13 @@ def cli():
 ONE_WORKER = (
     "tests/integration/",  # its fixtures start one PostgreSQL server and one Slurm cluster per worker that runs it
     "tests/test_html.py",  # its module fixture measures se-r's Tables 1-2 through the CLI (~25 CPU-s) per worker
+    # module fixtures that cost seconds on every worker that runs one of the module's tests: an uninterrupted
+    # training run (test_faults), exact counts of ten CIFAR networks (test_models_cmpe_se), a warm model-facts
+    # cache (test_spec_faults), a profiled toy database (test_cli)
+    "tests/test_faults.py",
+    "tests/test_models_cmpe_se.py",
+    "tests/test_spec_faults.py",
+    "tests/test_cli.py",
 )
 
 
