@@ -75,6 +75,7 @@ def _seeds_by_recipe(db) -> dict[float, list[float]]:
     return out
 
 
+@pytest.mark.long
 def test_adaptive_seeds_spend_where_the_verdict_is_open_and_resume_after_sigkill(tmp_path):
     specs, db, ckpt = tmp_path / "specs", tmp_path / "r.db", tmp_path / "ckpt"
     _write(specs)

@@ -83,6 +83,7 @@ def _rows(db, sql):
         return c.execute(sql).fetchall()
 
 
+@pytest.mark.long
 def test_deit_recipe_checks_trains_and_resumes_identically(deit_specs, tmp_path):
     check = subprocess.run([sys.executable, "-m", "repro", "specs", "check", "--specs-dir", str(deit_specs)],
                            env=ENV, cwd=REPO, capture_output=True, text=True)

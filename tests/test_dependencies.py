@@ -4,6 +4,8 @@ upstream fails or diverges, and a campaign killed mid-upstream ends with every j
 processes on a depth-8 CIFAR ResNet, a few seconds per job."""
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import json
 import os
@@ -134,6 +136,7 @@ def test_a_diverged_upstream_fails_its_downstream_unrun(tmp_path, fake_cifar100)
     assert sorted(zip(runs["state"], runs["run_id"].isna())) == [("diverged", False), ("failed", True)]
 
 
+@pytest.mark.long
 def test_a_worker_killed_mid_upstream_ends_with_every_job_done_once(tmp_path, fake_cifar100):
     """Two local workers; the one training the upstream job is SIGKILLed after its first epoch checkpoint.
     The survivor takes the upstream over, resumes it, then runs the downstream; a second invocation

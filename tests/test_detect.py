@@ -171,6 +171,7 @@ def test_run_detect_trains_a_pretrained_retinanet(coco_root, tmp_path):
     assert not torch.equal(body["layer4.2.conv3.weight"], classifier["layer4.2.conv3.weight"])
 
 
+@pytest.mark.long
 def test_resume_mid_pass_equals_an_uninterrupted_run(coco_root, tmp_path):
     train = load_coco(coco_root, "train2017", train=True)
     val = load_coco(coco_root, "val2017", train=False)

@@ -50,6 +50,7 @@ def q(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+@pytest.mark.long
 def test_the_simam_example_runs_from_its_own_folder_and_changes_no_file_of_the_checkout(tmp_path, cli):
     before = checkout_state()
     db = tmp_path / "r.db"

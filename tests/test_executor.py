@@ -231,6 +231,7 @@ def test_eta_from_this_attempts_pace():
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.long
 def test_one_killed_worker_does_not_hang_the_pool(tmp_path, fake_cifar100):
     """Issue 7.1. About a minute on a shared 2-core CPU: two real training jobs, one worker killed."""
     specs = write_toy(tmp_path / "specs", table=TINY_TRAIN)

@@ -358,6 +358,7 @@ def test_fast_input_delivers_twice_the_images_per_cpu_second():
     assert r.ratio >= 2.0, r
 
 
+@pytest.mark.long
 def test_repro_bench_data_measures_both_inputs_side_by_side_and_stores_them(tmp_path, cli):
     """`repro bench --data` (issue 16.4): the fast and the reference input on the same JPEGs in one run,
     the cores one GPU needs at the stated rate, one stored row per ImageNet job (values, never a threshold:

@@ -17,6 +17,7 @@ SPECS = REPO / "tests" / "specs"
 pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn (the dev extra)")
 
 
+@pytest.mark.long
 def test_both_engines_learn_real_digits(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     procs = {}

@@ -64,6 +64,7 @@ def report_row(page: str, label: str) -> dict[tuple[str, str], str]:
     return row
 
 
+@pytest.mark.long
 def test_se_r_tables_1_2_reproduce_through_a_local_pool(cli, tmp_path):
     url = f"sqlite:///{tmp_path}/r.db"
     cli("run", "se-r/table1", "se-r/table2", "--workers", "2", "--db", url, check=True)
@@ -138,6 +139,7 @@ def _run_args(specs, url, data, ckpt):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REPRO_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.long
 def test_sigkill_resumes_from_checkpoint_with_identical_results(tmp_path, small_specs, fake_cifar100, cli):
     db = tmp_path / "killed.db"
     ckpt = tmp_path / "ckpt"
@@ -184,6 +186,7 @@ def _ran_here(stdout: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+@pytest.mark.long
 def test_two_concurrent_invocations_run_each_job_once(tmp_path, small_specs, fake_cifar100):
     db = tmp_path / "r.db"
     args = _run_args(small_specs, f"sqlite:///{db}", fake_cifar100, tmp_path / "ckpt")

@@ -201,6 +201,7 @@ def _bad_bundles(good: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
+@pytest.mark.long
 def test_each_bad_bundle_is_one_line_exit_2_and_writes_nothing(good_bundle, claims_db, tmp_path):
     """Into a database that holds results already: its bytes are the same after each refusal."""
     url = f"sqlite:///{claims_db}"

@@ -2,6 +2,8 @@
 give the same `repro diff` as one database that ran every seed (trained for real: digits, smoke budget)."""
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -60,6 +62,7 @@ def _diff(specs: Path, db: Path) -> list[dict]:
     return json.loads(p.stdout)
 
 
+@pytest.mark.long
 def test_two_origins_pool_as_one_database_of_every_seed(tmp_path):
     specs = _specs(tmp_path)
     lab_a, lab_b, both, merged = (tmp_path / n for n in ("a.db", "b.db", "both.db", "merged.db"))
