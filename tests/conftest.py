@@ -140,17 +140,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
-@pytest.hookimpl(tryfirst=True, optionalhook=True)
-def pytest_xdist_auto_num_workers(config):
-    """``-n logical`` / ``-n auto``: one worker more than the CPUs this process may use. Part of the suite waits
-    instead of computing (a requeued Slurm task, a PostgreSQL server, a killed worker's lease, a polled
-    subprocess); a third worker on two cores keeps both busy meanwhile (measured on 2 cores: 371 s against
-    384 s with two). $PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None
-    return len(os.sched_getaffinity(0)) + 1
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n`` (xdist's default --dist load, or loadgroup): each ONE_WORKER folder or module is one
