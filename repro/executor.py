@@ -29,7 +29,7 @@ from .db import Database
 from .events import Events, Tally, log
 from .options import EXECUTORS, ExecError, ExecOptions, SlurmOptions, parse_slurm_opts  # noqa: F401
 from .states import FINISHED, JobState
-from .worker import MIN_LEASE_SECONDS, Preempted, Worker, WorkerOptions, WorkerReport, worker_main
+from .worker import MIN_LEASE_SECONDS, Preempted, Worker, WorkerOptions, WorkerReport, backoff, worker_main
 
 GPU_KINDS = ("train", "detect")  # job kinds that want an accelerator; profile jobs are static counts
 
@@ -164,9 +164,12 @@ def _local_pool(job_ids, wopts, eopts, workers, n_gpus, events: Events) -> Worke
         db.dispose()
 
 
-def _follow(job_ids, db, watched: list, events: Events, poll: float, refresh=None) -> WorkerReport:
-    """Watch the database until every job is finished or no worker is alive; then the outcomes."""
+def _follow(job_ids, db, watched: list, events: Events, poll: float, refresh=None, first: float = 0.1
+            ) -> WorkerReport:
+    """Watch the database until every job is finished or no worker is alive; then the outcomes. It looks
+    again after ``first`` seconds, then less often up to every ``poll`` seconds, and soon again after a change."""
     last = None
+    delays = backoff(poll, first)
     while True:
         if refresh is not None:
             refresh()
@@ -182,9 +185,10 @@ def _follow(job_ids, db, watched: list, events: Events, poll: float, refresh=Non
         if tally != last:
             events.tally(tally)
             last = tally
+            delays = backoff(poll, first)
         if not left or not alive:
             break
-        time.sleep(poll)
+        time.sleep(next(delays))
     return outcomes_from(db, job_ids)
 
 
@@ -352,4 +356,5 @@ def _follow_slurm(job_ids, db, ids: list[str], events: Events, poll: float) -> W
             if failures >= 12:
                 raise ExecError(f"lost contact with Slurm ({e}); the tasks may still run") from None
 
-    return _follow(job_ids, db, watched, events, max(poll, 1.0), refresh=refresh)
+    poll = max(poll, 1.0)  # each look asks squeue: at a steady pace, and 12 failed looks in a row give up
+    return _follow(job_ids, db, watched, events, poll, refresh=refresh, first=poll)

@@ -33,6 +33,16 @@ from .progress import total_units
 from .paths import CHECKOUT as REPO  # noqa: E402
 
 
+
+def backoff(cap: float, start: float = 0.1):
+    """Sleep lengths for polling the shared database: ``start`` seconds, doubled each time up to ``cap``. A job
+    that ends in a moment is seen at once (a pool used to notice its last job up to ``cap`` seconds late); a
+    long wait still costs one query per ``cap`` seconds."""
+    delay = min(start, cap)
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
 @dataclass
 class WorkerReport:
     """What a worker loop (or an executor following several) saw happen to each job it was given."""
@@ -357,9 +367,11 @@ class Worker:
             return False
 
     def loop(self, job_ids: list[str], wait_for_others: bool = True, poll: float = 2.0) -> WorkerReport:
-        """Run every claimable job of ``job_ids``; wait for ones other workers hold."""
+        """Run every claimable job of ``job_ids``; wait for ones other workers hold (looking again after
+        0.1 s, then less and less often, down to every ``poll`` seconds)."""
         report = WorkerReport()
         remaining = list(job_ids)
+        delays = backoff(poll)
         while remaining:
             states = self.db.job_states(remaining)
             progressed = False
@@ -370,11 +382,12 @@ class Worker:
                 if self.try_claim(jid):
                     progressed = True
                     self._execute_reported(jid, report)
+                    delays = backoff(poll)
                     break  # re-read states: other workers may have moved on
             if not progressed and remaining:
                 if not wait_for_others:
                     break
-                time.sleep(poll)
+                time.sleep(next(delays))
         return report
 
     def _execute_reported(self, job_id: str, report: WorkerReport) -> None:

@@ -260,3 +260,13 @@ def test_one_killed_worker_does_not_hang_the_pool(tmp_path, fake_cifar100):
         assert con.execute("select count(*) from runs where status = 'done'").fetchone() == (2,)
         assert con.execute("select count(*) from curve_points").fetchone() == (6,)
     assert "ran 2 jobs here; 0 finished by other workers; 0 failed, 0 diverged" in out
+
+
+def test_waiting_for_other_workers_looks_again_soon_then_at_the_poll_pace():
+    from itertools import islice
+
+    from repro.worker import backoff
+
+    assert list(islice(backoff(2.0), 7)) == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    assert list(islice(backoff(1.0, start=1.0), 3)) == [1.0, 1.0, 1.0]  # Slurm: squeue at a steady pace
+    assert list(islice(backoff(0.05), 2)) == [0.05, 0.05]  # never longer than the pace asked for
