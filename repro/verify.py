@@ -125,9 +125,6 @@ def verify(config_keys: set[str], db_url: str, *, trained: int = 0, worker_optio
            events=None) -> Verification:
     """Re-measure the done jobs of these configurations (``config_keys``) that
     ``db_url`` holds, in a scratch database; compare them (see the module's docstring)."""
-    from . import executor
-    from .options import ExecOptions, WorkerOptions
-
     source = Database(db_url, create=False)
     try:
         jobs = claims(source, config_keys)
@@ -137,6 +134,9 @@ def verify(config_keys: set[str], db_url: str, *, trained: int = 0, worker_optio
     chosen, left_out = select_jobs(jobs, trained)
     if not chosen:
         return Verification(trained_not_rerun=left_out)
+    from . import executor  # torch: only when something is re-measured
+    from .options import ExecOptions, WorkerOptions
+
     with tempfile.TemporaryDirectory(prefix="repro-verify-") as tmp:
         scratch_url = f"sqlite:///{Path(tmp) / 'scratch.db'}"
         scratch = Database(scratch_url)
