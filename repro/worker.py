@@ -33,7 +33,6 @@ from .progress import total_units
 from .paths import CHECKOUT as REPO  # noqa: E402
 
 
-
 def backoff(cap: float, start: float = 0.1):
     """Sleep lengths for polling the shared database: ``start`` seconds, doubled each time up to ``cap``. A job
     that ends in a moment is seen at once (a pool used to notice its last job up to ``cap`` seconds late); a
@@ -42,6 +41,7 @@ def backoff(cap: float, start: float = 0.1):
     while True:
         yield delay
         delay = min(cap, delay * 2)
+
 
 @dataclass
 class WorkerReport:

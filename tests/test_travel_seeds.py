@@ -26,16 +26,6 @@ recipes:
     gamma: 0.2
     augment: [normalize]
 """
-TABLE = """\
-table: table1
-title: "Table 1"
-columns:
-  - {label: Error, metric: top1_err}
-defaults:
-  recipe: tiny
-rows:
-  - {label: ResNet-8, model: resnet_cifar, model_kwargs: {depth: 8}, values: {Error: "30.0"}}
-"""
 
 
 def _specs(tmp_path: Path) -> Path:
